@@ -1,0 +1,2 @@
+#[derive(clap::Parser)]
+pub struct Cli {}

@@ -1,0 +1,712 @@
+//! Per-host configuration: typed keys, and the layering that produces the effective config.
+//!
+//! Layers, lowest to highest:
+//! 1. built-in defaults ([`Config::default`], documented key by key in `nox.toml.example`);
+//! 2. the host file, `/etc/nox/nox.toml`;
+//! 3. the user file, `$XDG_CONFIG_HOME/nox/nox.toml` or `~/.config/nox/nox.toml`, or instead
+//!    the file named by `NOX_CONFIG`;
+//! 4. flags.
+//!
+//! Each file is checked on its own against the typed schema, so an unknown key or a wrong type
+//! is reported with that file's line and column. Layers merge key by key, except that an
+//! `[images.NAME]` entry is replaced whole: mixing one layer's URL with another's checksum would
+//! verify nothing. Every effective value remembers where it came from (`nox config show --origin`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::instance::{BackendKind, NetworkSpec};
+use crate::resources::{CpuRequest, DiskRequest, MemoryRequest};
+
+pub const HOST_CONFIG: &str = "/etc/nox/nox.toml";
+pub const ENV_CONFIG: &str = "NOX_CONFIG";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub defaults: Defaults,
+    pub vm: VmConfig,
+    pub lxc: LxcConfig,
+    pub images: BTreeMap<String, ImageConfig>,
+}
+
+/// What `nox create` uses when a flag is not given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Defaults {
+    pub backend: BackendKind,
+    pub image: String,
+    pub cpus: CpuRequest,
+    pub memory: MemoryRequest,
+    pub disk: DiskRequest,
+    pub network: NetworkSpec,
+    pub autostart: bool,
+    pub user: String,
+    /// Public key files (or key text) for the guest user. Empty: every `~/.ssh/*.pub`.
+    pub ssh_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DomainType {
+    /// `kvm` when KVM can run ordinary guests (probed, not assumed), else `qemu`.
+    Auto,
+    Kvm,
+    /// Software emulation (TCG).
+    Qemu,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VmConfig {
+    pub uri: String,
+    pub domain_type: DomainType,
+    /// Where nox keeps VM disks, seeds and its image cache.
+    pub storage_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LxcConfig {
+    pub lxcpath: PathBuf,
+    /// The NAT bridge ordinary containers join.
+    pub bridge: String,
+    /// The bridge privileged containers join (they get a LAN presence, as the seed analysis had).
+    pub privileged_bridge: String,
+    /// Pass /dev/net/tun into unprivileged containers.
+    pub tun: bool,
+}
+
+/// `[images.NAME]`: where each backend gets this image, and how it is verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm: Option<ImageSource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lxc: Option<ImageSource>,
+}
+
+/// One image source. `url` is `https://…`, `file://…` or a plain path; for LXC it may also be
+/// `images:DIST/RELEASE`, the LXC image server through the `download` template, which checks
+/// the server's GPG signatures itself. Anything else carries a checksum: a literal
+/// `checksum = "sha256:…"`/`"sha512:…"`, or a `checksum_url` naming the SHA256SUMS/SHA512SUMS
+/// file published beside the image. `{arch}` in a URL expands to the host's Debian
+/// architecture (amd64, arm64).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawImageSource")]
+pub struct ImageSource {
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Checksum>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImageSource {
+    url: String,
+    checksum: Option<Checksum>,
+    checksum_url: Option<String>,
+}
+
+impl TryFrom<RawImageSource> for ImageSource {
+    type Error = String;
+    fn try_from(raw: RawImageSource) -> std::result::Result<Self, String> {
+        let image_server = raw.url.starts_with("images:");
+        match (&raw.checksum, &raw.checksum_url) {
+            (Some(_), Some(_)) => {
+                return Err("give either `checksum` or `checksum_url`, not both".into())
+            }
+            (None, None) if !image_server => {
+                return Err(format!(
+                    "image {:?} has no `checksum` or `checksum_url`: nox never uses an unverified image",
+                    raw.url
+                ))
+            }
+            _ => {}
+        }
+        Ok(ImageSource {
+            url: raw.url,
+            checksum: raw.checksum,
+            checksum_url: raw.checksum_url,
+        })
+    }
+}
+
+/// `sha256:HEX` or `sha512:HEX`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Checksum {
+    pub algorithm: ChecksumAlgorithm,
+    /// Lowercase hex.
+    pub hex: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumAlgorithm {
+    Sha256,
+    Sha512,
+}
+
+impl TryFrom<String> for Checksum {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        let (algorithm, len) = match s.split_once(':') {
+            Some(("sha256", _)) => (ChecksumAlgorithm::Sha256, 64),
+            Some(("sha512", _)) => (ChecksumAlgorithm::Sha512, 128),
+            _ => return Err(format!("checksum {s:?} must start with sha256: or sha512:")),
+        };
+        let hex = s
+            .split_once(':')
+            .map(|(_, h)| h.to_ascii_lowercase())
+            .unwrap_or_default();
+        if hex.len() != len || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "checksum {s:?} must have {len} hex digits after the colon"
+            ));
+        }
+        Ok(Checksum { algorithm, hex })
+    }
+}
+
+impl From<Checksum> for String {
+    fn from(c: Checksum) -> String {
+        c.to_string()
+    }
+}
+
+impl fmt::Display for Checksum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let algo = match self.algorithm {
+            ChecksumAlgorithm::Sha256 => "sha256",
+            ChecksumAlgorithm::Sha512 => "sha512",
+        };
+        write!(f, "{algo}:{}", self.hex)
+    }
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            backend: BackendKind::Vm,
+            image: "debian-12".into(),
+            cpus: CpuRequest::Count(1),
+            memory: "1G".parse().expect("valid built-in"),
+            disk: "10G".parse().expect("valid built-in"),
+            network: NetworkSpec::Default,
+            autostart: true,
+            user: "nox".into(),
+            ssh_keys: Vec::new(),
+        }
+    }
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        VmConfig {
+            uri: "qemu:///system".into(),
+            domain_type: DomainType::Auto,
+            storage_dir: "/var/lib/nox/vm".into(),
+        }
+    }
+}
+
+impl Default for LxcConfig {
+    fn default() -> Self {
+        LxcConfig {
+            lxcpath: "/var/lib/lxc".into(),
+            bridge: "lxcbr0".into(),
+            privileged_bridge: "br0".into(),
+            tun: true,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let debian_12 = ImageConfig {
+            vm: Some(ImageSource {
+                url: "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-{arch}.qcow2".into(),
+                checksum: None,
+                checksum_url: Some("https://cloud.debian.org/images/cloud/bookworm/latest/SHA512SUMS".into()),
+            }),
+            lxc: Some(ImageSource {
+                url: "images:debian/bookworm".into(),
+                checksum: None,
+                checksum_url: None,
+            }),
+        };
+        Config {
+            defaults: Defaults::default(),
+            vm: VmConfig::default(),
+            lxc: LxcConfig::default(),
+            images: BTreeMap::from([("debian-12".to_string(), debian_12)]),
+        }
+    }
+}
+
+/// Where an effective value came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "source", rename_all = "lowercase")]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    Flag(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("default"),
+            Origin::File(p) => write!(f, "{}", p.display()),
+            Origin::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// A value given on the command line, applied over every file.
+#[derive(Debug, Clone)]
+pub struct Override {
+    /// Dotted key, e.g. `defaults.cpus`.
+    pub key: &'static str,
+    pub value: toml::Value,
+    /// The flag as the user wrote it, e.g. `--cpus`.
+    pub flag: &'static str,
+}
+
+/// Which files to read. Built from the environment by [`ConfigFiles::from_env`]; tests build
+/// their own.
+#[derive(Debug, Clone)]
+pub struct ConfigFiles {
+    pub host: PathBuf,
+    /// The user file; may not exist.
+    pub user: Option<PathBuf>,
+    /// `NOX_CONFIG`: read instead of the user file, and it must exist.
+    pub explicit: Option<PathBuf>,
+}
+
+impl ConfigFiles {
+    pub fn from_env() -> Self {
+        let env_path = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let user = env_path("XDG_CONFIG_HOME")
+            .filter(|p| p.is_absolute())
+            .or_else(|| env_path("HOME").map(|h| h.join(".config")))
+            .map(|dir| dir.join("nox/nox.toml"));
+        ConfigFiles {
+            host: PathBuf::from(HOST_CONFIG),
+            user,
+            explicit: env_path(ENV_CONFIG),
+        }
+    }
+
+    /// Every file that may be read, lowest layer first, with whether it must exist.
+    pub fn candidates(&self) -> Vec<(PathBuf, bool)> {
+        let mut files = vec![(self.host.clone(), false)];
+        match (&self.explicit, &self.user) {
+            (Some(p), _) => files.push((p.clone(), true)),
+            (None, Some(p)) => files.push((p.clone(), false)),
+            (None, None) => {}
+        }
+        files
+    }
+}
+
+/// The effective config and where each value came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: Config,
+    /// Dotted key of every leaf value -> its origin.
+    pub origins: BTreeMap<String, Origin>,
+    /// The files read, lowest layer first.
+    pub files_read: Vec<PathBuf>,
+}
+
+impl LoadedConfig {
+    /// Every leaf as (dotted key, TOML value, origin), in key order.
+    pub fn leaves(&self) -> Vec<(String, toml::Value, Origin)> {
+        let table = toml::Table::try_from(&self.config).expect("config serializes");
+        let mut out = Vec::new();
+        collect_leaves(&table, "", &mut |key, value| {
+            let origin = self.origins.get(&key).cloned().unwrap_or(Origin::Default);
+            out.push((key, value.clone(), origin));
+        });
+        out
+    }
+}
+
+/// Reads and layers every config file, then applies `overrides`.
+pub fn load(files: &ConfigFiles, overrides: &[Override]) -> Result<LoadedConfig> {
+    let mut merged = toml::Table::try_from(Config::default()).expect("defaults serialize");
+    let mut origins = BTreeMap::new();
+    collect_leaves(&merged, "", &mut |key, _| {
+        origins.insert(key, Origin::Default);
+    });
+    let mut files_read = Vec::new();
+    for (path, required) in files.candidates() {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => continue,
+            Err(source) => return Err(Error::ConfigRead { file: path, source }),
+        };
+        let layer = parse_file(&path, &text)?;
+        merge(
+            &mut merged,
+            layer,
+            "",
+            &Origin::File(path.clone()),
+            &mut origins,
+        );
+        files_read.push(path);
+    }
+    for o in overrides {
+        let mut layer = toml::Table::new();
+        insert_dotted(&mut layer, o.key, o.value.clone());
+        merge(
+            &mut merged,
+            layer,
+            "",
+            &Origin::Flag(o.flag.to_string()),
+            &mut origins,
+        );
+    }
+    let config = Config::deserialize(toml::Value::Table(merged)).map_err(|e| {
+        // Only overrides can get here: every file was checked on its own above.
+        Error::Usage(format!(
+            "invalid value from the command line: {}",
+            e.message()
+        ))
+    })?;
+    Ok(LoadedConfig {
+        config,
+        origins,
+        files_read,
+    })
+}
+
+/// Checks one file against the schema and returns its table.
+pub fn parse_file(path: &Path, text: &str) -> Result<toml::Table> {
+    let syntax = |e: toml::de::Error| {
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        Error::ConfigSyntax {
+            file: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().trim().replace('\n', " "),
+        }
+    };
+    toml::from_str::<Config>(text).map_err(syntax)?;
+    toml::from_str::<toml::Table>(text).map_err(syntax)
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
+fn collect_leaves(table: &toml::Table, prefix: &str, f: &mut dyn FnMut(String, &toml::Value)) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) if !t.is_empty() => collect_leaves(t, &key, f),
+            _ => f(key, v),
+        }
+    }
+}
+
+fn merge(
+    base: &mut toml::Table,
+    layer: toml::Table,
+    prefix: &str,
+    origin: &Origin,
+    origins: &mut BTreeMap<String, Origin>,
+) {
+    for (k, v) in layer {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        // `[images.NAME]` is replaced whole; every other table merges key by key.
+        let replace_whole = prefix == "images";
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) if !replace_whole => {
+                merge(b, t, &key, origin, origins);
+            }
+            (_, v) => {
+                let below = format!("{key}.");
+                origins.retain(|o, _| o != &key && !o.starts_with(&below));
+                match &v {
+                    toml::Value::Table(t) if !t.is_empty() => {
+                        collect_leaves(t, &key, &mut |k, _| {
+                            origins.insert(k, origin.clone());
+                        })
+                    }
+                    _ => {
+                        origins.insert(key, origin.clone());
+                    }
+                }
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn insert_dotted(table: &mut toml::Table, key: &str, value: toml::Value) {
+    match key.split_once('.') {
+        None => {
+            table.insert(key.to_string(), value);
+        }
+        Some((head, rest)) => {
+            let entry = table
+                .entry(head.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = entry {
+                insert_dotted(t, rest, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    struct Env {
+        dir: tempfile::TempDir,
+    }
+
+    impl Env {
+        fn new() -> Self {
+            Env {
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+        fn file(&self, name: &str, text: &str) -> PathBuf {
+            let p = self.dir.path().join(name);
+            fs::write(&p, text).unwrap();
+            p
+        }
+        fn files(
+            &self,
+            host: Option<&str>,
+            user: Option<&str>,
+            explicit: Option<&str>,
+        ) -> ConfigFiles {
+            ConfigFiles {
+                host: host
+                    .map(|t| self.file("host.toml", t))
+                    .unwrap_or_else(|| self.dir.path().join("absent-host.toml")),
+                user: Some(
+                    user.map(|t| self.file("user.toml", t))
+                        .unwrap_or_else(|| self.dir.path().join("absent-user.toml")),
+                ),
+                explicit: explicit.map(|t| self.file("explicit.toml", t)),
+            }
+        }
+    }
+
+    #[test]
+    fn example_file_documents_the_defaults_exactly() {
+        let text = include_str!("../../../nox.toml.example");
+        let table = parse_file(Path::new("nox.toml.example"), text).unwrap();
+        let parsed = Config::deserialize(toml::Value::Table(table)).unwrap();
+        assert_eq!(parsed, Config::default());
+        // Every key the schema has appears in the example, uncommented.
+        let ours = toml::Table::try_from(Config::default()).unwrap();
+        let mut keys = Vec::new();
+        collect_leaves(&ours, "", &mut |k, _| keys.push(k));
+        let example = toml::from_str::<toml::Table>(text).unwrap();
+        let mut example_keys = Vec::new();
+        collect_leaves(&example, "", &mut |k, _| example_keys.push(k));
+        assert_eq!(keys, example_keys);
+    }
+
+    #[test]
+    fn layers_apply_lowest_to_highest_with_origins() {
+        let env = Env::new();
+        let files = env.files(
+            Some("[defaults]\ncpus = 2\nmemory = \"2G\"\n[lxc]\ntun = false\n"),
+            Some("[defaults]\ncpus = \"50%\"\n"),
+            None,
+        );
+        let overrides = [Override {
+            key: "defaults.memory",
+            value: "4G".into(),
+            flag: "--memory",
+        }];
+        let loaded = load(&files, &overrides).unwrap();
+        let c = &loaded.config;
+        assert_eq!(c.defaults.cpus, "50%".parse().unwrap());
+        assert_eq!(c.defaults.memory, "4G".parse().unwrap());
+        assert!(!c.lxc.tun);
+        assert_eq!(c.vm.uri, "qemu:///system");
+        let o = |k: &str| loaded.origins[k].clone();
+        assert_eq!(
+            o("defaults.cpus"),
+            Origin::File(files.user.clone().unwrap())
+        );
+        assert_eq!(o("defaults.memory"), Origin::Flag("--memory".into()));
+        assert_eq!(o("lxc.tun"), Origin::File(files.host.clone()));
+        assert_eq!(o("vm.uri"), Origin::Default);
+        assert_eq!(
+            loaded.files_read,
+            vec![files.host.clone(), files.user.unwrap()]
+        );
+    }
+
+    #[test]
+    fn nox_config_replaces_the_user_file() {
+        let env = Env::new();
+        let files = env.files(
+            None,
+            Some("[defaults]\ncpus = 2\n"),
+            Some("[defaults]\nuser = \"ops\"\n"),
+        );
+        let loaded = load(&files, &[]).unwrap();
+        assert_eq!(
+            loaded.config.defaults.cpus,
+            CpuRequest::Count(1),
+            "user file must be skipped"
+        );
+        assert_eq!(loaded.config.defaults.user, "ops");
+        assert_eq!(loaded.files_read, vec![files.explicit.unwrap()]);
+    }
+
+    #[test]
+    fn missing_nox_config_file_is_an_error() {
+        let env = Env::new();
+        let mut files = env.files(None, None, None);
+        files.explicit = Some(env.dir.path().join("nope.toml"));
+        let err = load(&files, &[]).unwrap_err();
+        assert!(matches!(err, Error::ConfigRead { .. }), "{err}");
+    }
+
+    #[test]
+    fn image_entries_are_replaced_whole() {
+        let env = Env::new();
+        let text = format!(
+            "[images.debian-12.vm]\nurl = \"file:///srv/d.qcow2\"\nchecksum = \"sha256:{}\"\n",
+            "a".repeat(64)
+        );
+        let files = env.files(Some(&text), None, None);
+        let loaded = load(&files, &[]).unwrap();
+        let img = &loaded.config.images["debian-12"];
+        assert_eq!(img.vm.as_ref().unwrap().url, "file:///srv/d.qcow2");
+        assert!(
+            img.lxc.is_none(),
+            "the built-in lxc source must not leak into a replaced entry"
+        );
+        assert!(!loaded.origins.contains_key("images.debian-12.lxc.url"));
+        assert_eq!(
+            loaded.origins["images.debian-12.vm.url"],
+            Origin::File(files.host.clone())
+        );
+    }
+
+    #[test]
+    fn errors_carry_file_line_and_column() {
+        let cases: &[(&str, (usize, usize), &str)] = &[
+            ("[defaults]\ncpu = 2\n", (2, 1), "unknown field `cpu`"),
+            (
+                "[defaults]\nautostart = \"yes\"\n",
+                (2, 13),
+                "expected a boolean",
+            ),
+            (
+                "\n\n[vm]\ndomain_type = \"xen\"\n",
+                (4, 15),
+                "unknown variant `xen`",
+            ),
+            ("[defaults]\ncpus = 0\n", (2, 8), "at least 1"),
+            ("[defaults]\nmemory = \"-1G\"\n", (2, 10), "positive"),
+            (
+                "[defaults]\nnetwork = \"nat\"\n",
+                (2, 11),
+                "invalid network",
+            ),
+            ("[nope]\n", (1, 2), "unknown field `nope`"),
+            ("[defaults\n", (1, 10), ""),
+            (
+                "[images.x.vm]\nurl = \"https://example.org/x.qcow2\"\n",
+                (1, 1),
+                "no `checksum` or `checksum_url`",
+            ),
+            (
+                "[images.x.vm]\nurl = \"/x.qcow2\"\nchecksum = \"md5:00\"\n",
+                (3, 12),
+                "sha256: or sha512:",
+            ),
+        ];
+        for (text, (line, column), msg) in cases {
+            let env = Env::new();
+            let files = env.files(Some(text), None, None);
+            let err = load(&files, &[]).unwrap_err();
+            assert!(err.is_bad_input(), "{text:?}: {err}");
+            match &err {
+                Error::ConfigSyntax {
+                    file,
+                    line: l,
+                    column: c,
+                    message,
+                } => {
+                    assert_eq!(file, &files.host);
+                    assert_eq!((*l, *c), (*line, *column), "{text:?}: {err}");
+                    assert!(message.contains(msg), "{text:?}: {message}");
+                    assert!(!message.contains('\n'));
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_override_is_bad_input() {
+        let env = Env::new();
+        let files = env.files(None, None, None);
+        let err = load(
+            &files,
+            &[Override {
+                key: "defaults.autostart",
+                value: "maybe".into(),
+                flag: "--autostart",
+            }],
+        )
+        .unwrap_err();
+        assert!(err.is_bad_input());
+    }
+
+    #[test]
+    fn user_file_location_follows_xdg() {
+        // from_env reads the process environment; assert the pure part of the rule instead.
+        let f = ConfigFiles {
+            host: HOST_CONFIG.into(),
+            user: Some("/home/u/.config/nox/nox.toml".into()),
+            explicit: None,
+        };
+        assert_eq!(
+            f.candidates(),
+            vec![
+                (PathBuf::from(HOST_CONFIG), false),
+                (PathBuf::from("/home/u/.config/nox/nox.toml"), false)
+            ]
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! The errors nox reports. Each says what went wrong; [`Error::hint`] says what to do next,
+//! and [`Error::is_bad_input`] decides the exit code (2 for bad input, 1 for everything else).
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidResource {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
+
+    #[error("{file}:{line}:{column}: {message}")]
+    ConfigSyntax {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+
+    #[error("cannot read config file {file}: {source}")]
+    ConfigRead {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{0}")]
+    Backend(String),
+}
+
+impl Error {
+    /// Bad input (a wrong name, flag, value or config file) exits with 2; anything else with 1.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidName { .. }
+                | Error::InvalidResource { .. }
+                | Error::ConfigSyntax { .. }
+                | Error::Usage(_)
+        )
+    }
+
+    /// What the user can do about it, when there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::InvalidName { .. } => Some("for example: web, db-1, build-box".into()),
+            Error::InvalidResource { what, .. } => Some(match *what {
+                "cpus" => "give a count (2), a share of the host (50% or 0.5)".into(),
+                "memory" => {
+                    "give a size (2G, 512M, or 1024 for MiB) or a share of the host (50% or 0.5)"
+                        .into()
+                }
+                "disk" => {
+                    "give a size (10G, or 10 for GiB) or a share of the free space (50% or 0.5)"
+                        .into()
+                }
+                _ => "see `nox create --help`".into(),
+            }),
+            Error::ConfigSyntax { .. } => Some(
+                "fix the file; every key and its type is documented in nox.toml.example".into(),
+            ),
+            Error::ConfigRead { .. } => {
+                Some("check the path and its permissions, or unset NOX_CONFIG".into())
+            }
+            Error::Usage(_) | Error::Io { .. } | Error::Backend(_) => None,
+        }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The instance model: what `create` is asked for, and what `list` and `status` report.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::name::InstanceName;
+
+/// Which technology runs an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// A libvirt virtual machine: its own kernel, the default.
+    Vm,
+    /// An LXC system container.
+    Lxc,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 2] = [BackendKind::Vm, BackendKind::Lxc];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Vm => "vm",
+            BackendKind::Lxc => "lxc",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "vm" => Ok(BackendKind::Vm),
+            "lxc" => Ok(BackendKind::Lxc),
+            other => Err(Error::Usage(format!(
+                "unknown backend {other:?}: use `vm` (a virtual machine) or `lxc` (a system container)"
+            ))),
+        }
+    }
+}
+
+/// How an instance is networked. The string forms are what `--network` and
+/// `[defaults] network` accept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum NetworkSpec {
+    /// The backend's NAT network: libvirt's `default`, or LXC's `[lxc] bridge`.
+    Default,
+    /// An existing host bridge.
+    Bridge(String),
+    /// A direct (macvtap) interface on a host NIC; VMs only.
+    Macvtap(String),
+    /// User-mode networking (passt) with guest port 22 forwarded to 127.0.0.1; VMs only.
+    User,
+    /// Pick interactively; never without a TTY.
+    Ask,
+}
+
+impl FromStr for NetworkSpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let iface = |kind: &str, name: &str| {
+            // Interface names end up in libvirt XML and LXC config: same rule as the kernel's.
+            let ok = !name.is_empty()
+                && name.len() <= 15
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if ok {
+                Ok(name.to_string())
+            } else {
+                Err(Error::Usage(format!(
+                    "invalid network {s:?}: {kind} needs a host interface name (1 to 15 letters, digits, '-', '_' or '.')"
+                )))
+            }
+        };
+        match s.split_once(':') {
+            None if s == "default" => Ok(NetworkSpec::Default),
+            None if s == "user" => Ok(NetworkSpec::User),
+            None if s == "ask" => Ok(NetworkSpec::Ask),
+            Some(("bridge", name)) => iface("bridge", name).map(NetworkSpec::Bridge),
+            Some(("macvtap", name)) => iface("macvtap", name).map(NetworkSpec::Macvtap),
+            _ => Err(Error::Usage(format!(
+                "invalid network {s:?}: use default, user, ask, bridge:NAME or macvtap:IFACE"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for NetworkSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetworkSpec::Default => f.write_str("default"),
+            NetworkSpec::User => f.write_str("user"),
+            NetworkSpec::Ask => f.write_str("ask"),
+            NetworkSpec::Bridge(n) => write!(f, "bridge:{n}"),
+            NetworkSpec::Macvtap(n) => write!(f, "macvtap:{n}"),
+        }
+    }
+}
+
+impl TryFrom<String> for NetworkSpec {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        s.parse()
+    }
+}
+
+impl From<NetworkSpec> for String {
+    fn from(n: NetworkSpec) -> String {
+        n.to_string()
+    }
+}
+
+/// Everything a backend needs to create one instance, fully resolved: no shares, no defaults
+/// left to look up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceSpec {
+    pub name: InstanceName,
+    pub backend: BackendKind,
+    /// The name of an `[images.NAME]` entry.
+    pub image: String,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    pub disk_bytes: u64,
+    pub network: NetworkSpec,
+    pub autostart: bool,
+    /// The login user created in the guest.
+    pub user: String,
+    /// Public keys (the key text, not paths) authorised for `user`.
+    pub ssh_keys: Vec<String>,
+    /// Containers only: run as host root. Only ever true after explicit confirmation.
+    pub privileged: bool,
+}
+
+/// An instance's run state, as the backends report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceState {
+    Running,
+    Stopped,
+    Paused,
+    Starting,
+    Stopping,
+    /// The backend reported something nox does not map (a crashed domain, say).
+    Unknown,
+}
+
+impl fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            InstanceState::Running => "running",
+            InstanceState::Stopped => "stopped",
+            InstanceState::Paused => "paused",
+            InstanceState::Starting => "starting",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Unknown => "unknown",
+        };
+        f.write_str(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_specs_parse_and_print() {
+        for s in ["default", "user", "ask", "bridge:br0", "macvtap:eth0"] {
+            let n: NetworkSpec = s.parse().unwrap();
+            assert_eq!(n.to_string(), s);
+        }
+        for bad in [
+            "",
+            "nat",
+            "bridge:",
+            "bridge:a b",
+            "macvtap:waytoolonginterface0",
+            "bridge:$(x)",
+        ] {
+            let e = bad.parse::<NetworkSpec>().unwrap_err();
+            assert!(e.is_bad_input(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn backend_kinds() {
+        assert_eq!("vm".parse::<BackendKind>().unwrap(), BackendKind::Vm);
+        assert_eq!("lxc".parse::<BackendKind>().unwrap(), BackendKind::Lxc);
+        assert!("docker".parse::<BackendKind>().unwrap_err().is_bad_input());
+    }
+}

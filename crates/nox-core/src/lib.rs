@@ -1,0 +1,21 @@
+//! nox's vocabulary, shared by the CLI and every backend.
+//!
+//! This crate knows nothing of libvirt or LXC: it defines what an instance *is* (its name,
+//! resources, spec and state), how per-host configuration is layered, the [`Backend`] trait
+//! the backends implement, and the errors all of them speak.
+
+pub mod backend;
+pub mod check;
+pub mod config;
+pub mod error;
+pub mod host;
+pub mod instance;
+pub mod name;
+pub mod resources;
+
+pub use backend::Backend;
+pub use check::{Check, CheckStatus};
+pub use config::Config;
+pub use error::{Error, Result};
+pub use instance::BackendKind;
+pub use name::InstanceName;

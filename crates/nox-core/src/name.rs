@@ -1,0 +1,110 @@
+//! Instance names. A name becomes a hostname, a libvirt domain name, an LXC container
+//! directory and part of file paths, so it is checked once, here, before it reaches any of them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A validated instance name: `^[a-z][a-z0-9-]{0,62}$`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct InstanceName(String);
+
+pub const NAME_RULE: &str =
+    "names are 1 to 63 characters: a lowercase letter, then lowercase letters, digits or '-'";
+
+impl InstanceName {
+    pub fn new(name: &str) -> Result<Self> {
+        let invalid = |reason| Error::InvalidName {
+            name: name.to_string(),
+            reason,
+        };
+        let bytes = name.as_bytes();
+        match bytes.first() {
+            Some(b'a'..=b'z') => {}
+            // Every rejection states the same rule, so users learn it from any mistake.
+            None | Some(_) => return Err(invalid(NAME_RULE)),
+        }
+        let allowed = |b: &u8| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-');
+        if bytes.len() > 63 || !bytes.iter().all(allowed) {
+            return Err(invalid(NAME_RULE));
+        }
+        Ok(InstanceName(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for InstanceName {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        InstanceName::new(s)
+    }
+}
+
+impl TryFrom<String> for InstanceName {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        InstanceName::new(&s)
+    }
+}
+
+impl From<InstanceName> for String {
+    fn from(n: InstanceName) -> String {
+        n.0
+    }
+}
+
+impl fmt::Display for InstanceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for InstanceName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_hostname_rule() {
+        let long_ok = format!("a{}", "b".repeat(62));
+        let too_long = format!("a{}", "b".repeat(63));
+        let cases: &[(&str, bool)] = &[
+            ("web", true),
+            ("a", true),
+            ("db-1", true),
+            ("x0-9", true),
+            (&long_ok, true),
+            ("", false),
+            (&too_long, false),
+            ("Web", false),
+            ("1web", false),
+            ("-web", false),
+            ("web_1", false),
+            ("web.example", false),
+            ("we b", false),
+            ("../etc", false),
+            ("web;rm", false),
+            ("wéb", false),
+        ];
+        for (name, ok) in cases {
+            let got = InstanceName::new(name);
+            assert_eq!(got.is_ok(), *ok, "{name:?} -> {got:?}");
+            if let Err(e) = got {
+                assert!(e.is_bad_input());
+                assert!(e.to_string().contains("lowercase letter"), "{e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! `cargo xtask ci`: the whole CI run, in the order a reviewer would check a change.
+
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::util::sh;
+
+pub fn run() -> Result<()> {
+    crate::setup::run()?;
+    sh(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
+    sh(Command::new("cargo").args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // NOX_IT=1 declares the live environment: live tests run and never skip.
+    sh(Command::new("cargo")
+        .args(["test", "--workspace", "--all-targets"])
+        .env("NOX_IT", "1"))?;
+    Ok(())
+}

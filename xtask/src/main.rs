@@ -1,0 +1,44 @@
+//! nox's project automation: host setup, CI, man pages. Run as `cargo xtask <task>`.
+//!
+//! Everything CI does is here, as Rust, so `.ci/run` is one line and a developer can run any
+//! single step by hand.
+
+mod ci;
+mod man;
+mod setup;
+mod util;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask <task>
+
+tasks:
+  setup      install nox's host dependencies (Debian 12) and start libvirtd, virtlogd, lxc-net
+  ci         setup, then cargo fmt --check, clippy -D warnings, and every test (live ones included)
+  man [DIR]  write nox's man pages (default: target/man)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup::run(),
+        Some("ci") => ci::run(),
+        Some("man") => man::run(args.get(1).map(String::as_str)),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("xtask: unknown task `{other}`\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

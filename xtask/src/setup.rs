@@ -1,0 +1,336 @@
+//! `cargo xtask setup`: bring a fresh Debian 12 host to the state nox needs, idempotently.
+//!
+//! 1. Packages. qemu and libvirt come from bookworm-backports so they match the qemu-utils
+//!    this machine kind ships preinstalled from there (Debian 12's own qemu 7.2 conflicts with
+//!    it). The backports suite is added on the mirror the host already uses: never a
+//!    hard-coded one.
+//! 2. root's subordinate id ranges, which unprivileged LXC containers map into.
+//! 3. Daemons. Machines of this kind run no init system, so nothing starts libvirtd, virtlogd
+//!    or lxc-net for us; each is started only when it is not already running.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::util::{have_program, output, sh};
+
+/// Packages taken from bookworm-backports: they must match the preinstalled qemu-utils.
+const BACKPORTS_PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "libvirt-daemon-system",
+    "libvirt-clients",
+    "libvirt-dev",
+    "passt",
+];
+
+/// Packages from the base suite.
+const BASE_PACKAGES: &[&str] = &[
+    // nox-lxc links liblxc; lxc-sys runs bindgen, which needs libclang.
+    "lxc",
+    "lxc-dev",
+    "libclang-dev",
+    "pkg-config",
+    "uidmap",
+    // lxc-net's bridge runs dnsmasq and sets up NAT with iptables.
+    "dnsmasq-base",
+    "iptables",
+    // Building the test image (cargo xtask test-image) and cloud-init seeds.
+    "debootstrap",
+    "extlinux",
+    "syslinux-common",
+    "fdisk",
+    "genisoimage",
+    "cloud-image-utils",
+    "e2fsprogs",
+    "xz-utils",
+    "zstd",
+    "openssh-client",
+];
+
+const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/nox-bookworm-backports.sources";
+
+pub fn run() -> Result<()> {
+    check_debian_12()?;
+    install_packages()?;
+    ensure_subids()?;
+    start_daemons()?;
+    eprintln!("xtask: setup complete");
+    Ok(())
+}
+
+fn check_debian_12() -> Result<()> {
+    let os = fs::read_to_string("/etc/os-release").context("reading /etc/os-release")?;
+    let field = |key: &str| {
+        os.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    if field("ID") != "debian" || field("VERSION_ID") != "12" {
+        bail!(
+            "cargo xtask setup automates Debian 12 (bookworm) only; this host is {} {}. \
+             Install the packages listed in docs/testing.md by hand.",
+            field("ID"),
+            field("VERSION_ID")
+        );
+    }
+    if !nix_is_root() {
+        bail!("cargo xtask setup installs packages and starts daemons: run it as root");
+    }
+    Ok(())
+}
+
+fn nix_is_root() -> bool {
+    // xtask keeps its dependencies few, so read the real uid from /proc rather than pull in nix.
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|v| v.split_whitespace().next() == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn is_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn install_packages() -> Result<()> {
+    let missing_bpo: Vec<&str> = BACKPORTS_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !is_installed(p))
+        .collect();
+    let missing_base: Vec<&str> = BASE_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !is_installed(p))
+        .collect();
+    if missing_bpo.is_empty() && missing_base.is_empty() {
+        eprintln!("xtask: all packages already installed");
+        return Ok(());
+    }
+    ensure_backports_source()?;
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new("apt-get");
+        cmd.env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["-y", "-q", "-o", "Dpkg::Options::=--force-confold"])
+            .args(args);
+        sh(&mut cmd)
+    };
+    apt(&["update"])?;
+    if !missing_bpo.is_empty() {
+        let mut args = vec![
+            "install",
+            "--no-install-recommends",
+            "-t",
+            "bookworm-backports",
+        ];
+        args.extend(&missing_bpo);
+        apt(&args)?;
+    }
+    if !missing_base.is_empty() {
+        let mut args = vec!["install", "--no-install-recommends"];
+        args.extend(&missing_base);
+        apt(&args)?;
+    }
+    Ok(())
+}
+
+/// Adds bookworm-backports on the mirror the host's own Debian source names, unless some apt
+/// source already carries that suite.
+fn ensure_backports_source() -> Result<()> {
+    let mut sources = String::new();
+    for path in apt_source_files() {
+        sources.push_str(&fs::read_to_string(&path).unwrap_or_default());
+        sources.push('\n');
+    }
+    if sources
+        .lines()
+        .any(|l| !l.trim_start().starts_with('#') && l.contains("bookworm-backports"))
+    {
+        return Ok(());
+    }
+    let (uri, signed_by) = debian_mirror(&sources).context(
+        "no Debian bookworm source found in /etc/apt/sources.list or /etc/apt/sources.list.d; \
+         add one for your mirror and rerun",
+    )?;
+    let mut stanza = format!(
+        "# Added by nox's `cargo xtask setup`: qemu and libvirt matching the preinstalled qemu-utils.\n\
+         Types: deb\nURIs: {uri}\nSuites: bookworm-backports\nComponents: main\n"
+    );
+    if let Some(key) = signed_by {
+        stanza.push_str(&format!("Signed-By: {key}\n"));
+    }
+    fs::write(BACKPORTS_LIST, stanza).with_context(|| format!("writing {BACKPORTS_LIST}"))?;
+    eprintln!("xtask: added bookworm-backports from {uri} ({BACKPORTS_LIST})");
+    Ok(())
+}
+
+fn apt_source_files() -> Vec<std::path::PathBuf> {
+    let mut files = vec![std::path::PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
+        let mut more: Vec<_> = dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "list" || e == "sources"))
+            .collect();
+        more.sort();
+        files.extend(more);
+    }
+    files.into_iter().filter(|p| p.is_file()).collect()
+}
+
+/// Finds the URI (and keyring, for deb822 files) of the source that serves the `bookworm` suite,
+/// from either the one-line or the deb822 format.
+fn debian_mirror(sources: &str) -> Option<(String, Option<String>)> {
+    // deb822: stanzas separated by blank lines.
+    for stanza in sources.split("\n\n") {
+        let field = |name: &str| {
+            stanza.lines().find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|r| r.strip_prefix(':'))
+                    .map(|v| v.trim().to_string())
+            })
+        };
+        if let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) {
+            if suites.split_whitespace().any(|s| s == "bookworm") {
+                let uri = uris.split_whitespace().next()?.to_string();
+                return Some((uri, field("Signed-By")));
+            }
+        }
+    }
+    // One-line format: deb [options] URI SUITE COMPONENTS...
+    for line in sources.lines() {
+        let line = line.trim();
+        let Some(rest) = line.strip_prefix("deb ") else {
+            continue;
+        };
+        let rest = match rest.trim_start().strip_prefix('[') {
+            Some(r) => r.split_once(']').map(|(_, r)| r).unwrap_or(""),
+            None => rest,
+        };
+        let mut words = rest.split_whitespace();
+        if let (Some(uri), Some("bookworm")) = (words.next(), words.next()) {
+            return Some((uri.to_string(), None));
+        }
+    }
+    None
+}
+
+fn ensure_subids() -> Result<()> {
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = fs::read_to_string(file).unwrap_or_default();
+        if text.lines().any(|l| l.starts_with("root:")) {
+            continue;
+        }
+        let mut new = text.clone();
+        if !new.is_empty() && !new.ends_with('\n') {
+            new.push('\n');
+        }
+        new.push_str("root:100000:65536\n");
+        fs::write(file, new).with_context(|| format!("writing {file}"))?;
+        eprintln!("xtask: added root:100000:65536 to {file}");
+    }
+    Ok(())
+}
+
+fn process_running(name: &str) -> bool {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .any(|e| {
+            fs::read_to_string(e.path().join("comm"))
+                .map(|c| c.trim() == name)
+                .unwrap_or(false)
+        })
+}
+
+fn start_daemons() -> Result<()> {
+    for (daemon, socket) in [
+        ("virtlogd", "/run/libvirt/virtlogd-sock"),
+        ("libvirtd", "/run/libvirt/libvirt-sock"),
+    ] {
+        if process_running(daemon) {
+            eprintln!("xtask: {daemon} already running");
+            continue;
+        }
+        // A daemon killed uncleanly leaves its pid file; the new one refuses to start over it.
+        let _ = fs::remove_file(format!("/run/{daemon}.pid"));
+        sh(Command::new(daemon).arg("-d"))?;
+        wait_for(Path::new(socket), Duration::from_secs(30))
+            .with_context(|| format!("{daemon} started but {socket} never appeared"))?;
+    }
+    if Path::new("/sys/class/net/lxcbr0").exists() {
+        eprintln!("xtask: lxc-net already up (lxcbr0)");
+    } else {
+        sh(Command::new("/usr/libexec/lxc/lxc-net").arg("start"))?;
+    }
+    if have_program("virsh") {
+        // libvirt's `default` NAT network is defined by the package but inactive without an
+        // init system. nox starts it on demand too; doing it here keeps doctor green.
+        let active = output(Command::new("virsh").args(["-q", "net-list", "--name"]))?;
+        if !active.lines().any(|l| l.trim() == "default") {
+            sh(Command::new("virsh").args(["net-start", "default"]))?;
+        }
+    }
+    Ok(())
+}
+
+fn wait_for(path: &Path, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    while !path.exists() {
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::debian_mirror;
+
+    #[test]
+    fn finds_mirror_in_deb822() {
+        let src = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n\
+                   Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n\
+                   Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n";
+        assert_eq!(
+            debian_mirror(src),
+            Some((
+                "http://mirror.example/debian".into(),
+                Some("/usr/share/keyrings/debian-archive-keyring.gpg".into())
+            ))
+        );
+    }
+
+    #[test]
+    fn finds_mirror_in_one_line_format() {
+        let src = "deb [arch=amd64] http://mirror.example/debian bookworm main\n";
+        assert_eq!(
+            debian_mirror(src),
+            Some(("http://mirror.example/debian".into(), None))
+        );
+    }
+
+    #[test]
+    fn no_bookworm_source_is_none() {
+        assert_eq!(debian_mirror("deb http://x/debian trixie main\n"), None);
+    }
+}
