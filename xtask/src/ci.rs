@@ -23,3 +23,12 @@ pub fn run() -> Result<()> {
         .env("NOX_IT", "1"))?;
     Ok(())
 }
+
+/// `cargo xtask it [FILTER...]`: setup, then only the live tests.
+pub fn live_tests(filter: &[String]) -> Result<()> {
+    crate::setup::run()?;
+    sh(Command::new("cargo")
+        .args(["test", "--package", "nox-tests", "--"])
+        .args(filter)
+        .env("NOX_IT", "1"))
+}

@@ -16,6 +16,7 @@ cargo xtask <task>
 tasks:
   setup      install nox's host dependencies (Debian 12) and start libvirtd, virtlogd, lxc-net
   ci         setup, then cargo fmt --check, clippy -D warnings, and every test (live ones included)
+  it [ARGS]  setup, then the live integration tests (ARGS go to the test binary: a name filter)
   man [DIR]  write nox's man pages (default: target/man)
 ";
 
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup::run(),
         Some("ci") => ci::run(),
+        Some("it") => ci::live_tests(&args[1..]),
         Some("man") => man::run(args.get(1).map(String::as_str)),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");

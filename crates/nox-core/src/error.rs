@@ -54,6 +54,8 @@ impl Error {
             Error::InvalidName { .. }
                 | Error::InvalidResource { .. }
                 | Error::ConfigSyntax { .. }
+                // A config file the user pointed at (NOX_CONFIG) or left unreadable.
+                | Error::ConfigRead { .. }
                 | Error::Usage(_)
         )
     }

@@ -1,0 +1,196 @@
+//! The `nox` binary end to end: real process, temp config files, exact exit codes and messages.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+/// `nox` with a config environment that only sees `config` (if any): no host or user file.
+fn nox(config: Option<&Path>) -> Command {
+    let mut cmd = Command::cargo_bin("nox").unwrap();
+    let empty = tempfile::tempdir().unwrap().keep();
+    cmd.env("XDG_CONFIG_HOME", &empty).env("HOME", &empty);
+    match config {
+        Some(p) => cmd.env("NOX_CONFIG", p),
+        None => cmd.env_remove("NOX_CONFIG"),
+    };
+    cmd
+}
+
+fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(f.path(), text).unwrap();
+    f
+}
+
+/// Exactly one line on stderr, nothing on stdout, exit 2.
+fn assert_bad_input(assert: assert_cmd::assert::Assert, needle: &str) {
+    let out = assert.code(2).stdout("").get_output().clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "want one line, got: {err:?}");
+    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn unknown_config_key_is_exit_2_with_file_line_and_column() {
+    let f = config_file("[defaults]\nimage = \"debian-12\"\ncpu = 2\n");
+    let needle = format!("{}:3:1: unknown field `cpu`", f.path().display());
+    assert_bad_input(
+        nox(Some(f.path())).args(["config", "show"]).assert(),
+        &needle,
+    );
+}
+
+#[test]
+fn wrong_type_is_exit_2_with_position() {
+    let f = config_file("[lxc]\ntun = \"yes\"\n");
+    assert_bad_input(
+        nox(Some(f.path())).args(["config", "show"]).assert(),
+        ":2:7: invalid type: string \"yes\", expected a boolean",
+    );
+}
+
+#[test]
+fn bad_resource_in_config_is_exit_2() {
+    for (text, needle) in [
+        (
+            "[defaults]\ncpus = 0\n",
+            "invalid cpus \"0\": it must be at least 1",
+        ),
+        (
+            "[defaults]\nmemory = \"-512M\"\n",
+            "invalid memory \"-512M\": it must be positive",
+        ),
+        ("[defaults]\ndisk = \"10Q\"\n", "unknown unit \"Q\""),
+    ] {
+        let f = config_file(text);
+        assert_bad_input(
+            nox(Some(f.path())).args(["config", "show"]).assert(),
+            needle,
+        );
+    }
+}
+
+#[test]
+fn missing_nox_config_is_exit_2() {
+    assert_bad_input(
+        nox(Some(Path::new("/nonexistent/nox.toml")))
+            .args(["config", "path"])
+            .assert(),
+        "cannot read config file /nonexistent/nox.toml",
+    );
+}
+
+#[test]
+fn usage_errors_are_one_line_exit_2() {
+    assert_bad_input(
+        nox(None).arg("docter").assert(),
+        "unrecognized subcommand 'docter'",
+    );
+    assert_bad_input(
+        nox(None).args(["completions", "tcsh"]).assert(),
+        "invalid value 'tcsh'",
+    );
+    assert_bad_input(nox(None).args(["doctor", "--jsn"]).assert(), "--jsn");
+}
+
+#[test]
+fn planned_verbs_are_not_exposed_before_they_work() {
+    // create and friends join with their backends; until then they are unknown, not stubs.
+    assert_bad_input(
+        nox(None).args(["create", "web"]).assert(),
+        "unrecognized subcommand 'create'",
+    );
+}
+
+#[test]
+fn config_show_reports_origins() {
+    let f = config_file("[defaults]\ncpus = \"50%\"\n");
+    let out = nox(Some(f.path()))
+        .args(["config", "show", "--origin"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    let cpus = out
+        .lines()
+        .find(|l| l.starts_with("defaults.cpus"))
+        .unwrap();
+    assert!(
+        cpus.contains("\"50%\"") && cpus.ends_with(&format!("# {}", f.path().display())),
+        "{cpus}"
+    );
+    let uri = out.lines().find(|l| l.starts_with("vm.uri")).unwrap();
+    assert!(uri.ends_with("# default"), "{uri}");
+}
+
+#[test]
+fn config_show_json_is_the_effective_config() {
+    let f = config_file("[lxc]\nbridge = \"br9\"\n");
+    let out = nox(Some(f.path()))
+        .args(["config", "show", "--json", "--origin"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["config"]["lxc"]["bridge"], "br9");
+    assert_eq!(v["config"]["defaults"]["backend"], "vm");
+    assert_eq!(v["origins"]["lxc.bridge"]["kind"], "file");
+    assert_eq!(v["origins"]["vm.uri"]["kind"], "default");
+}
+
+#[test]
+fn config_show_output_parses_back_as_config() {
+    let out = nox(None)
+        .args(["config", "show"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let f = config_file(std::str::from_utf8(&out).unwrap());
+    nox(Some(f.path()))
+        .args(["config", "show"])
+        .assert()
+        .success()
+        .stdout(predicate::eq(
+            std::str::from_utf8(&out).unwrap().to_string(),
+        ));
+}
+
+#[test]
+fn config_path_lists_files_read_in_order() {
+    let f = config_file("");
+    nox(Some(f.path()))
+        .args(["config", "path"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(f.path().to_str().unwrap()));
+    nox(Some(f.path()))
+        .args(["config", "path", "--all"])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("/etc/nox/nox.toml"));
+}
+
+#[test]
+fn completions_and_help_work() {
+    for shell in ["bash", "zsh", "fish"] {
+        nox(None)
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("doctor"));
+    }
+    nox(None)
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Usage: nox"));
+    nox(None).arg("--version").assert().success();
+}

@@ -1,0 +1,54 @@
+//! Support for nox's live tests: the live-environment gate and the `nox` binary under test.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The variable that declares a live environment (libvirtd, LXC, test image) is set up.
+pub const LIVE_ENV: &str = "NOX_IT";
+
+/// True when live tests should run. Otherwise prints a loud skip notice and returns false.
+///
+/// The notice goes straight to the stderr handle, which libtest does not capture, so a plain
+/// `cargo test` shows every skipped live test.
+pub fn live(test: &str) -> bool {
+    if std::env::var(LIVE_ENV).as_deref() == Ok("1") {
+        return true;
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED live test `{test}`: {LIVE_ENV}=1 is not set. Run `cargo xtask it` (or `cargo xtask ci`) to run it against this host's libvirtd and LXC."
+    );
+    false
+}
+
+/// The `nox` binary of this workspace, built once per test process.
+pub fn nox_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--package", "nox-cli", "--bin", "nox"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building nox failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        target.join("debug/nox")
+    })
+    .clone()
+}
+
+/// A `nox` command that sees no host or user config file: only `NOX_CONFIG`, if the test sets it.
+pub fn nox() -> Command {
+    let mut cmd = Command::new(nox_bin());
+    let empty = std::env::temp_dir().join("nox-tests-empty-home");
+    let _ = std::fs::create_dir_all(&empty);
+    cmd.env("HOME", &empty)
+        .env("XDG_CONFIG_HOME", &empty)
+        .env_remove("NOX_CONFIG");
+    cmd
+}
