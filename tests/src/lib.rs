@@ -1,4 +1,8 @@
-//! Support for nox's live tests: the live-environment gate and the `nox` binary under test.
+//! Support for nox's live tests: the live-environment gate, the `nox` binary under test, the
+//! test image, and the fixture that owns and cleans up what tests create.
+
+pub mod fixture;
+pub mod image;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -17,18 +17,22 @@ pub fn run() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    let image_config = crate::test_image::build()?;
     // NOX_IT=1 declares the live environment: live tests run and never skip.
     sh(Command::new("cargo")
         .args(["test", "--workspace", "--all-targets"])
-        .env("NOX_IT", "1"))?;
+        .env("NOX_IT", "1")
+        .env("NOX_TEST_IMAGE_CONFIG", &image_config))?;
     Ok(())
 }
 
 /// `cargo xtask it [FILTER...]`: setup, then only the live tests.
 pub fn live_tests(filter: &[String]) -> Result<()> {
     crate::setup::run()?;
+    let image_config = crate::test_image::build()?;
     sh(Command::new("cargo")
         .args(["test", "--package", "nox-tests", "--"])
         .args(filter)
-        .env("NOX_IT", "1"))
+        .env("NOX_IT", "1")
+        .env("NOX_TEST_IMAGE_CONFIG", &image_config))
 }

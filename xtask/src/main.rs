@@ -6,6 +6,7 @@
 mod ci;
 mod man;
 mod setup;
+mod test_image;
 mod util;
 
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ tasks:
   setup      install nox's host dependencies (Debian 12) and start libvirtd, virtlogd, lxc-net
   ci         setup, then cargo fmt --check, clippy -D warnings, and every test (live ones included)
   it [ARGS]  setup, then the live integration tests (ARGS go to the test binary: a name filter)
+  test-image build (or reuse) the Debian 12 test image; prints its nox.toml path last
   man [DIR]  write nox's man pages (default: target/man)
 ";
 
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
         Some("setup") => setup::run(),
         Some("ci") => ci::run(),
         Some("it") => ci::live_tests(&args[1..]),
+        Some("test-image") => test_image::run(),
         Some("man") => man::run(args.get(1).map(String::as_str)),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");

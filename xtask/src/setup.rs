@@ -175,6 +175,18 @@ fn ensure_backports_source() -> Result<()> {
     Ok(())
 }
 
+/// The URI of the host's Debian mirror, as its apt sources name it (debootstrap uses it too).
+pub fn host_debian_mirror() -> Result<String> {
+    let mut sources = String::new();
+    for path in apt_source_files() {
+        sources.push_str(&fs::read_to_string(&path).unwrap_or_default());
+        sources.push_str("\n\n");
+    }
+    debian_mirror(&sources)
+        .map(|(uri, _)| uri)
+        .context("no Debian bookworm source in /etc/apt/sources.list or /etc/apt/sources.list.d")
+}
+
 fn apt_source_files() -> Vec<std::path::PathBuf> {
     let mut files = vec![std::path::PathBuf::from("/etc/apt/sources.list")];
     if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {

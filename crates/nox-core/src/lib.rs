@@ -6,8 +6,10 @@
 
 pub mod backend;
 pub mod check;
+pub mod cloud_init;
 pub mod config;
 pub mod error;
+pub mod golden;
 pub mod host;
 pub mod instance;
 pub mod name;

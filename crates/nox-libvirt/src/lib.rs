@@ -1,9 +1,12 @@
 //! nox's VM backend: libvirt virtual machines, driven through the libvirt API (the `virt`
 //! crate), never by parsing `virsh` output.
 
+pub mod agent;
+pub mod domain;
 pub mod host_checks;
 pub mod kvm_probe;
-mod programs;
+pub mod programs;
+pub mod seed;
 
 use nox_core::config::VmConfig;
 use nox_core::{Backend, BackendKind, Check};

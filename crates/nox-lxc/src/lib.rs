@@ -5,7 +5,7 @@
 
 pub mod cgroup;
 pub mod host_checks;
-mod liblxc;
+pub mod liblxc;
 pub mod subid;
 
 use nox_core::config::LxcConfig;

@@ -1,6 +1,21 @@
-//! The safe face of liblxc. Only this module touches `lxc_sys`; it grows with the backend.
+//! The safe face of liblxc. Only this module touches `lxc_sys`.
+//!
+//! - Refcounting: a [`Container`] owns one reference (`lxc_container_new`) and drops it with
+//!   `lxc_container_put`.
+//! - Strings: every `CString` handed to liblxc lives until the call returns.
+//! - Function pointers: `struct lxc_container` is a table of optional C function pointers; a
+//!   missing one is an error, never a null call.
+//! - Errors: liblxc's return values say nothing ("false"), so each container logs to a file in
+//!   its directory, and errors carry the last lines liblxc wrote there.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::ptr::{self, NonNull};
+
+use lxc_sys::lxc_container;
 
 /// liblxc's version string, e.g. `5.0.2`.
 pub fn version() -> String {
@@ -10,8 +25,378 @@ pub fn version() -> String {
     if ptr.is_null() {
         return "unknown".into();
     }
-    // SAFETY: non-null and NUL-terminated as above; we copy it out immediately.
+    // SAFETY: non-null and NUL-terminated as above; copied out immediately.
     unsafe { CStr::from_ptr(ptr) }
         .to_string_lossy()
         .into_owned()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{op} failed for container {name}: {detail}")]
+pub struct LxcError {
+    pub op: &'static str,
+    pub name: String,
+    /// liblxc's own words: its error string and the last lines of the container's log.
+    pub detail: String,
+}
+
+/// The log file nox points liblxc at, inside the container's directory.
+pub const LOG_FILE: &str = "nox-lxc.log";
+
+/// One reference to a liblxc container object.
+#[derive(Debug)]
+pub struct Container {
+    ptr: NonNull<lxc_container>,
+    name: String,
+    lxcpath: PathBuf,
+}
+
+// liblxc container objects carry their own locks; nox moves them between threads but never
+// uses one from two threads at once (Container is not Sync).
+unsafe impl Send for Container {}
+
+fn cstring(s: &str) -> CString {
+    // Names are validated before they get here, config values come from nox's renderer;
+    // an interior NUL would be a bug, not user input.
+    CString::new(s).expect("no NUL bytes in strings passed to liblxc")
+}
+
+/// Calls an optional function pointer of `struct lxc_container`, or fails naming it.
+macro_rules! lxc_call {
+    ($self:ident, $field:ident, $op:literal $(, $arg:expr)*) => {{
+        // SAFETY: ptr is a live container (we hold a reference).
+        let f = unsafe { $self.ptr.as_ref().$field };
+        match f {
+            // SAFETY: liblxc filled this pointer; arguments are valid for the call's duration.
+            Some(f) => Ok(unsafe { f($self.ptr.as_ptr() $(, $arg)*) }),
+            None => Err($self.error($op, "liblxc lacks this operation")),
+        }
+    }};
+}
+
+impl Container {
+    /// Gets a handle on container `name` in `lxcpath`, whether or not it exists yet.
+    pub fn new(name: &str, lxcpath: &Path) -> Result<Self, LxcError> {
+        let cname = cstring(name);
+        let cpath = cstring(&lxcpath.to_string_lossy());
+        // SAFETY: both strings outlive the call; liblxc copies them.
+        let ptr = unsafe { lxc_sys::lxc_container_new(cname.as_ptr(), cpath.as_ptr()) };
+        let ptr = NonNull::new(ptr).ok_or_else(|| LxcError {
+            op: "lxc_container_new",
+            name: name.into(),
+            detail: format!(
+                "liblxc could not allocate a container in {}",
+                lxcpath.display()
+            ),
+        })?;
+        Ok(Container {
+            ptr,
+            name: name.into(),
+            lxcpath: lxcpath.to_path_buf(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.lxcpath.join(&self.name)
+    }
+
+    fn error(&self, op: &'static str, fallback: &str) -> LxcError {
+        // SAFETY: error_string is NULL or a NUL-terminated string owned by the container.
+        let own = unsafe {
+            let s = self.ptr.as_ref().error_string;
+            (!s.is_null()).then(|| CStr::from_ptr(s).to_string_lossy().into_owned())
+        };
+        let log = log_tail(&self.dir().join(LOG_FILE), 5);
+        let mut detail = own.unwrap_or_else(|| fallback.to_string());
+        if !log.is_empty() {
+            detail = format!("{detail}; liblxc log: {}", log.join(" | "));
+        }
+        LxcError {
+            op,
+            name: self.name.clone(),
+            detail,
+        }
+    }
+
+    fn check(&self, ok: bool, op: &'static str) -> Result<(), LxcError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(self.error(op, "liblxc reported failure"))
+        }
+    }
+
+    pub fn is_defined(&self) -> bool {
+        lxc_call!(self, is_defined, "is_defined").unwrap_or(false)
+    }
+
+    pub fn is_running(&self) -> bool {
+        lxc_call!(self, is_running, "is_running").unwrap_or(false)
+    }
+
+    /// `RUNNING`, `STOPPED`, `FROZEN`, ...
+    pub fn state(&self) -> String {
+        match lxc_call!(self, state, "state") {
+            // SAFETY: state returns a static string (or NULL).
+            Ok(p) if !p.is_null() => unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned(),
+            _ => "UNKNOWN".into(),
+        }
+    }
+
+    pub fn set_config_item(&self, key: &str, value: &str) -> Result<(), LxcError> {
+        let (k, v) = (cstring(key), cstring(value));
+        let ok = lxc_call!(
+            self,
+            set_config_item,
+            "set_config_item",
+            k.as_ptr(),
+            v.as_ptr()
+        )?;
+        if ok {
+            Ok(())
+        } else {
+            Err(self.error(
+                "set_config_item",
+                &format!("liblxc rejected {key} = {value}"),
+            ))
+        }
+    }
+
+    /// Replaces the in-memory config with the file at `path` (LXC config syntax).
+    pub fn load_config(&self, path: &Path) -> Result<(), LxcError> {
+        let p = cstring(&path.to_string_lossy());
+        let ok = lxc_call!(self, load_config, "load_config", p.as_ptr())?;
+        self.check(ok, "load_config")
+    }
+
+    /// Writes the in-memory config to the container's `config` file.
+    pub fn save_config(&self) -> Result<(), LxcError> {
+        let ok = lxc_call!(self, save_config, "save_config", ptr::null())?;
+        self.check(ok, "save_config")
+    }
+
+    /// Creates the container's rootfs with a template (`local`, `download`) and its arguments.
+    pub fn create(&self, template: &str, args: &[&str]) -> Result<(), LxcError> {
+        let t = cstring(template);
+        let owned: Vec<CString> = args.iter().map(|a| cstring(a)).collect();
+        let mut argv: Vec<*const std::os::raw::c_char> = owned.iter().map(|a| a.as_ptr()).collect();
+        argv.push(ptr::null());
+        let ok = lxc_call!(
+            self,
+            create,
+            "create",
+            t.as_ptr(),
+            ptr::null(),
+            ptr::null_mut(),
+            0,
+            argv.as_ptr()
+        )?;
+        self.check(ok, "create")
+    }
+
+    /// Starts the container's init in the background.
+    pub fn start(&self) -> Result<(), LxcError> {
+        lxc_call!(self, want_daemonize, "want_daemonize", true)?;
+        let ok = lxc_call!(self, start, "start", 0, ptr::null())?;
+        self.check(ok, "start")
+    }
+
+    /// Waits up to `timeout_secs` for `state` (e.g. `RUNNING`); true if reached.
+    pub fn wait(&self, state: &str, timeout_secs: i32) -> bool {
+        let s = cstring(state);
+        lxc_call!(self, wait, "wait", s.as_ptr(), timeout_secs).unwrap_or(false)
+    }
+
+    /// Asks init to shut down cleanly, waiting up to `timeout_secs`; true if it stopped.
+    pub fn shutdown(&self, timeout_secs: i32) -> bool {
+        lxc_call!(self, shutdown, "shutdown", timeout_secs).unwrap_or(false)
+    }
+
+    /// Kills the container at once.
+    pub fn stop(&self) -> Result<(), LxcError> {
+        let ok = lxc_call!(self, stop, "stop")?;
+        self.check(ok, "stop")
+    }
+
+    /// Removes the container's rootfs and directory. It must be stopped.
+    pub fn destroy(&self) -> Result<(), LxcError> {
+        let ok = lxc_call!(self, destroy, "destroy")?;
+        self.check(ok, "destroy")
+    }
+
+    /// The host pid of the container's init, if running.
+    pub fn init_pid(&self) -> Option<i32> {
+        lxc_call!(self, init_pid, "init_pid")
+            .ok()
+            .filter(|p| *p > 0)
+    }
+
+    /// Runs `argv` inside the container (all namespaces, as root, with a clean environment)
+    /// and returns its exit code and output. argv is passed as argv: no shell.
+    pub fn attach_run(&self, argv: &[&str]) -> Result<AttachOutput, LxcError> {
+        let io = |what| {
+            tempfile_in_tmp().map_err(|e| LxcError {
+                op: "attach",
+                name: self.name.clone(),
+                detail: format!("cannot create a temp file for {what}: {e}"),
+            })
+        };
+        let (mut out, mut err) = (io("stdout")?, io("stderr")?);
+        let devnull = File::open("/dev/null").map_err(|e| LxcError {
+            op: "attach",
+            name: self.name.clone(),
+            detail: e.to_string(),
+        })?;
+        let env: Vec<CString> = [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME=/root",
+            "LANG=C.UTF-8",
+        ]
+        .iter()
+        .map(|s| cstring(s))
+        .collect();
+        let mut env_ptrs: Vec<*mut std::os::raw::c_char> =
+            env.iter().map(|e| e.as_ptr() as *mut _).collect();
+        env_ptrs.push(ptr::null_mut());
+        let mut opts = lxc_sys::lxc_attach_options_t {
+            attach_flags: lxc_sys::LXC_ATTACH_DEFAULT as i32,
+            namespaces: -1,
+            personality: lxc_sys::LXC_ATTACH_DETECT_PERSONALITY as std::os::raw::c_long,
+            initial_cwd: ptr::null_mut(),
+            uid: 0,
+            gid: 0,
+            env_policy: lxc_sys::lxc_attach_env_policy_t_LXC_ATTACH_CLEAR_ENV,
+            extra_env_vars: env_ptrs.as_mut_ptr(),
+            extra_keep_env: ptr::null_mut(),
+            stdin_fd: devnull.as_raw_fd(),
+            stdout_fd: out.as_raw_fd(),
+            stderr_fd: err.as_raw_fd(),
+            log_fd: -libc_ebadf(),
+            lsm_label: ptr::null_mut(),
+            groups: lxc_sys::lxc_groups_t {
+                size: 0,
+                list: ptr::null_mut(),
+            },
+        };
+        let owned: Vec<CString> = argv.iter().map(|a| cstring(a)).collect();
+        let mut args: Vec<*const std::os::raw::c_char> = owned.iter().map(|a| a.as_ptr()).collect();
+        args.push(ptr::null());
+        let program = owned
+            .first()
+            .ok_or_else(|| self.error("attach", "empty command"))?;
+        let status = lxc_call!(
+            self,
+            attach_run_wait,
+            "attach",
+            &mut opts,
+            program.as_ptr(),
+            args.as_ptr()
+        )?;
+        if status < 0 {
+            return Err(self.error("attach", "could not attach to the container"));
+        }
+        let read = |f: &mut File| {
+            let mut buf = Vec::new();
+            let _ = f.rewind();
+            let _ = f.read_to_end(&mut buf);
+            buf
+        };
+        Ok(AttachOutput {
+            code: wait_status_code(status),
+            stdout: read(&mut out),
+            stderr: read(&mut err),
+        })
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        // SAFETY: we own exactly one reference, taken in `new`.
+        unsafe { lxc_sys::lxc_container_put(self.ptr.as_ptr()) };
+    }
+}
+
+/// Output of a command run with [`Container::attach_run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachOutput {
+    /// Exit code, or 128 + signal.
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// A `waitpid` status as a shell reports it.
+fn wait_status_code(status: i32) -> i32 {
+    if status & 0x7f == 0 {
+        (status >> 8) & 0xff
+    } else {
+        128 + (status & 0x7f)
+    }
+}
+
+fn libc_ebadf() -> i32 {
+    nix::errno::Errno::EBADF as i32
+}
+
+/// An unlinked temp file: output of any size, no pipe to deadlock on.
+fn tempfile_in_tmp() -> std::io::Result<File> {
+    let path = std::env::temp_dir().join(format!(
+        "nox-attach-{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+    ));
+    let f = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(f)
+}
+
+/// The last `n` lines liblxc logged, without its timestamp prefixes.
+fn log_tail(path: &Path, n: usize) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+        .map(|l| {
+            // "lxc 20261125 ... ERROR start - ../src/lxc/start.c:123 - message"
+            l.rsplit(" - ").next().unwrap_or(l).trim().to_string()
+        })
+        .collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_status_decodes_exits_and_signals() {
+        assert_eq!(wait_status_code(0), 0);
+        assert_eq!(wait_status_code(3 << 8), 3);
+        assert_eq!(wait_status_code(9), 137);
+    }
+
+    #[test]
+    fn log_tail_keeps_liblxc_messages() {
+        let dir = std::env::temp_dir().join(format!("nox-log-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("log");
+        std::fs::write(
+            &p,
+            "lxc c 20261125 INFO conf - conf.c:1 - fine\n\
+             lxc c 20261125 ERROR start - start.c:2 - Failed to exec init\n",
+        )
+        .unwrap();
+        assert_eq!(log_tail(&p, 5), vec!["Failed to exec init".to_string()]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

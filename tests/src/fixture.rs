@@ -1,0 +1,254 @@
+//! The live-test fixture: unique names, a private state dir, cleanup on drop (panics
+//! included), and a sweep of what killed runs left behind.
+//!
+//! Ownership is recorded *in* each resource, never guessed from its name:
+//! - a VM carries the label `nox.test.owner` in nox's metadata record (`<metadata>`);
+//! - a container lives in the fixture's own lxcpath and has an owner file in its directory;
+//! - state dirs are named after their owner.
+//!
+//! An owner is `PID-STARTTIME` of the test process. The sweep removes only resources whose
+//! owner process is gone, so concurrent test runs and a user's own machines are never touched.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, Once};
+
+use nox_libvirt::domain::{record_from_metadata, METADATA_NS};
+use nox_lxc::liblxc::Container;
+
+/// Where live tests keep everything they make. World-traversable (0711) because QEMU runs as
+/// libvirt-qemu and must reach the disks below it.
+pub const STATE_ROOT: &str = "/var/lib/nox-it";
+/// The label that marks a VM as a live test's.
+pub const OWNER_LABEL: &str = "nox.test.owner";
+/// The file that marks a container as a live test's.
+const CONTAINER_OWNER_FILE: &str = "nox-test-owner";
+
+/// This process's owner token.
+pub fn owner() -> String {
+    let pid = std::process::id();
+    format!("{pid}-{}", start_time(pid).unwrap_or_default())
+}
+
+/// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot. With the
+/// pid it identifies a process even across pid reuse.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after its closing paren are plain.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// True while the process that owns `token` runs.
+pub fn owner_alive(token: &str) -> bool {
+    let Some((pid, start)) = token.split_once('-') else {
+        return false;
+    };
+    let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
+        return false;
+    };
+    start_time(pid) == Some(start)
+}
+
+/// The lxcpath live tests create containers in.
+pub fn lxcpath() -> PathBuf {
+    Path::new(STATE_ROOT).join("lxc")
+}
+
+#[derive(Debug)]
+enum Resource {
+    /// A libvirt domain (transient or defined) by name.
+    Domain(String),
+    /// An LXC container in the fixture's lxcpath.
+    Container(String),
+}
+
+/// Per-test resources. Everything registered is removed on drop.
+#[derive(Debug)]
+pub struct Fixture {
+    pub owner: String,
+    /// This test's private directory, removed on drop.
+    pub dir: PathBuf,
+    uri: String,
+    resources: Mutex<Vec<Resource>>,
+}
+
+impl Fixture {
+    /// Sweeps leftovers of dead runs (once per process), then makes a private state dir.
+    pub fn new(test: &str) -> Fixture {
+        static SWEEP: Once = Once::new();
+        let uri = "qemu:///system".to_string();
+        SWEEP.call_once(|| sweep(&uri));
+        let owner = owner();
+        let dir = Path::new(STATE_ROOT).join(&owner).join(test);
+        std::fs::create_dir_all(&dir).expect("creating the test state dir");
+        set_mode(Path::new(STATE_ROOT), 0o711);
+        set_mode(&Path::new(STATE_ROOT).join(&owner), 0o711);
+        set_mode(&dir, 0o711);
+        std::fs::create_dir_all(lxcpath()).expect("creating the test lxcpath");
+        Fixture {
+            owner,
+            dir,
+            uri,
+            resources: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A name no other test or run uses: `it-` + a short hash of (owner, test, counter).
+    pub fn unique_name(&self, hint: &str) -> String {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in format!("{}/{}/{hint}/{n}", self.owner, self.dir.display()).bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+        }
+        format!("it-{hint}-{:08x}", h as u32)
+    }
+
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The metadata record a test VM carries, marking it as ours.
+    pub fn vm_record(&self) -> String {
+        serde_json::json!({ "labels": { OWNER_LABEL: self.owner } }).to_string()
+    }
+
+    /// Registers a domain for removal on drop. Register *before* creating it.
+    pub fn own_domain(&self, name: &str) {
+        self.resources
+            .lock()
+            .unwrap()
+            .push(Resource::Domain(name.into()));
+    }
+
+    /// Registers a container for removal on drop and marks it as ours, before liblxc creates
+    /// anything: a run killed mid-create still leaves a marked directory for the sweep.
+    pub fn own_container(&self, name: &str) {
+        self.resources
+            .lock()
+            .unwrap()
+            .push(Resource::Container(name.into()));
+        let dir = lxcpath().join(name);
+        std::fs::create_dir_all(&dir).expect("creating the container dir");
+        std::fs::write(dir.join(CONTAINER_OWNER_FILE), &self.owner)
+            .expect("writing the container owner mark");
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let resources =
+            std::mem::take(&mut *self.resources.lock().unwrap_or_else(|e| e.into_inner()));
+        for r in resources.into_iter().rev() {
+            match r {
+                Resource::Domain(name) => remove_domain(&self.uri, &name),
+                Resource::Container(name) => remove_container(&name),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let owner_dir = Path::new(STATE_ROOT).join(&self.owner);
+        let _ = std::fs::remove_dir(owner_dir); // only if no other test of this run is using it
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+}
+
+fn remove_domain(uri: &str, name: &str) {
+    virt::error::clear_error_callback();
+    let Ok(conn) = virt::connect::Connect::open(Some(uri)) else {
+        return;
+    };
+    if let Ok(dom) = conn.lookup_domain_by_name(name) {
+        if dom.is_active().unwrap_or(false) {
+            let _ = dom.destroy();
+        }
+        if dom.is_persistent().unwrap_or(false) {
+            // NVRAM and managed-save state too, so nothing of the test remains in libvirt.
+            let _ = dom.undefine_flags(
+                virt::sys::VIR_DOMAIN_UNDEFINE_NVRAM | virt::sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE,
+            );
+        }
+    }
+}
+
+fn remove_container(name: &str) {
+    let Ok(c) = Container::new(name, &lxcpath()) else {
+        return;
+    };
+    if c.is_running() {
+        let _ = c.stop();
+    }
+    if c.is_defined() {
+        let _ = c.destroy();
+    }
+    // A create that failed midway can leave a directory liblxc does not call defined.
+    let _ = std::fs::remove_dir_all(lxcpath().join(name));
+}
+
+/// Removes every test resource whose owner process is gone.
+pub fn sweep(uri: &str) {
+    virt::error::clear_error_callback();
+    if let Ok(conn) = virt::connect::Connect::open(Some(uri)) {
+        let domains = conn.list_all_domains(0).unwrap_or_default();
+        for dom in domains {
+            // VIR_DOMAIN_METADATA_ELEMENT = 2; only domains with nox's record answer.
+            let Ok(xml) = dom.metadata(2, Some(METADATA_NS), 0) else {
+                continue;
+            };
+            let Some(json) = record_from_metadata(&xml) else {
+                continue;
+            };
+            let owner = serde_json::from_str::<serde_json::Value>(&json)
+                .ok()
+                .and_then(|v| v["labels"][OWNER_LABEL].as_str().map(String::from));
+            if let (Some(owner), Ok(name)) = (owner, dom.name()) {
+                if !owner_alive(&owner) {
+                    eprintln!("fixture: sweeping domain {name} left by dead test run {owner}");
+                    remove_domain(uri, &name);
+                }
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(lxcpath()) {
+        for e in entries.flatten() {
+            let Ok(owner) = std::fs::read_to_string(e.path().join(CONTAINER_OWNER_FILE)) else {
+                continue;
+            };
+            if !owner_alive(owner.trim()) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                eprintln!("fixture: sweeping container {name} left by dead test run {owner}");
+                remove_container(&name);
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(STATE_ROOT) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.contains('-')
+                && name
+                    .split('-')
+                    .all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+                && !owner_alive(&name)
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_bogus_owner_is_not() {
+        assert!(owner_alive(&owner()));
+        assert!(!owner_alive("1-0"));
+        assert!(!owner_alive("not-a-token"));
+        assert!(!owner_alive(""));
+    }
+}
