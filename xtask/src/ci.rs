@@ -20,7 +20,7 @@ pub fn run() -> Result<()> {
     let image_config = crate::test_image::build()?;
     // NOX_IT=1 declares the live environment: live tests run and never skip.
     sh(Command::new("cargo")
-        .args(["test", "--workspace", "--all-targets"])
+        .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
         .env("NOX_IT", "1")
         .env("NOX_TEST_IMAGE_CONFIG", &image_config))?;
     Ok(())
@@ -31,7 +31,7 @@ pub fn live_tests(filter: &[String]) -> Result<()> {
     crate::setup::run()?;
     let image_config = crate::test_image::build()?;
     sh(Command::new("cargo")
-        .args(["test", "--package", "nox-tests", "--"])
+        .args(["test", "--package", "nox-tests", "--no-fail-fast", "--"])
         .args(filter)
         .env("NOX_IT", "1")
         .env("NOX_TEST_IMAGE_CONFIG", &image_config))

@@ -53,13 +53,18 @@ const PACKAGES: &[&str] = &[
 /// stanza for `eth0`, so the NIC must be called that, not `enp1s0`.
 const KERNEL_CMDLINE: &str = "root=LABEL=root ro console=ttyS0 net.ifnames=0";
 
-/// LXC image metadata: the distribution's common config, plus its userns config for
-/// unprivileged containers (`lxc-create -t local` picks `config-user` for those).
-const LXC_CONFIG: &str =
-    "lxc.include = LXC_TEMPLATE_CONFIG/debian.common.conf\nlxc.arch = x86_64\n";
-const LXC_CONFIG_USER: &str =
-    "lxc.include = LXC_TEMPLATE_CONFIG/debian.common.conf\nlxc.arch = x86_64\n\
-                               lxc.include = LXC_TEMPLATE_CONFIG/debian.userns.conf\n";
+/// LXC image metadata: LXC's generic common config, plus its userns config for unprivileged
+/// containers (`lxc-create -t local` picks `config-user` for those). Debian 12's liblxc ships
+/// only the generic files; per-distribution ones live in the optional lxc-templates package.
+const LXC_CONFIG: &str = "lxc.include = LXC_TEMPLATE_CONFIG/common.conf\nlxc.arch = x86_64\n";
+const LXC_CONFIG_USER: &str = "lxc.include = LXC_TEMPLATE_CONFIG/common.conf\nlxc.arch = x86_64\n\
+                               lxc.include = LXC_TEMPLATE_CONFIG/userns.conf\n";
+
+/// A container mounts no filesystems of its own: the VM's `LABEL=root` line would fail
+/// systemd-remount-fs, and unprivileged containers cannot mount debugfs or tracefs, so those
+/// units are masked, as LXC's own images do.
+const LXC_FSTAB: &str = "# LXC mounts the container's filesystems.\n";
+const LXC_MASKED_UNITS: &[&str] = &["sys-kernel-debug.mount", "sys-kernel-tracing.mount"];
 
 pub const IMAGE_NAME: &str = "debian-12-test";
 const QCOW2: &str = "debian-12-test.qcow2";
@@ -165,7 +170,7 @@ pub fn cache_root() -> PathBuf {
 /// The first 16 hex digits of SHA-256 over everything that decides the outputs.
 pub fn recipe_hash() -> String {
     let recipe = format!(
-        "{RECIPE_VERSION}\n{PACKAGES:?}\n{KERNEL_CMDLINE}\n{TREE_FILES:?}\n{LXC_CONFIG}\n{LXC_CONFIG_USER}"
+        "{RECIPE_VERSION}\n{PACKAGES:?}\n{KERNEL_CMDLINE}\n{TREE_FILES:?}\n{LXC_CONFIG}\n{LXC_CONFIG_USER}\n{LXC_FSTAB}\n{LXC_MASKED_UNITS:?}"
     );
     hex(&Sha256::digest(recipe.as_bytes()))[..16].to_string()
 }
@@ -326,6 +331,13 @@ fn build_qcow2(tree: &Path, work: &Path) -> Result<()> {
 }
 
 fn build_lxc_image(tree: &Path, work: &Path) -> Result<()> {
+    // The disk image is built; from here the tree becomes a container's.
+    fs::write(tree.join("etc/fstab"), LXC_FSTAB)?;
+    for unit in LXC_MASKED_UNITS {
+        let link = tree.join("etc/systemd/system").join(unit);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink("/dev/null", &link)?;
+    }
     // Numeric owners and xattrs (file capabilities such as ping's) survive the round trip.
     // /dev stays empty, as in LXC's own images: LXC mounts a fresh one, and device nodes
     // cannot be created when an unprivileged container's rootfs is unpacked.

@@ -1,11 +1,16 @@
 //! The command line, as clap types. This file depends only on clap, clap_complete and
 //! nox-core: xtask compiles it in by path to generate man pages without building backends.
 //!
-//! Only verbs that work are here. Planned ones (create, list, start, ...) join when their
-//! backend work lands, never as stubs.
+//! Only verbs and flags that work are here; planned ones join when their backend work lands,
+//! never as stubs.
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
+use nox_core::instance::NetworkSpec;
+use nox_core::resources::{CpuRequest, DiskRequest, MemoryRequest};
+use nox_core::InstanceName;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +34,90 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create an instance (a VM by default) and start it
+    ///
+    /// Flags override the config's [defaults]; `nox config show` prints those.
+    /// Example: nox create web --cpus 2 --memory 2G --disk 20G
+    Create(CreateArgs),
+
+    /// List instances
+    #[command(visible_alias = "ls")]
+    List(JsonFlag),
+
+    /// Show one instance
+    Status {
+        name: Name,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+
+    /// Start instances
+    Start {
+        #[arg(required = true)]
+        names: Vec<Name>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+
+    /// Stop instances: a clean shutdown, forced off after --timeout
+    Stop(StopArgs),
+
+    /// Stop, then start instances
+    Restart {
+        #[command(flatten)]
+        stop: StopArgs,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+
+    /// Delete instances and every file nox made for them
+    #[command(visible_alias = "rm")]
+    Delete {
+        #[arg(required = true)]
+        names: Vec<Name>,
+        /// Delete running instances too (they are forced off first)
+        #[arg(short, long)]
+        force: bool,
+    },
+
+    /// Run a command in an instance as root; its exit code becomes nox's
+    ///
+    /// Arguments are passed as they are, without a shell: nox exec web -- ls -l /
+    Exec {
+        name: Name,
+        /// The command and its arguments
+        #[arg(last = true, required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
+
+    /// Open an SSH session in an instance, or run a command there
+    Ssh {
+        name: Name,
+        /// A command to run instead of a shell
+        #[arg(last = true, num_args = 0..)]
+        command: Vec<String>,
+    },
+
+    /// Attach to an instance's serial console (detach with Ctrl+])
+    Console { name: Name },
+
+    /// Set a new random password for the instance's user, shown once and stored nowhere
+    Passwd {
+        name: Name,
+        /// The user (default: the instance's user)
+        #[arg(long)]
+        user: Option<String>,
+    },
+
+    /// Change an instance's CPUs, memory or disk
+    ///
+    /// CPU and memory take effect at the next boot; the disk grows at once (never shrinks).
+    Resize(ResizeArgs),
+
+    /// Manage the image cache
+    #[command(subcommand)]
+    Image(ImageCommand),
+
     /// Show the effective configuration, or the files it was read from
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -66,6 +155,148 @@ pub enum ConfigCommand {
         #[arg(long)]
         all: bool,
     },
+}
+
+/// An instance name, checked when parsed: `^[a-z][a-z0-9-]{0,62}$`.
+pub type Name = InstanceName;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// A libvirt/KVM virtual machine
+    Vm,
+}
+
+impl From<BackendArg> for nox_core::BackendKind {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Vm => nox_core::BackendKind::Vm,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    pub name: Name,
+
+    /// What runs the instance [default: [defaults] backend]
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+
+    /// Image name from [images] [default: [defaults] image]
+    #[arg(long)]
+    pub image: Option<String>,
+
+    /// CPUs: a count (2) or a share of the host (50%, 0.5)
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpus: Option<CpuRequest>,
+
+    /// Memory: 2G, 512M, 1024 (MiB), or a share (50%)
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory: Option<MemoryRequest>,
+
+    /// Disk: 20G, 20 (GiB), or a share of the free space (50%)
+    #[arg(long, allow_hyphen_values = true)]
+    pub disk: Option<DiskRequest>,
+
+    /// default (NAT), user (passt, SSH on 127.0.0.1), bridge:NAME, macvtap:IFACE, or ask
+    #[arg(long)]
+    pub network: Option<NetworkSpec>,
+
+    /// A public key file or key text for the guest user (repeatable) [default: ~/.ssh/*.pub]
+    #[arg(long = "ssh-key", value_name = "KEY")]
+    pub ssh_keys: Vec<String>,
+
+    /// The login user created in the guest [default: [defaults] user]
+    #[arg(long)]
+    pub user: Option<String>,
+
+    /// Create only; do not start
+    #[arg(long)]
+    pub no_start: bool,
+
+    /// Do not start the instance when the host boots
+    #[arg(long)]
+    pub no_autostart: bool,
+
+    #[command(flatten)]
+    pub wait: WaitArgs,
+
+    /// Print the created instance as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct WaitArgs {
+    /// Return once the guest is ready: agent answering, cloud-init done (the default)
+    #[arg(long, overrides_with = "no_wait")]
+    pub wait: bool,
+
+    /// Return as soon as the instance is started
+    #[arg(long)]
+    pub no_wait: bool,
+
+    /// How long to wait for readiness, e.g. 90s or 10m
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub timeout: Duration,
+}
+
+impl WaitArgs {
+    pub fn wait_for(&self) -> Option<Duration> {
+        (!self.no_wait).then_some(self.timeout)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    #[arg(required = true)]
+    pub names: Vec<Name>,
+    /// Force the instance off at once, without a clean shutdown
+    #[arg(short, long)]
+    pub force: bool,
+    /// How long a clean shutdown may take before the instance is forced off
+    #[arg(long = "stop-timeout", value_parser = parse_duration, default_value = "60s")]
+    pub stop_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ResizeArgs {
+    pub name: Name,
+    /// New CPU count or share
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpus: Option<CpuRequest>,
+    /// New memory size or share
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory: Option<MemoryRequest>,
+    /// New, larger disk size
+    #[arg(long, allow_hyphen_values = true)]
+    pub disk: Option<DiskRequest>,
+    /// Restart the instance so new CPU and memory take effect now
+    #[arg(long)]
+    pub restart: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List cached images
+    List(JsonFlag),
+    /// Download and verify an image from [images] into the cache
+    Pull {
+        /// An [images] name
+        name: String,
+    },
+    /// Remove a cached image (by name or checksum) that no instance uses
+    Rm { image: String },
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .or_else(|_| s.parse::<u64>().map(Duration::from_secs))
+        .map_err(|_| format!("{s:?} is not a duration: use e.g. 90s, 5m or 1h"))?;
+    if d.is_zero() {
+        return Err("the timeout must be more than zero".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -19,10 +20,25 @@ fn main() -> ExitCode {
         Err(e) => return clap_error(e),
     };
     init_tracing(cli.verbose);
+    install_interrupt_handler();
+    use commands::*;
     let result = match cli.command {
-        Command::Config(cmd) => commands::config::run(cmd),
-        Command::Doctor(flags) => commands::doctor::run(flags.json),
-        Command::Completions { shell } => commands::completions::run(shell),
+        Command::Create(a) => create::run(a),
+        Command::List(j) => list::list(j.json),
+        Command::Status { name, json } => list::status(&name, json.json),
+        Command::Start { names, wait } => lifecycle::start(&names, wait),
+        Command::Stop(a) => lifecycle::stop(&a),
+        Command::Restart { stop, wait } => lifecycle::restart(&stop, wait),
+        Command::Delete { names, force } => lifecycle::delete(&names, force),
+        Command::Exec { name, command } => access::exec(&name, &command),
+        Command::Ssh { name, command } => access::ssh(&name, &command),
+        Command::Console { name } => access::console(&name),
+        Command::Passwd { name, user } => access::passwd(&name, user.as_deref()),
+        Command::Resize(a) => resize::run(&a),
+        Command::Image(cmd) => image::run(cmd),
+        Command::Config(cmd) => config::run(cmd),
+        Command::Doctor(flags) => doctor::run(flags.json),
+        Command::Completions { shell } => completions::run(shell),
     };
     match result {
         Ok(code) => code,
@@ -67,6 +83,24 @@ fn report(err: &anyhow::Error) -> ExitCode {
         ExitCode::from(EXIT_BAD_INPUT)
     } else {
         ExitCode::from(EXIT_FAILURE)
+    }
+}
+
+/// Ctrl-C sets a flag that long operations check, so they unwind through their rollback
+/// instead of dying with half an instance made. A second Ctrl-C is the default again.
+fn install_interrupt_handler() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    extern "C" fn on_sigint(_: nix::libc::c_int) {
+        nox_core::interrupt::request();
+    }
+    let action = SigAction::new(
+        SigHandler::Handler(on_sigint),
+        SaFlags::SA_RESETHAND,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only performs an atomic store, which is async-signal-safe.
+    unsafe {
+        let _ = sigaction(Signal::SIGINT, &action);
     }
 }
 

@@ -97,11 +97,53 @@ fn usage_errors_are_one_line_exit_2() {
 
 #[test]
 fn planned_verbs_are_not_exposed_before_they_work() {
-    // create and friends join with their backends; until then they are unknown, not stubs.
+    // backup and friends join with their work; until then they are unknown, not stubs.
     assert_bad_input(
-        nox(None).args(["create", "web"]).assert(),
-        "unrecognized subcommand 'create'",
+        nox(None).args(["backup", "web"]).assert(),
+        "unrecognized subcommand 'backup'",
     );
+    // So does the container backend.
+    assert_bad_input(
+        nox(None)
+            .args(["create", "web", "--backend", "lxc"])
+            .assert(),
+        "invalid value 'lxc' for '--backend",
+    );
+}
+
+#[test]
+fn create_rejects_bad_input_before_touching_anything() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["create", "Web"],
+            "invalid name \"Web\": names are 1 to 63 characters",
+        ),
+        (&["create", "1web"], "a lowercase letter"),
+        (&["create", "web_1"], "invalid name"),
+        (&["create", "web", "--cpus", "0"], "it must be at least 1"),
+        (&["create", "web", "--cpus", "99999"], "this host has"),
+        (&["create", "web", "--memory", "-1G"], "it must be positive"),
+        (&["create", "web", "--memory", "100T"], "this host has"),
+        (&["create", "web", "--disk", "0"], "more than zero"),
+        (
+            &["create", "web", "--network", "nat"],
+            "invalid network \"nat\"",
+        ),
+        (&["create", "web", "--timeout", "0s"], "more than zero"),
+        (
+            &["create", "web", "--user", "root"],
+            "invalid user \"root\"",
+        ),
+        (
+            &["create", "web", "--ssh-key", "/nonexistent.pub"],
+            "cannot read SSH public key",
+        ),
+        (&["resize", "web"], "nothing to resize"),
+        (&["exec", "Web", "--", "true"], "invalid name"),
+    ];
+    for (args, needle) in cases {
+        assert_bad_input(nox(None).args(*args).assert(), needle);
+    }
 }
 
 #[test]

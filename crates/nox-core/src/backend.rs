@@ -1,11 +1,45 @@
 //! The trait every backend implements. The CLI picks a backend and calls it; nothing in a
 //! backend knows about the command line.
 //!
-//! The trait grows with the verbs: a verb joins it (and the CLI) when a backend implements it
-//! for real, so there is never a method that answers "not implemented".
+//! A backend joins the CLI's `--backend` choices when it implements this trait for real, so
+//! there is never a method that answers "not implemented".
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::check::Check;
-use crate::instance::BackendKind;
+use crate::error::Result;
+use crate::instance::{BackendKind, Instance, InstanceSpec};
+use crate::name::InstanceName;
+use crate::progress::Progress;
+
+/// How `create` should finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreateOptions {
+    /// Start the instance after creating it.
+    pub start: bool,
+    /// Return only when the guest is ready (agent answering, cloud-init done).
+    pub wait: bool,
+    /// How long to wait for readiness.
+    pub timeout: Duration,
+}
+
+/// What `resize` changes; `None` leaves a resource as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Resize {
+    pub cpus: Option<u32>,
+    pub memory_bytes: Option<u64>,
+    pub disk_bytes: Option<u64>,
+}
+
+/// A program the CLI should run in the user's terminal (replacing itself): `ssh`, a console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handoff {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Said on stderr before handing over (why a fallback was chosen, how to detach).
+    pub note: Option<String>,
+}
 
 pub trait Backend {
     /// Which backend this is.
@@ -13,4 +47,58 @@ pub trait Backend {
 
     /// What this backend needs of the host, checked live (`nox doctor`).
     fn host_checks(&self) -> Vec<Check>;
+
+    /// Creates an instance. On any failure, everything made so far is removed.
+    fn create(
+        &self,
+        spec: &InstanceSpec,
+        options: CreateOptions,
+        progress: &dyn Progress,
+    ) -> Result<Instance>;
+
+    /// Every instance of this backend, in one pass: never a timeout per instance.
+    fn list(&self) -> Result<Vec<Instance>>;
+
+    fn status(&self, name: &InstanceName) -> Result<Instance>;
+
+    /// Starts a stopped instance; with `wait`, returns when the guest is ready.
+    fn start(
+        &self,
+        name: &InstanceName,
+        wait: Option<Duration>,
+        progress: &dyn Progress,
+    ) -> Result<()>;
+
+    /// Asks the guest to shut down, then forces it off after `timeout` (at once with `force`).
+    fn stop(
+        &self,
+        name: &InstanceName,
+        force: bool,
+        timeout: Duration,
+        progress: &dyn Progress,
+    ) -> Result<()>;
+
+    /// Removes the instance and every file nox made for it. Refuses a running one unless
+    /// `force`.
+    fn delete(&self, name: &InstanceName, force: bool) -> Result<()>;
+
+    /// Runs `argv` in the guest as root, streaming its output to ours; returns its exit code.
+    fn exec(&self, name: &InstanceName, argv: &[String]) -> Result<i32>;
+
+    /// How to open an interactive SSH session (or `command`) in the guest.
+    fn ssh(&self, name: &InstanceName, command: &[String]) -> Result<Handoff>;
+
+    /// How to attach to the guest's console.
+    fn console(&self, name: &InstanceName) -> Result<Handoff>;
+
+    /// Sets a new random password for `user` and returns it; nox stores it nowhere.
+    fn passwd(&self, name: &InstanceName, user: &str) -> Result<String>;
+
+    /// Changes resources. Disk grows only. Returns a note for the user (what takes effect when).
+    fn resize(
+        &self,
+        name: &InstanceName,
+        resize: Resize,
+        progress: &dyn Progress,
+    ) -> Result<String>;
 }

@@ -44,6 +44,24 @@ pub enum Error {
 
     #[error("{0}")]
     Backend(String),
+
+    #[error("no instance named {name:?}")]
+    NotFound { name: String },
+
+    #[error("an instance named {name:?} already exists ({backend})")]
+    AlreadyExists { name: String, backend: String },
+
+    /// The user asked for something nox refuses as asked (delete a running VM without --force,
+    /// shrink a disk): bad input, with what to do instead.
+    #[error("{message}")]
+    Refused { message: String, hint: String },
+
+    /// An operation failed; `hint` says what to do next.
+    #[error("{message}")]
+    Failed {
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 impl Error {
@@ -57,6 +75,9 @@ impl Error {
                 // A config file the user pointed at (NOX_CONFIG) or left unreadable.
                 | Error::ConfigRead { .. }
                 | Error::Usage(_)
+                | Error::NotFound { .. }
+                | Error::AlreadyExists { .. }
+                | Error::Refused { .. }
         )
     }
 
@@ -82,7 +103,20 @@ impl Error {
             Error::ConfigRead { .. } => {
                 Some("check the path and its permissions, or unset NOX_CONFIG".into())
             }
+            Error::NotFound { .. } => Some("`nox list` shows the instances".into()),
+            Error::AlreadyExists { .. } => {
+                Some("pick another name, or `nox delete` the existing one first".into())
+            }
+            Error::Refused { hint, .. } => Some(hint.clone()),
+            Error::Failed { hint, .. } => hint.clone(),
             Error::Usage(_) | Error::Io { .. } | Error::Backend(_) => None,
+        }
+    }
+
+    pub fn failed(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Failed {
+            message: message.into(),
+            hint: Some(hint.into()),
         }
     }
 

@@ -142,6 +142,38 @@ pub struct InstanceSpec {
     pub privileged: bool,
 }
 
+/// An instance as `list` and `status` report it. This is the `--json` shape (see docs/cli.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub name: String,
+    pub backend: BackendKind,
+    pub state: InstanceState,
+    /// IPv4 addresses, best source first (guest agent, DHCP lease, ARP for VMs; liblxc for
+    /// containers). Empty when stopped or unknown.
+    pub ipv4: Vec<String>,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    /// Provisioned disk size, when the backend has one.
+    pub disk_bytes: Option<u64>,
+    pub autostart: bool,
+    pub image: String,
+    pub network: String,
+    /// Containers only: whether it runs as host root.
+    pub privileged: bool,
+    /// Where `nox ssh` connects, when the host can reach the guest.
+    pub ssh: Option<SshEndpoint>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+/// A host-reachable SSH endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshEndpoint {
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+}
+
 /// An instance's run state, as the backends report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

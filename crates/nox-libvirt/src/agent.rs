@@ -91,59 +91,82 @@ impl<'d> GuestAgent<'d> {
             .is_ok()
     }
 
-    /// Waits until the agent answers, polling; returns how long that took.
-    pub fn wait_ready(&self, timeout: Duration) -> Result<Duration, AgentError> {
+    /// Waits until the agent answers, polling; `tick` runs between polls (progress,
+    /// interruption) and may abort the wait by returning an error.
+    pub fn wait_ready<E: From<AgentError>>(
+        &self,
+        timeout: Duration,
+        tick: &dyn Fn(Duration) -> Result<(), E>,
+    ) -> Result<Duration, E> {
         let start = Instant::now();
         loop {
             if self.ping() {
                 return Ok(start.elapsed());
             }
             if start.elapsed() > timeout {
-                return Err(AgentError::Timeout(
-                    timeout,
-                    "the guest agent to answer".into(),
-                ));
+                return Err(
+                    AgentError::Timeout(timeout, "the guest agent to answer".into()).into(),
+                );
             }
+            tick(start.elapsed())?;
             std::thread::sleep(POLL);
         }
     }
 
-    /// Runs `argv` (argv[0] an absolute path) in the guest as root and returns its output.
-    /// Arguments travel as a JSON array: no shell, no quoting.
+    /// Starts `argv` (argv[0] an absolute path, or a name on the agent's PATH) as root in the
+    /// guest and returns its pid. Arguments travel as a JSON array: no shell, no quoting.
+    pub fn spawn(
+        &self,
+        argv: &[&str],
+        stdin: Option<&[u8]>,
+        capture: bool,
+    ) -> Result<i64, AgentError> {
+        let (path, args) = argv
+            .split_first()
+            .ok_or_else(|| AgentError::Protocol("empty command".into()))?;
+        let mut arguments = json!({"path": path, "arg": args, "capture-output": capture});
+        if let Some(input) = stdin {
+            arguments["input-data"] = json!(B64.encode(input));
+        }
+        let started: ExecStarted =
+            self.call(json!({"execute": "guest-exec", "arguments": arguments}))?;
+        Ok(started.pid)
+    }
+
+    /// The command's output once it has exited, `None` while it runs.
+    pub fn exec_status(&self, pid: i64) -> Result<Option<ExecOutput>, AgentError> {
+        let st: ExecStatus =
+            self.call(json!({"execute": "guest-exec-status", "arguments": {"pid": pid}}))?;
+        if !st.exited {
+            return Ok(None);
+        }
+        let decode = |d: Option<String>| -> Result<Vec<u8>, AgentError> {
+            d.map(|s| {
+                B64.decode(s)
+                    .map_err(|e| AgentError::Protocol(e.to_string()))
+            })
+            .transpose()
+            .map(Option::unwrap_or_default)
+        };
+        Ok(Some(ExecOutput {
+            code: st.exitcode.or(st.signal.map(|s| 128 + s)).unwrap_or(-1),
+            stdout: decode(st.out_data)?,
+            stderr: decode(st.err_data)?,
+        }))
+    }
+
+    /// Runs `argv` to completion and returns its output.
     pub fn run(
         &self,
         argv: &[&str],
         stdin: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<ExecOutput, AgentError> {
-        let (path, args) = argv
-            .split_first()
-            .ok_or_else(|| AgentError::Protocol("empty command".into()))?;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let mut arguments = json!({"path": path, "arg": args, "capture-output": true});
-        if let Some(input) = stdin {
-            arguments["input-data"] = json!(b64.encode(input));
-        }
-        let started: ExecStarted =
-            self.call(json!({"execute": "guest-exec", "arguments": arguments}))?;
+        let pid = self.spawn(argv, stdin, true)?;
         let start = Instant::now();
         loop {
-            let st: ExecStatus = self
-                .call(json!({"execute": "guest-exec-status", "arguments": {"pid": started.pid}}))?;
-            if st.exited {
-                let decode = |d: Option<String>| -> Result<Vec<u8>, AgentError> {
-                    d.map(|s| {
-                        b64.decode(s)
-                            .map_err(|e| AgentError::Protocol(e.to_string()))
-                    })
-                    .transpose()
-                    .map(Option::unwrap_or_default)
-                };
-                return Ok(ExecOutput {
-                    code: st.exitcode.or(st.signal.map(|s| 128 + s)).unwrap_or(-1),
-                    stdout: decode(st.out_data)?,
-                    stderr: decode(st.err_data)?,
-                });
+            if let Some(out) = self.exec_status(pid)? {
+                return Ok(out);
             }
             if start.elapsed() > timeout {
                 return Err(AgentError::Timeout(
@@ -154,4 +177,44 @@ impl<'d> GuestAgent<'d> {
             std::thread::sleep(POLL);
         }
     }
+
+    /// Opens a guest file for reading; `None` if it does not exist (yet).
+    pub fn file_open(&self, path: &str) -> Result<Option<i64>, AgentError> {
+        match self.call::<i64>(
+            json!({"execute": "guest-file-open", "arguments": {"path": path, "mode": "r"}}),
+        ) {
+            Ok(h) => Ok(Some(h)),
+            Err(AgentError::Libvirt(m))
+                if m.contains("No such file") || m.contains("not found") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads up to `count` bytes; returns them and whether the end of the file was reached.
+    pub fn file_read(&self, handle: i64, count: usize) -> Result<(Vec<u8>, bool), AgentError> {
+        #[derive(Deserialize)]
+        struct Read {
+            #[serde(rename = "buf-b64")]
+            buf: String,
+            eof: bool,
+        }
+        let r: Read = self.call(
+            json!({"execute": "guest-file-read", "arguments": {"handle": handle, "count": count}}),
+        )?;
+        let bytes = B64
+            .decode(r.buf)
+            .map_err(|e| AgentError::Protocol(e.to_string()))?;
+        Ok((bytes, r.eof))
+    }
+
+    pub fn file_close(&self, handle: i64) {
+        let _ = self.call::<serde_json::Value>(
+            json!({"execute": "guest-file-close", "arguments": {"handle": handle}}),
+        );
+    }
 }
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;

@@ -1,25 +1,81 @@
 //! nox's VM backend: libvirt virtual machines, driven through the libvirt API (the `virt`
 //! crate), never by parsing `virsh` output.
+//!
+//! Each VM is a persistent libvirt domain whose `<metadata>` holds nox's record of it, a qcow2
+//! overlay on a cached base image, and a cloud-init seed, all in
+//! `[vm] storage_dir/instances/NAME/`.
 
+mod accel;
+mod access;
 pub mod agent;
+mod connection;
+mod create;
 pub mod domain;
+mod exec;
 pub mod host_checks;
+pub mod images;
 pub mod kvm_probe;
+mod lifecycle;
+pub mod list;
+mod network;
 pub mod programs;
+mod readiness;
+pub mod record;
+mod resize;
 pub mod seed;
 
-use nox_core::config::VmConfig;
-use nox_core::{Backend, BackendKind, Check};
+use std::path::PathBuf;
+use std::time::Duration;
 
-/// The VM backend, bound to one libvirt URI.
+use nox_core::backend::{CreateOptions, Handoff, Resize};
+use nox_core::config::{Config, ImageSource};
+use nox_core::instance::{Instance, InstanceSpec};
+use nox_core::{Backend, BackendKind, Check, Error, InstanceName, Progress};
+use virt::connect::Connect;
+
+/// The VM backend, bound to one libvirt URI and storage directory.
 #[derive(Debug, Clone)]
 pub struct LibvirtBackend {
-    config: VmConfig,
+    config: Config,
 }
 
 impl LibvirtBackend {
-    pub fn new(config: VmConfig) -> Self {
+    pub fn new(config: Config) -> Self {
         LibvirtBackend { config }
+    }
+
+    fn conn(&self) -> Result<Connect, Error> {
+        connection::open(&self.config.vm.uri)
+    }
+
+    fn image_source(&self, image: &str) -> Result<&ImageSource, Error> {
+        let entry = self.config.images.get(image).ok_or_else(|| {
+            Error::Usage(format!(
+                "no image named {image:?} in [images]; known: {}",
+                self.config
+                    .images
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        entry.vm.as_ref().ok_or_else(|| {
+            Error::Usage(format!("image {image:?} has no [images.{image}.vm] source"))
+        })
+    }
+
+    fn instance_dir(&self, name: &str) -> PathBuf {
+        self.config.vm.storage_dir.join("instances").join(name)
+    }
+
+    /// Checksums of the base images existing VMs use (so `image rm` can refuse them).
+    pub fn images_in_use(&self) -> Result<Vec<String>, Error> {
+        let conn = self.conn()?;
+        Ok(list::records(&conn)
+            .into_iter()
+            .map(|(_, r)| r.image_checksum)
+            .collect())
     }
 }
 
@@ -29,6 +85,71 @@ impl Backend for LibvirtBackend {
     }
 
     fn host_checks(&self) -> Vec<Check> {
-        host_checks::run(&self.config)
+        host_checks::run(&self.config.vm)
+    }
+
+    fn create(
+        &self,
+        spec: &InstanceSpec,
+        options: CreateOptions,
+        progress: &dyn Progress,
+    ) -> Result<Instance, Error> {
+        create::create(self, spec, options, progress)
+    }
+
+    fn list(&self) -> Result<Vec<Instance>, Error> {
+        list::list(self)
+    }
+
+    fn status(&self, name: &InstanceName) -> Result<Instance, Error> {
+        list::status(self, name)
+    }
+
+    fn start(
+        &self,
+        name: &InstanceName,
+        wait: Option<Duration>,
+        progress: &dyn Progress,
+    ) -> Result<(), Error> {
+        lifecycle::start(self, name, wait, progress)
+    }
+
+    fn stop(
+        &self,
+        name: &InstanceName,
+        force: bool,
+        timeout: Duration,
+        progress: &dyn Progress,
+    ) -> Result<(), Error> {
+        lifecycle::stop(self, name, force, timeout, progress)
+    }
+
+    fn delete(&self, name: &InstanceName, force: bool) -> Result<(), Error> {
+        lifecycle::delete(self, name, force)
+    }
+
+    fn exec(&self, name: &InstanceName, argv: &[String]) -> Result<i32, Error> {
+        exec::exec(self, name, argv)
+    }
+
+    fn ssh(&self, name: &InstanceName, command: &[String]) -> Result<Handoff, Error> {
+        access::ssh(self, name, command)
+    }
+
+    fn console(&self, name: &InstanceName) -> Result<Handoff, Error> {
+        access::console(self, name)
+    }
+
+    fn passwd(&self, name: &InstanceName, user: &str) -> Result<String, Error> {
+        access::passwd(self, name, user)
+    }
+
+    fn resize(
+        &self,
+        name: &InstanceName,
+        resize: Resize,
+        progress: &dyn Progress,
+    ) -> Result<String, Error> {
+        resize::resize(self, name, resize, progress)
     }
 }

@@ -180,7 +180,15 @@ impl Container {
     }
 
     /// Creates the container's rootfs with a template (`local`, `download`) and its arguments.
+    /// liblxc logs to the container's own log file from here on, so failures say why.
     pub fn create(&self, template: &str, args: &[&str]) -> Result<(), LxcError> {
+        std::fs::create_dir_all(self.dir()).map_err(|e| LxcError {
+            op: "create",
+            name: self.name.clone(),
+            detail: format!("cannot create {}: {e}", self.dir().display()),
+        })?;
+        self.set_config_item("lxc.log.file", &self.dir().join(LOG_FILE).to_string_lossy())?;
+        self.set_config_item("lxc.log.level", "WARN")?;
         let t = cstring(template);
         let owned: Vec<CString> = args.iter().map(|a| cstring(a)).collect();
         let mut argv: Vec<*const std::os::raw::c_char> = owned.iter().map(|a| a.as_ptr()).collect();

@@ -9,11 +9,8 @@ use nox_lxc::LxcBackend;
 pub fn run(json: bool) -> anyhow::Result<ExitCode> {
     let config = super::load_config(&[])?.config;
     let default = config.defaults.backend;
-    let backends: [Box<dyn Backend>; 2] = [
-        Box::new(LibvirtBackend::new(config.vm.clone())),
-        Box::new(LxcBackend::new(config.lxc.clone())),
-    ];
-    let checks: Vec<Check> = backends.iter().flat_map(|b| b.host_checks()).collect();
+    let mut checks: Vec<Check> = LibvirtBackend::new(config.clone()).host_checks();
+    checks.extend(LxcBackend::new(config.lxc.clone()).host_checks());
     let ready = |kind: BackendKind| !checks.iter().any(|c| c.blocks(kind));
 
     if json {

@@ -1,12 +1,68 @@
-//! One module per verb, each a short function over the library crates.
+//! One module per verb (or family of verbs), each a short function over the library crates.
 
+pub mod access;
 pub mod completions;
 pub mod config;
+pub mod create;
 pub mod doctor;
+pub mod image;
+pub mod lifecycle;
+pub mod list;
+pub mod resize;
 
 use nox_core::config::{self as core_config, ConfigFiles, LoadedConfig, Override};
+use nox_core::{Backend, BackendKind, Config, Error, InstanceName};
+use nox_libvirt::LibvirtBackend;
 
 /// Loads the layered config from the standard files and `NOX_CONFIG`, then `overrides`.
 pub fn load_config(overrides: &[Override]) -> nox_core::Result<LoadedConfig> {
     core_config::load(&ConfigFiles::from_env(), overrides)
+}
+
+/// The backend that runs instances of `kind`.
+pub fn backend(kind: BackendKind, config: &Config) -> Result<Box<dyn Backend>, Error> {
+    match kind {
+        BackendKind::Vm => Ok(Box::new(LibvirtBackend::new(config.clone()))),
+        BackendKind::Lxc => Err(Error::Usage(
+            "[defaults] backend = \"lxc\", but this version of nox manages VMs only: set [defaults] backend = \"vm\"".into(),
+        )),
+    }
+}
+
+/// Every backend that can hold instances.
+pub fn backends(config: &Config) -> Vec<Box<dyn Backend>> {
+    vec![Box::new(LibvirtBackend::new(config.clone()))]
+}
+
+/// The backend holding the instance called `name`.
+pub fn find(config: &Config, name: &InstanceName) -> Result<Box<dyn Backend>, Error> {
+    for b in backends(config) {
+        match b.status(name) {
+            Ok(_) => return Ok(b),
+            Err(Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::NotFound {
+        name: name.to_string(),
+    })
+}
+
+/// Runs `f` for each name, going on past failures; the first error is returned at the end,
+/// after each failure was reported on its own line.
+pub fn for_each(
+    names: &[InstanceName],
+    mut f: impl FnMut(&InstanceName) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut first = None;
+    let many = names.len() > 1;
+    for n in names {
+        if let Err(e) = f(n) {
+            if many {
+                eprintln!("error: {n}: {e}");
+            }
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
 }

@@ -1,0 +1,156 @@
+//! `nox create`.
+
+use std::process::ExitCode;
+
+use nox_core::backend::CreateOptions;
+use nox_core::config::Override;
+use nox_core::host::HostFacts;
+use nox_core::instance::NetworkSpec;
+use nox_core::{spec, ssh_identity, BackendKind, Error};
+
+use crate::cli::CreateArgs;
+use crate::progress::Terminal;
+
+/// Flags become the highest config layer, so `[defaults]` and flags resolve in one place.
+fn overrides(a: &CreateArgs) -> Vec<Override> {
+    let mut o = Vec::new();
+    let mut set = |key, value: toml::Value, flag| o.push(Override { key, value, flag });
+    if let Some(b) = a.backend {
+        set(
+            "defaults.backend",
+            BackendKind::from(b).as_str().into(),
+            "--backend",
+        );
+    }
+    if let Some(v) = &a.image {
+        set("defaults.image", v.clone().into(), "--image");
+    }
+    if let Some(v) = &a.cpus {
+        set("defaults.cpus", v.to_string().into(), "--cpus");
+    }
+    if let Some(v) = &a.memory {
+        set("defaults.memory", v.to_string().into(), "--memory");
+    }
+    if let Some(v) = &a.disk {
+        set("defaults.disk", v.to_string().into(), "--disk");
+    }
+    if let Some(v) = &a.network {
+        set("defaults.network", v.to_string().into(), "--network");
+    }
+    if !a.ssh_keys.is_empty() {
+        let keys = a
+            .ssh_keys
+            .iter()
+            .cloned()
+            .map(toml::Value::from)
+            .collect::<Vec<_>>();
+        set("defaults.ssh_keys", toml::Value::Array(keys), "--ssh-key");
+    }
+    if let Some(v) = &a.user {
+        set("defaults.user", v.clone().into(), "--user");
+    }
+    if a.no_autostart {
+        set("defaults.autostart", false.into(), "--no-autostart");
+    }
+    o
+}
+
+pub fn run(a: CreateArgs) -> anyhow::Result<ExitCode> {
+    let loaded = super::load_config(&overrides(&a))?;
+    let mut config = loaded.config;
+    let kind = spec::choose_backend(a.backend.map(Into::into), false, config.defaults.backend)?;
+    if config.defaults.network == NetworkSpec::Ask {
+        config.defaults.network = ask_network(kind)?;
+    }
+    let host = HostFacts::probe(&config.vm.storage_dir)?;
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let mut spec = spec::resolve(
+        a.name.clone(),
+        kind,
+        false,
+        &config.defaults,
+        &host,
+        home.as_deref(),
+    )?;
+    // nox's own key, so `nox ssh` logs in whatever the user's ~/.ssh holds.
+    if let Some(data) = ssh_identity::data_dir() {
+        spec.ssh_keys.push(ssh_identity::ensure(&data)?);
+    }
+    let backend = super::backend(kind, &config)?;
+    let progress = Terminal::default();
+    let instance = backend.create(
+        &spec,
+        CreateOptions {
+            start: !a.no_start,
+            wait: a.wait.wait_for().is_some(),
+            timeout: a.wait.timeout,
+        },
+        &progress,
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&instance)?);
+    } else {
+        let state = instance.state;
+        println!("created {} ({kind}, {state})", instance.name);
+        if let Some(ssh) = &instance.ssh {
+            println!(
+                "  ssh: nox ssh {} ({}@{}:{})",
+                instance.name, ssh.user, ssh.host, ssh.port
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--network ask`: a picker on a terminal, never a prompt without one.
+fn ask_network(kind: BackendKind) -> Result<NetworkSpec, Error> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Err(Error::Usage(
+            "--network ask needs an interactive terminal; give --network default, user, bridge:NAME or macvtap:IFACE".into(),
+        ));
+    }
+    let mut choices: Vec<(String, NetworkSpec)> =
+        vec![("default: NAT behind the host".into(), NetworkSpec::Default)];
+    if kind == BackendKind::Vm {
+        choices.push((
+            "user: passt, SSH forwarded on 127.0.0.1".into(),
+            NetworkSpec::User,
+        ));
+    }
+    let mut ifaces: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ifaces.sort();
+    for i in ifaces.iter().filter(|i| *i != "lo") {
+        let is_bridge = std::path::Path::new("/sys/class/net")
+            .join(i)
+            .join("bridge")
+            .is_dir();
+        if is_bridge {
+            choices.push((format!("bridge:{i}"), NetworkSpec::Bridge(i.clone())));
+        } else if kind == BackendKind::Vm
+            && std::path::Path::new("/sys/class/net")
+                .join(i)
+                .join("device")
+                .exists()
+        {
+            choices.push((
+                format!("macvtap:{i} (LAN; the host cannot reach the guest)"),
+                NetworkSpec::Macvtap(i.clone()),
+            ));
+        }
+    }
+    let labels: Vec<&str> = choices.iter().map(|(l, _)| l.as_str()).collect();
+    let pick = dialoguer::Select::new()
+        .with_prompt("Network")
+        .items(&labels)
+        .default(0)
+        .interact()
+        .map_err(|e| Error::Usage(format!("no network chosen: {e}")))?;
+    Ok(choices.swap_remove(pick).1)
+}

@@ -1,0 +1,79 @@
+//! `nox list` and `nox status`.
+
+use std::process::ExitCode;
+
+use comfy_table::{presets, Table};
+use nox_core::instance::Instance;
+use nox_core::resources::format_bytes;
+use nox_core::InstanceName;
+
+pub fn list(json: bool) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(&[])?.config;
+    let mut all: Vec<Instance> = Vec::new();
+    for b in super::backends(&config) {
+        all.extend(b.list()?);
+    }
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if all.is_empty() {
+        eprintln!("no instances; create one with `nox create NAME`");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING);
+    t.set_header([
+        "NAME", "BACKEND", "STATE", "IPV4", "CPUS", "MEMORY", "DISK", "NETWORK", "IMAGE",
+    ]);
+    for i in &all {
+        t.add_row([
+            i.name.clone(),
+            i.backend.to_string(),
+            i.state.to_string(),
+            i.ipv4.join(","),
+            i.cpus.to_string(),
+            format_bytes(i.memory_bytes),
+            i.disk_bytes.map(format_bytes).unwrap_or_default(),
+            i.network.clone(),
+            i.image.clone(),
+        ]);
+    }
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn status(name: &InstanceName, json: bool) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(&[])?.config;
+    let b = super::find(&config, name)?;
+    let i = b.status(name)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&i)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows = [
+        ("name", i.name.clone()),
+        ("backend", i.backend.to_string()),
+        ("state", i.state.to_string()),
+        ("ipv4", i.ipv4.join(", ")),
+        ("cpus", i.cpus.to_string()),
+        ("memory", format_bytes(i.memory_bytes)),
+        ("disk", i.disk_bytes.map(format_bytes).unwrap_or_default()),
+        ("autostart", i.autostart.to_string()),
+        ("image", i.image.clone()),
+        ("network", i.network.clone()),
+        (
+            "ssh",
+            i.ssh
+                .as_ref()
+                .map(|s| format!("{}@{} port {}", s.user, s.host, s.port))
+                .unwrap_or_else(|| "-".into()),
+        ),
+        ("created", i.created_at.clone()),
+    ];
+    for (k, v) in rows {
+        println!("{k:<10} {v}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,36 @@
+//! `nox resize`.
+
+use std::process::ExitCode;
+
+use nox_core::backend::Resize;
+use nox_core::host::HostFacts;
+use nox_core::Error;
+
+use crate::cli::ResizeArgs;
+use crate::progress::Terminal;
+
+pub fn run(a: &ResizeArgs) -> anyhow::Result<ExitCode> {
+    if a.cpus.is_none() && a.memory.is_none() && a.disk.is_none() {
+        return Err(
+            Error::Usage("nothing to resize: give --cpus, --memory or --disk".into()).into(),
+        );
+    }
+    let config = super::load_config(&[])?.config;
+    let host = HostFacts::probe(&config.vm.storage_dir)?;
+    let r = Resize {
+        cpus: a.cpus.map(|c| c.resolve(&host)).transpose()?,
+        memory_bytes: a.memory.map(|m| m.resolve(&host)).transpose()?,
+        disk_bytes: a.disk.map(|d| d.resolve(&host)).transpose()?,
+    };
+    let b = super::find(&config, &a.name)?;
+    let note = b.resize(&a.name, r, &Terminal::default())?;
+    if a.restart && (r.cpus.is_some() || r.memory_bytes.is_some()) {
+        super::lifecycle::restart_one(&config, &a.name)?;
+        println!("resized {} and restarted it", a.name);
+    } else if note.is_empty() {
+        println!("resized {}", a.name);
+    } else {
+        println!("resized {}: {note}", a.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,207 @@
+//! `create`: image, overlay disk, seed, domain, in that order, undone in reverse on any
+//! failure or Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nox_core::backend::CreateOptions;
+use nox_core::cloud_init::Provisioning;
+use nox_core::fetch::io_or_disk_full;
+use nox_core::instance::{Instance, InstanceSpec};
+use nox_core::{interrupt, Error, Progress};
+use virt::connect::Connect;
+
+use crate::domain::{DomainSpec, Nic};
+use crate::record::{VmRecord, RECORD_VERSION};
+use crate::{accel, images, network, readiness, LibvirtBackend};
+
+/// What create has made so far; dropped without `commit`, it removes all of it.
+struct Undo<'c> {
+    conn: &'c Connect,
+    dir: Option<PathBuf>,
+    domain: Option<String>,
+    committed: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        if let Some(name) = &self.domain {
+            crate::lifecycle::remove_domain(self.conn, name);
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+pub fn create(
+    b: &LibvirtBackend,
+    spec: &InstanceSpec,
+    options: CreateOptions,
+    progress: &dyn Progress,
+) -> Result<Instance, Error> {
+    let conn = b.conn()?;
+    let name = spec.name.as_str();
+    if conn.lookup_domain_by_name(name).is_ok() {
+        return Err(Error::AlreadyExists {
+            name: name.into(),
+            backend: "vm".into(),
+        });
+    }
+    let source = b.image_source(&spec.image)?;
+    let image = images::ensure(&b.config.vm.storage_dir, &spec.image, source, progress)?;
+    if spec.disk_bytes < image.virtual_size_bytes {
+        return Err(Error::Refused {
+            message: format!(
+                "--disk {} is smaller than image {} ({})",
+                nox_core::resources::format_bytes(spec.disk_bytes),
+                spec.image,
+                nox_core::resources::format_bytes(image.virtual_size_bytes)
+            ),
+            hint: format!(
+                "give --disk {} or more",
+                nox_core::resources::format_bytes(image.virtual_size_bytes.div_ceil(1 << 30) << 30)
+            ),
+        });
+    }
+    // Chosen once the inputs are known good, so a refused create prints only its error.
+    let accel = accel::choose(b.config.vm.domain_type, progress)?;
+    // Everything the VM owns lives in one directory, removed whole by delete.
+    let dir = b.instance_dir(name);
+    // A directory without a domain is what a killed create left: nothing else uses it.
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut undo = Undo {
+        conn: &conn,
+        dir: Some(dir.clone()),
+        domain: None,
+        committed: false,
+    };
+    create_dir(&dir, &b.config.vm.storage_dir)?;
+
+    progress.step("creating the disk");
+    let disk = dir.join("disk.qcow2");
+    overlay(&image.path, &disk, spec.disk_bytes)?;
+    interrupt::check()?;
+
+    let mac = random_mac();
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let seed = dir.join("seed.iso");
+    crate::seed::write_seed_iso(
+        &Provisioning {
+            instance_id: uuid.clone(),
+            hostname: name.into(),
+            user: spec.user.clone(),
+            ssh_keys: spec.ssh_keys.clone(),
+            password_hash: None,
+            mac: Some(mac.clone()),
+        },
+        &seed,
+    )
+    .map_err(|e| Error::Backend(e.to_string()))?;
+
+    let used_ports: Vec<u16> = crate::list::records(&conn)
+        .iter()
+        .filter_map(|(_, r)| r.ssh_port)
+        .collect();
+    let nic = network::resolve(&conn, &spec.network, &used_ports)?;
+    let ssh_port = match nic {
+        Nic::User { ssh_port } => Some(ssh_port),
+        _ => None,
+    };
+    let record = VmRecord {
+        version: RECORD_VERSION,
+        spec: spec.clone(),
+        image_checksum: image.checksum.clone(),
+        dir: dir.clone(),
+        mac: mac.clone(),
+        ssh_port,
+        created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        labels: Default::default(),
+    };
+    let xml = DomainSpec {
+        name: name.into(),
+        uuid,
+        accel,
+        vcpus: spec.cpus,
+        memory_mib: spec.memory_bytes >> 20,
+        disk: disk.display().to_string(),
+        seed: Some(seed.display().to_string()),
+        mac,
+        nic,
+        console_log: dir.join("console.log").display().to_string(),
+        metadata_json: record.to_json(),
+    }
+    .to_xml();
+    undo.domain = Some(name.to_string());
+    let dom = conn.define_domain_xml(&xml).map_err(|e| {
+        Error::Backend(format!(
+            "libvirt refused the domain for {name}: {}",
+            e.message()
+        ))
+    })?;
+    dom.set_autostart(spec.autostart)
+        .map_err(|e| crate::connection::err("setting autostart", e))?;
+    interrupt::check()?;
+
+    if options.start {
+        progress.step(&format!("starting {name}"));
+        dom.create()
+            .map_err(|e| Error::Backend(format!("starting {name}: {}", e.message())))?;
+        progress.done();
+        if options.wait {
+            readiness::wait(&dom, name, options.timeout, progress)?;
+        }
+    }
+    undo.committed = true;
+    crate::list::status(b, &spec.name)
+}
+
+fn create_dir(dir: &Path, storage_dir: &Path) -> Result<(), Error> {
+    // QEMU runs as an unprivileged user: it must traverse down to the disk (0711), not list.
+    for d in [
+        storage_dir.to_path_buf(),
+        storage_dir.join("instances"),
+        dir.to_path_buf(),
+    ] {
+        std::fs::create_dir_all(&d)
+            .map_err(|e| io_or_disk_full(format!("creating {}", d.display()), e, storage_dir))?;
+        images::set_mode(&d, 0o711);
+    }
+    Ok(())
+}
+
+/// A qcow2 overlay on the cached base, grown to `size`: the VM writes only its differences.
+fn overlay(base: &Path, disk: &Path, size: u64) -> Result<(), Error> {
+    let out = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+        .arg(base)
+        .arg(disk)
+        .arg(size.to_string())
+        .output()
+        .map_err(|e| Error::io("running qemu-img (install qemu-utils)", e))?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if msg.contains("No space left") {
+            return Err(io_or_disk_full(
+                "creating the disk".into(),
+                std::io::Error::from_raw_os_error(28),
+                disk.parent().unwrap_or(Path::new("/")),
+            ));
+        }
+        return Err(Error::Backend(format!(
+            "qemu-img could not create {}: {msg}",
+            disk.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A locally administered MAC in QEMU's 52:54:00 prefix.
+pub fn random_mac() -> String {
+    let b = uuid::Uuid::new_v4();
+    let b = b.as_bytes();
+    format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
+}

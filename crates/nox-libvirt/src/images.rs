@@ -1,0 +1,141 @@
+//! The VM image cache: verified qcow2 bases under `STORAGE_DIR/images`, named by checksum,
+//! each with a small JSON note of where it came from (`nox image list`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nox_core::config::{Checksum, ImageSource};
+use nox_core::{fetch, Error, Progress};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedImage {
+    /// The `[images]` name it was pulled as.
+    pub name: String,
+    pub checksum: String,
+    pub path: PathBuf,
+    pub url: String,
+    pub size_bytes: u64,
+    pub virtual_size_bytes: u64,
+}
+
+pub fn cache_dir(storage_dir: &Path) -> PathBuf {
+    storage_dir.join("images")
+}
+
+/// Pulls (or finds) the image and checks it is a qcow2 that QEMU can open.
+pub fn ensure(
+    storage_dir: &Path,
+    name: &str,
+    source: &ImageSource,
+    progress: &dyn Progress,
+) -> Result<CachedImage, Error> {
+    let dir = cache_dir(storage_dir);
+    let (path, sum) = fetch::fetch_verified(source, &dir, ".qcow2", progress)?;
+    let note = path.with_extension("json");
+    if let Some(img) = std::fs::read(&note)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<CachedImage>(&b).ok())
+    {
+        return Ok(img);
+    }
+    let (format, virtual_size) = qemu_img_info(&path)?;
+    if format != "qcow2" {
+        let _ = std::fs::remove_file(&path);
+        return Err(Error::failed(
+            format!("image {name} ({}) is {format}, not qcow2", source.url),
+            "point [images] at a qcow2 cloud image",
+        ));
+    }
+    // QEMU runs as an unprivileged user and must read the base through the overlay.
+    set_mode(&path, 0o644);
+    let img = CachedImage {
+        name: name.into(),
+        checksum: sum.to_string(),
+        path: path.clone(),
+        url: fetch::expand_url(&source.url),
+        size_bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        virtual_size_bytes: virtual_size,
+    };
+    std::fs::write(&note, serde_json::to_vec_pretty(&img).expect("serializes"))
+        .map_err(|e| Error::io(format!("writing {}", note.display()), e))?;
+    Ok(img)
+}
+
+pub fn list(storage_dir: &Path) -> Vec<CachedImage> {
+    let Ok(entries) = std::fs::read_dir(cache_dir(storage_dir)) else {
+        return Vec::new();
+    };
+    let mut images: Vec<CachedImage> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+        .collect();
+    images.sort_by(|a, b| a.name.cmp(&b.name).then(a.checksum.cmp(&b.checksum)));
+    images
+}
+
+/// Removes a cached image by `[images]` name or checksum; returns what was removed.
+pub fn remove(
+    storage_dir: &Path,
+    which: &str,
+    in_use: &[String],
+) -> Result<Vec<CachedImage>, Error> {
+    let matching: Vec<CachedImage> = list(storage_dir)
+        .into_iter()
+        .filter(|i| i.name == which || i.checksum == which)
+        .collect();
+    if matching.is_empty() {
+        return Err(Error::Refused {
+            message: format!("no cached image {which:?}"),
+            hint: "`nox image list` shows the cache".into(),
+        });
+    }
+    for img in &matching {
+        if in_use.contains(&img.checksum) {
+            return Err(Error::Refused {
+                message: format!("image {} is the base of existing VMs", img.name),
+                hint: "delete those VMs first (`nox list`)".into(),
+            });
+        }
+    }
+    for img in &matching {
+        let _ = std::fs::remove_file(&img.path);
+        let _ = std::fs::remove_file(img.path.with_extension("json"));
+    }
+    Ok(matching)
+}
+
+fn qemu_img_info(path: &Path) -> Result<(String, u64), Error> {
+    let out = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(path)
+        .output()
+        .map_err(|e| Error::io("running qemu-img (install qemu-utils)", e))?;
+    if !out.status.success() {
+        return Err(Error::failed(
+            format!(
+                "qemu-img cannot read {}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            "the image is damaged: `nox image rm` it and pull again",
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Backend(format!("qemu-img info output: {e}")))?;
+    Ok((
+        v["format"].as_str().unwrap_or("unknown").to_string(),
+        v["virtual-size"].as_u64().unwrap_or(0),
+    ))
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+}
+
+/// The checksum string a record stores.
+pub fn key(sum: &Checksum) -> String {
+    sum.to_string()
+}

@@ -1,0 +1,115 @@
+//! start, stop, delete.
+
+use std::time::{Duration, Instant};
+
+use nox_core::instance::{InstanceState, NetworkSpec};
+use nox_core::{interrupt, Error, InstanceName, Progress};
+use virt::connect::Connect;
+
+use crate::list::{find, state};
+use crate::{network, readiness, LibvirtBackend};
+
+const POLL: Duration = Duration::from_millis(200);
+
+pub fn start(
+    b: &LibvirtBackend,
+    name: &InstanceName,
+    wait: Option<Duration>,
+    progress: &dyn Progress,
+) -> Result<(), Error> {
+    let conn = b.conn()?;
+    let (dom, _) = find(&conn, name)?;
+    if !dom.is_active().unwrap_or(false) {
+        progress.step(&format!("starting {name}"));
+        dom.create()
+            .map_err(|e| Error::Backend(format!("starting {name}: {}", e.message())))?;
+        progress.done();
+    }
+    if let Some(timeout) = wait {
+        readiness::wait(&dom, name.as_str(), timeout, progress)?;
+    }
+    Ok(())
+}
+
+pub fn stop(
+    b: &LibvirtBackend,
+    name: &InstanceName,
+    force: bool,
+    timeout: Duration,
+    progress: &dyn Progress,
+) -> Result<(), Error> {
+    let conn = b.conn()?;
+    let (dom, _) = find(&conn, name)?;
+    if !dom.is_active().unwrap_or(false) {
+        return Ok(());
+    }
+    if !force {
+        progress.step(&format!("shutting {name} down"));
+        // ACPI power button: the guest shuts down cleanly if it listens.
+        let _ = dom.shutdown();
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if state(&dom) == InstanceState::Stopped || !dom.is_active().unwrap_or(false) {
+                progress.done();
+                return Ok(());
+            }
+            progress.waiting("the guest to shut down", start.elapsed());
+            interrupt::check()?;
+            std::thread::sleep(POLL);
+        }
+        progress.done();
+        progress.warn(&format!(
+            "{name} did not shut down within {}s: forcing it off",
+            timeout.as_secs()
+        ));
+    }
+    dom.destroy()
+        .map_err(|e| Error::Backend(format!("forcing {name} off: {}", e.message())))?;
+    Ok(())
+}
+
+pub fn delete(b: &LibvirtBackend, name: &InstanceName, force: bool) -> Result<(), Error> {
+    let conn = b.conn()?;
+    let (dom, rec) = find(&conn, name)?;
+    if dom.is_active().unwrap_or(false) && !force {
+        return Err(Error::Refused {
+            message: format!("{name} is running"),
+            hint: format!("stop it first (`nox stop {name}`), or `nox delete --force {name}`"),
+        });
+    }
+    remove_domain(&conn, name.as_str());
+    if matches!(rec.spec.network, NetworkSpec::Macvtap(_)) {
+        network::remove_macvtap_for(&rec.mac);
+    }
+    // Only nox's own directory for this VM, as recorded when it was created.
+    if rec.dir.starts_with(&b.config.vm.storage_dir) || rec.dir.ends_with(name.as_str()) {
+        std::fs::remove_dir_all(&rec.dir)
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|e| Error::io(format!("removing {}", rec.dir.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Stops and undefines a domain with everything libvirt keeps for it.
+pub fn remove_domain(conn: &Connect, name: &str) {
+    use virt::sys;
+    if let Ok(dom) = conn.lookup_domain_by_name(name) {
+        if dom.is_active().unwrap_or(false) {
+            let _ = dom.destroy();
+        }
+        if dom.is_persistent().unwrap_or(false) {
+            let _ = dom.undefine_flags(
+                sys::VIR_DOMAIN_UNDEFINE_NVRAM
+                    | sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                    | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                    | sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA,
+            );
+        }
+    }
+}
