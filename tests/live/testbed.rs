@@ -125,7 +125,9 @@ fn vm_boots_with_cloud_init_agent_and_ssh_on_loopback() {
     let agent = GuestAgent::new(&dom);
     let started = Instant::now();
     agent
-        .wait_ready(BOOT_TIMEOUT)
+        .wait_ready(BOOT_TIMEOUT, &|_| {
+            Ok::<(), nox_libvirt::agent::AgentError>(())
+        })
         .unwrap_or_else(|e| panic!("{e}; console log: {}", fx.dir.join("console.log").display()));
     eprintln!("guest agent answered after {:?}", started.elapsed());
 
@@ -217,16 +219,22 @@ fn rootfs_runs_as_unprivileged_container_with_systemd_running() {
     let rootfs = image.rootfs.display().to_string();
     c.create("local", &["--metadata", &meta, "--fstree", &rootfs])
         .unwrap();
-    let log = c.dir().join(nox_lxc::liblxc::LOG_FILE);
-    c.set_config_item("lxc.log.file", &log.display().to_string())
-        .unwrap();
-    c.set_config_item("lxc.log.level", "WARN").unwrap();
     c.save_config().unwrap();
 
     let started = Instant::now();
     c.start().unwrap();
     assert!(c.wait("RUNNING", 30), "container never reached RUNNING");
 
+    // systemctl can only answer once systemd has its socket: watch for it from the host.
+    let pid = c.init_pid().expect("init pid");
+    let socket = format!("/proc/{pid}/root/run/systemd/private");
+    while !Path::new(&socket).exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "systemd never opened its socket"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let out = c
         .attach_run(&["systemctl", "is-system-running", "--wait"])
         .unwrap();
@@ -236,14 +244,14 @@ fn rootfs_runs_as_unprivileged_container_with_systemd_running() {
             .attach_run(&["systemctl", "--failed", "--no-legend"])
             .unwrap();
         panic!(
-            "systemd is {state:?}, failed units: {}",
+            "systemd is {state:?} ({}), failed units: {}",
+            String::from_utf8_lossy(&out.stderr).trim(),
             String::from_utf8_lossy(&failed.stdout)
         );
     }
     eprintln!("systemd running {:?} after start", started.elapsed());
 
     // Unprivileged: the container's root is the first subordinate uid on the host.
-    let pid = c.init_pid().expect("init pid");
     let uid_map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
     let fields: Vec<&str> = uid_map.split_whitespace().collect();
     assert_eq!(fields, ["0", &uid.start.to_string(), "65536"], "{uid_map}");

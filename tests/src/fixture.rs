@@ -109,6 +109,31 @@ impl Fixture {
         &self.uri
     }
 
+    /// Writes a nox config for this test: the test image's `[images]`, and every storage and
+    /// data dir inside this test's private dir. Returns its path, for `NOX_CONFIG`.
+    pub fn nox_config(&self, image: &crate::image::TestImage, extra: &str) -> PathBuf {
+        let images = std::fs::read_to_string(&image.config).expect("reading the image's nox.toml");
+        let path = self.dir.join("nox.toml");
+        let text = format!(
+            "{images}\n[vm]\nstorage_dir = \"{}\"\n\n{extra}\n",
+            self.dir.join("vm").display()
+        );
+        std::fs::write(&path, text).expect("writing the test config");
+        path
+    }
+
+    /// `nox` with this test's config and its own home and data dirs.
+    pub fn nox(&self, config: &Path) -> std::process::Command {
+        let mut cmd = std::process::Command::new(crate::nox_bin());
+        let home = self.dir.join("home");
+        let _ = std::fs::create_dir_all(&home);
+        cmd.env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("NOX_CONFIG", config);
+        cmd
+    }
+
     /// The metadata record a test VM carries, marking it as ours.
     pub fn vm_record(&self) -> String {
         serde_json::json!({ "labels": { OWNER_LABEL: self.owner } }).to_string()
@@ -202,9 +227,22 @@ pub fn sweep(uri: &str) {
             let Some(json) = record_from_metadata(&xml) else {
                 continue;
             };
-            let owner = serde_json::from_str::<serde_json::Value>(&json)
-                .ok()
-                .and_then(|v| v["labels"][OWNER_LABEL].as_str().map(String::from));
+            // A test VM carries the owner label, or was made by `nox` under a test's private
+            // storage dir, which is named after its owner.
+            let record = serde_json::from_str::<serde_json::Value>(&json).ok();
+            let owner = record.as_ref().and_then(|v| {
+                v["labels"][OWNER_LABEL]
+                    .as_str()
+                    .map(String::from)
+                    .or_else(|| {
+                        v["dir"]
+                            .as_str()
+                            .and_then(|d| d.strip_prefix(STATE_ROOT))
+                            .and_then(|rest| rest.trim_start_matches('/').split('/').next())
+                            .filter(|o| o.contains('-'))
+                            .map(String::from)
+                    })
+            });
             if let (Some(owner), Ok(name)) = (owner, dom.name()) {
                 if !owner_alive(&owner) {
                     eprintln!("fixture: sweeping domain {name} left by dead test run {owner}");

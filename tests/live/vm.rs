@@ -1,0 +1,291 @@
+//! The VM backend end to end, through the real `nox` binary, libvirtd and QEMU.
+//!
+//! One VM is booted and shared by the steps of `vm_lifecycle` (a boot costs about a minute
+//! under software emulation); tests that need no boot stand alone.
+
+use std::path::Path;
+use std::process::Output;
+
+use nox_tests::fixture::Fixture;
+use nox_tests::image::TestImage;
+use nox_tests::live;
+use serde_json::Value;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[track_caller]
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+fn status(fx: &Fixture, cfg: &Path, name: &str) -> Value {
+    let out = ok(fx
+        .nox(cfg)
+        .args(["status", name, "--json"])
+        .output()
+        .unwrap());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn exec(fx: &Fixture, cfg: &Path, name: &str, argv: &[&str]) -> Output {
+    fx.nox(cfg)
+        .args(["exec", name, "--"])
+        .args(argv)
+        .output()
+        .unwrap()
+}
+
+fn no_domain(name: &str) -> bool {
+    virt::error::clear_error_callback();
+    let conn = virt::connect::Connect::open(Some("qemu:///system")).unwrap();
+    conn.lookup_domain_by_name(name).is_err()
+}
+
+#[test]
+fn vm_lifecycle() {
+    if !live("vm_lifecycle") {
+        return;
+    }
+    let image = TestImage::get();
+    let fx = Fixture::new("vm-lifecycle");
+    let cfg = fx.nox_config(&image, "");
+    let name = fx.unique_name("vm");
+    fx.own_domain(&name);
+
+    // create on passt user networking: SSH forwarded on 127.0.0.1 only.
+    let out = ok(fx
+        .nox(&cfg)
+        .args([
+            "create",
+            &name,
+            "--image",
+            "debian-12-test",
+            "--network",
+            "user",
+        ])
+        .args(["--cpus", "1", "--memory", "1G", "--disk", "4G", "--json"])
+        .output()
+        .unwrap());
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["state"], "running");
+    assert_eq!(created["backend"], "vm");
+    assert_eq!(created["network"], "user");
+    assert_eq!(created["ssh"]["host"], "127.0.0.1");
+    assert_eq!(created["disk_bytes"], 4u64 << 30);
+
+    // A second create with the same name is refused, and the first VM is untouched.
+    let again = fx
+        .nox(&cfg)
+        .args(["create", &name, "--image", "debian-12-test"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again.stderr));
+    assert!(text(&again.stderr).contains("already exists"));
+    assert_eq!(status(&fx, &cfg, &name)["state"], "running");
+
+    // exec: output and exit code come back.
+    let uname = ok(exec(&fx, &cfg, &name, &["uname", "-r"]));
+    assert!(
+        text(&uname.stdout)
+            .trim()
+            .starts_with(|c: char| c.is_ascii_digit()),
+        "{}",
+        text(&uname.stdout)
+    );
+    let seven = exec(
+        &fx,
+        &cfg,
+        &name,
+        &["sh", "-c", "echo out; echo err >&2; exit 7"],
+    );
+    assert_eq!(seven.status.code(), Some(7));
+    assert_eq!(text(&seven.stdout), "out\n");
+    assert_eq!(text(&seven.stderr), "err\n");
+
+    // exec passes argv as argv: quotes, $, ;, newlines and globs arrive byte for byte.
+    let args = [
+        "it's",
+        "\"double\"",
+        "$HOME",
+        "a;b",
+        "line1\nline2",
+        "  spaced  ",
+        "*",
+        "`id`",
+        "$(id)",
+        "\\",
+    ];
+    let mut argv = vec!["printf", "%s\\0"];
+    argv.extend(args);
+    let echoed = ok(exec(&fx, &cfg, &name, &argv));
+    let expected: Vec<u8> = args.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    assert_eq!(echoed.stdout, expected);
+
+    // ssh through the 127.0.0.1 forward, with nox's own key.
+    let ssh = ok(fx
+        .nox(&cfg)
+        .args(["ssh", &name, "--", "hostname"])
+        .output()
+        .unwrap());
+    assert_eq!(text(&ssh.stdout).trim(), name);
+    let quoted = ok(fx
+        .nox(&cfg)
+        .args(["ssh", &name, "--", "printf", "%s|", "a b", "c'd"])
+        .output()
+        .unwrap());
+    assert_eq!(text(&quoted.stdout), "a b|c'd|");
+
+    // list sees it, with an address from the guest agent.
+    let list = ok(fx.nox(&cfg).args(["list", "--json"]).output().unwrap());
+    let list: Value = serde_json::from_slice(&list.stdout).unwrap();
+    let me = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name.as_str())
+        .unwrap();
+    assert!(!me["ipv4"].as_array().unwrap().is_empty(), "{me}");
+
+    // Grow the disk live: the guest's root filesystem grows with it; shrinking is refused.
+    let size = |fx: &Fixture| -> u64 {
+        let df = ok(exec(fx, &cfg, &name, &["df", "-B1", "--output=size", "/"]));
+        text(&df.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let before = size(&fx);
+    ok(fx
+        .nox(&cfg)
+        .args(["resize", &name, "--disk", "6G"])
+        .output()
+        .unwrap());
+    let after = size(&fx);
+    assert!(after > before + (1u64 << 30), "root fs {before} -> {after}");
+    let shrink = fx
+        .nox(&cfg)
+        .args(["resize", &name, "--disk", "5G"])
+        .output()
+        .unwrap();
+    assert_eq!(shrink.status.code(), Some(2));
+    assert!(
+        text(&shrink.stderr).contains("shrinking"),
+        "{}",
+        text(&shrink.stderr)
+    );
+    assert_eq!(status(&fx, &cfg, &name)["disk_bytes"], 6u64 << 30);
+
+    // stop (clean ACPI shutdown), start (waits for readiness), exec works again.
+    ok(fx.nox(&cfg).args(["stop", &name]).output().unwrap());
+    assert_eq!(status(&fx, &cfg, &name)["state"], "stopped");
+    ok(fx.nox(&cfg).args(["start", &name]).output().unwrap());
+    assert_eq!(status(&fx, &cfg, &name)["state"], "running");
+    ok(exec(&fx, &cfg, &name, &["true"]));
+
+    // delete refuses a running VM without --force, then removes everything.
+    let refused = fx.nox(&cfg).args(["delete", &name]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("--force"));
+    ok(fx
+        .nox(&cfg)
+        .args(["delete", "--force", &name])
+        .output()
+        .unwrap());
+    assert!(no_domain(&name), "domain {name} is left");
+    let instances = fx.dir.join("vm/instances");
+    let left: Vec<_> = std::fs::read_dir(&instances)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "files left: {left:?}");
+    let gone = fx.nox(&cfg).args(["status", &name]).output().unwrap();
+    assert_eq!(gone.status.code(), Some(2));
+}
+
+#[test]
+fn failed_create_leaves_nothing() {
+    if !live("failed_create_leaves_nothing") {
+        return;
+    }
+    let image = TestImage::get();
+    let fx = Fixture::new("vm-bad-checksum");
+    // The same qcow2, declared with a wrong checksum.
+    let cfg = fx.nox_config(
+        &image,
+        &format!(
+            "[images.corrupt.vm]\nurl = \"{}\"\nchecksum = \"sha256:{}\"\n",
+            image.qcow2.display(),
+            "0".repeat(64)
+        ),
+    );
+    let name = fx.unique_name("bad");
+    fx.own_domain(&name);
+    let out = fx
+        .nox(&cfg)
+        .args(["create", &name, "--image", "corrupt", "--network", "user"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("checksum mismatch"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(no_domain(&name));
+    for dir in ["vm/instances", "vm/images"] {
+        let left: Vec<_> = std::fs::read_dir(fx.dir.join(dir))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{dir} holds {left:?}");
+    }
+}
+
+#[test]
+fn unknown_image_and_missing_file_are_clear_errors() {
+    if !live("unknown_image_and_missing_file_are_clear_errors") {
+        return;
+    }
+    let image = TestImage::get();
+    let fx = Fixture::new("vm-missing-image");
+    let cfg = fx.nox_config(
+        &image,
+        &format!(
+            "[images.gone.vm]\nurl = \"/nonexistent/gone.qcow2\"\nchecksum = \"sha256:{}\"\n",
+            "a".repeat(64)
+        ),
+    );
+    let name = fx.unique_name("missing");
+    fx.own_domain(&name);
+    let unknown = fx
+        .nox(&cfg)
+        .args(["create", &name, "--image", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        text(&unknown.stderr).contains("no image named \"nope\""),
+        "{}",
+        text(&unknown.stderr)
+    );
+    let missing = fx
+        .nox(&cfg)
+        .args(["create", &name, "--image", "gone"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing.stderr).contains("does not exist"),
+        "{}",
+        text(&missing.stderr)
+    );
+    assert!(no_domain(&name));
+}
