@@ -164,12 +164,15 @@ pub type Name = InstanceName;
 pub enum BackendArg {
     /// A libvirt/KVM virtual machine
     Vm,
+    /// An LXC system container
+    Lxc,
 }
 
 impl From<BackendArg> for nox_core::BackendKind {
     fn from(b: BackendArg) -> Self {
         match b {
             BackendArg::Vm => nox_core::BackendKind::Vm,
+            BackendArg::Lxc => nox_core::BackendKind::Lxc,
         }
     }
 }
@@ -209,6 +212,19 @@ pub struct CreateArgs {
     /// The login user created in the guest [default: [defaults] user]
     #[arg(long)]
     pub user: Option<String>,
+
+    /// A privileged container (root in it is root on the host); implies --backend lxc.
+    /// Asks for confirmation after a warning.
+    #[arg(long)]
+    pub privileged: bool,
+
+    /// Confirm --privileged without a prompt (for scripts that have made that decision)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Containers: do not pass /dev/net/tun through [default: [lxc] tun]
+    #[arg(long)]
+    pub no_tun: bool,
 
     /// Create only; do not start
     #[arg(long)]

@@ -2,31 +2,146 @@
 //!
 //! The default container is unprivileged (mapped into root's subordinate id ranges) and gets
 //! `/dev/net/tun`, so Tailscale and other VPNs work without handing the container the host.
+//! Each container is an overlay on a base unpacked once per image, in `[lxc] lxcpath/NAME/`.
 
+mod access;
 pub mod cgroup;
+pub mod config;
+mod create;
 pub mod host_checks;
+pub mod images;
 pub mod liblxc;
+mod lifecycle;
+pub mod list;
+mod ready;
+pub mod record;
 pub mod subid;
 
-use nox_core::config::LxcConfig;
-use nox_core::Check;
+use std::time::Duration;
+
+use nox_core::backend::{CreateOptions, Handoff, Resize};
+use nox_core::config::{Config, ImageSource};
+use nox_core::instance::{Instance, InstanceSpec};
+use nox_core::{Backend, BackendKind, Check, Error, InstanceName, Progress};
 
 /// The LXC backend, bound to one lxcpath.
 #[derive(Debug, Clone)]
 pub struct LxcBackend {
-    config: LxcConfig,
+    config: Config,
+    /// Pass /dev/net/tun to new unprivileged containers (`[lxc] tun`, `--no-tun`).
+    tun: bool,
 }
 
 impl LxcBackend {
-    pub fn new(config: LxcConfig) -> Self {
-        LxcBackend { config }
+    pub fn new(config: Config) -> Self {
+        let tun = config.lxc.tun;
+        LxcBackend { config, tun }
+    }
+
+    /// The same backend, with TUN for new containers turned on or off.
+    pub fn with_tun(mut self, tun: bool) -> Self {
+        self.tun = tun;
+        self
+    }
+
+    fn image_source(&self, image: &str) -> Result<&ImageSource, Error> {
+        let entry = self.config.images.get(image).ok_or_else(|| {
+            Error::Usage(format!(
+                "no image named {image:?} in [images]; known: {}",
+                self.config
+                    .images
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        entry.lxc.as_ref().ok_or_else(|| {
+            Error::Usage(format!(
+                "image {image:?} has no [images.{image}.lxc] source"
+            ))
+        })
+    }
+
+    /// The checks `create --privileged` makes before anything exists (the bridge).
+    pub fn preflight(&self, spec: &InstanceSpec) -> Result<(), Error> {
+        create::preflight(self, spec).map(|_| ())
     }
 }
 
-impl LxcBackend {
-    /// What this backend needs of the host, checked live (`nox doctor`). The instance verbs
-    /// join the `Backend` trait implementation when they land.
-    pub fn host_checks(&self) -> Vec<Check> {
-        host_checks::run(&self.config)
+impl Backend for LxcBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Lxc
+    }
+
+    fn host_checks(&self) -> Vec<Check> {
+        host_checks::run(&self.config.lxc)
+    }
+
+    fn create(
+        &self,
+        spec: &InstanceSpec,
+        options: CreateOptions,
+        progress: &dyn Progress,
+    ) -> Result<Instance, Error> {
+        create::create(self, spec, options, progress)
+    }
+
+    fn list(&self) -> Result<Vec<Instance>, Error> {
+        list::list(self)
+    }
+
+    fn status(&self, name: &InstanceName) -> Result<Instance, Error> {
+        list::status(self, name)
+    }
+
+    fn start(
+        &self,
+        name: &InstanceName,
+        wait: Option<Duration>,
+        progress: &dyn Progress,
+    ) -> Result<(), Error> {
+        lifecycle::start(self, name, wait, progress)
+    }
+
+    fn stop(
+        &self,
+        name: &InstanceName,
+        force: bool,
+        timeout: Duration,
+        progress: &dyn Progress,
+    ) -> Result<(), Error> {
+        lifecycle::stop(self, name, force, timeout, progress)
+    }
+
+    fn delete(&self, name: &InstanceName, force: bool) -> Result<(), Error> {
+        lifecycle::delete(self, name, force)
+    }
+
+    fn exec(&self, name: &InstanceName, argv: &[String]) -> Result<i32, Error> {
+        access::exec(self, name, argv)
+    }
+
+    fn ssh(&self, name: &InstanceName, command: &[String]) -> Result<Handoff, Error> {
+        access::ssh(self, name, command)
+    }
+
+    fn console(&self, name: &InstanceName) -> Result<Handoff, Error> {
+        access::console(self, name)
+    }
+
+    fn passwd(&self, name: &InstanceName, user: &str) -> Result<String, Error> {
+        let password = nox_core::spec::random_password();
+        access::passwd(self, name, user, &password)?;
+        Ok(password)
+    }
+
+    fn resize(
+        &self,
+        name: &InstanceName,
+        resize: Resize,
+        progress: &dyn Progress,
+    ) -> Result<String, Error> {
+        access::resize(self, name, resize, progress)
     }
 }

@@ -259,6 +259,30 @@ impl Container {
             name: self.name.clone(),
             detail: e.to_string(),
         })?;
+        let code =
+            self.attach_with_fds(argv, devnull.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd())?;
+        let read = |f: &mut File| {
+            let mut buf = Vec::new();
+            let _ = f.rewind();
+            let _ = f.read_to_end(&mut buf);
+            buf
+        };
+        Ok(AttachOutput {
+            code,
+            stdout: read(&mut out),
+            stderr: read(&mut err),
+        })
+    }
+
+    /// Runs `argv` inside the container with the given stdio descriptors (ours, to stream
+    /// output as it comes) and returns its exit code.
+    pub fn attach_with_fds(
+        &self,
+        argv: &[&str],
+        stdin_fd: i32,
+        stdout_fd: i32,
+        stderr_fd: i32,
+    ) -> Result<i32, LxcError> {
         let env: Vec<CString> = [
             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME=/root",
@@ -280,9 +304,9 @@ impl Container {
             env_policy: lxc_sys::lxc_attach_env_policy_t_LXC_ATTACH_CLEAR_ENV,
             extra_env_vars: env_ptrs.as_mut_ptr(),
             extra_keep_env: ptr::null_mut(),
-            stdin_fd: devnull.as_raw_fd(),
-            stdout_fd: out.as_raw_fd(),
-            stderr_fd: err.as_raw_fd(),
+            stdin_fd,
+            stdout_fd,
+            stderr_fd,
             log_fd: -libc_ebadf(),
             lsm_label: ptr::null_mut(),
             groups: lxc_sys::lxc_groups_t {
@@ -307,17 +331,54 @@ impl Container {
         if status < 0 {
             return Err(self.error("attach", "could not attach to the container"));
         }
-        let read = |f: &mut File| {
-            let mut buf = Vec::new();
-            let _ = f.rewind();
-            let _ = f.read_to_end(&mut buf);
-            buf
+        Ok(wait_status_code(status))
+    }
+
+    /// The container's IPv4 addresses, loopback excluded.
+    pub fn ipv4(&self) -> Vec<String> {
+        let inet = cstring("inet");
+        let Ok(list) = lxc_call!(self, get_ips, "get_ips", ptr::null(), inet.as_ptr(), 0) else {
+            return Vec::new();
         };
-        Ok(AttachOutput {
-            code: wait_status_code(status),
-            stdout: read(&mut out),
-            stderr: read(&mut err),
-        })
+        if list.is_null() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        // SAFETY: get_ips returns a NULL-terminated array of malloc'd strings we must free.
+        unsafe {
+            let mut i = 0;
+            while !(*list.add(i)).is_null() {
+                let s = *list.add(i);
+                let ip = CStr::from_ptr(s).to_string_lossy().into_owned();
+                if !ip.starts_with("127.") {
+                    out.push(ip);
+                }
+                nix::libc::free(s as *mut _);
+                i += 1;
+            }
+            nix::libc::free(list as *mut _);
+        }
+        out
+    }
+
+    /// Writes a cgroup setting of the running container (`memory.limit_in_bytes`, ...).
+    pub fn set_cgroup_item(&self, key: &str, value: &str) -> Result<(), LxcError> {
+        let (k, v) = (cstring(key), cstring(value));
+        let ok = lxc_call!(
+            self,
+            set_cgroup_item,
+            "set_cgroup_item",
+            k.as_ptr(),
+            v.as_ptr()
+        )?;
+        if ok {
+            Ok(())
+        } else {
+            Err(self.error(
+                "set_cgroup_item",
+                &format!("the host refused {key} = {value}"),
+            ))
+        }
     }
 }
 

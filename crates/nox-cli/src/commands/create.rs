@@ -58,7 +58,24 @@ fn overrides(a: &CreateArgs) -> Vec<Override> {
 pub fn run(a: CreateArgs) -> anyhow::Result<ExitCode> {
     let loaded = super::load_config(&overrides(&a))?;
     let mut config = loaded.config;
-    let kind = spec::choose_backend(a.backend.map(Into::into), false, config.defaults.backend)?;
+    let kind = spec::choose_backend(
+        a.backend.map(Into::into),
+        a.privileged,
+        config.defaults.backend,
+    )?;
+    if kind == BackendKind::Vm && a.no_tun {
+        return Err(Error::Usage(
+            "--no-tun applies to containers; VMs always have their own TUN".into(),
+        )
+        .into());
+    }
+    if a.privileged && a.no_tun {
+        return Err(Error::Usage(
+            "--no-tun applies to unprivileged containers; privileged ones see the host's /dev/net"
+                .into(),
+        )
+        .into());
+    }
     if config.defaults.network == NetworkSpec::Ask {
         config.defaults.network = ask_network(kind)?;
     }
@@ -67,7 +84,7 @@ pub fn run(a: CreateArgs) -> anyhow::Result<ExitCode> {
     let mut spec = spec::resolve(
         a.name.clone(),
         kind,
-        false,
+        a.privileged,
         &config.defaults,
         &host,
         home.as_deref(),
@@ -76,7 +93,32 @@ pub fn run(a: CreateArgs) -> anyhow::Result<ExitCode> {
     if let Some(data) = ssh_identity::data_dir() {
         spec.ssh_keys.push(ssh_identity::ensure(&data)?);
     }
-    let backend = super::backend(kind, &config)?;
+    // Names are unique across backends: `nox exec NAME` must find one instance.
+    match super::find(&config, &spec.name) {
+        Ok(other) => {
+            return Err(Error::AlreadyExists {
+                name: spec.name.to_string(),
+                backend: other.kind().to_string(),
+            }
+            .into())
+        }
+        Err(Error::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let backend: Box<dyn nox_core::Backend> = match kind {
+        BackendKind::Lxc => {
+            let lxc =
+                nox_lxc::LxcBackend::new(config.clone()).with_tun(config.lxc.tun && !a.no_tun);
+            if a.privileged {
+                // Everything checkable is checked before the question, so a "yes" never
+                // meets an error the user could have been told first.
+                lxc.preflight(&spec)?;
+                confirm_privileged(a.yes)?;
+            }
+            Box::new(lxc)
+        }
+        BackendKind::Vm => super::backend(kind, &config)?,
+    };
     let progress = Terminal::default();
     let instance = backend.create(
         &spec,
@@ -153,4 +195,39 @@ fn ask_network(kind: BackendKind) -> Result<NetworkSpec, Error> {
         .interact()
         .map_err(|e| Error::Usage(format!("no network chosen: {e}")))?;
     Ok(choices.swap_remove(pick).1)
+}
+
+const PRIVILEGED_WARNING: &str = "\
+WARNING: a privileged container is not isolated from this host.
+  - root in the container is root on the host, with full capabilities;
+  - it can reach host devices;
+  - software in it can escape to the host;
+  - it belongs only with trusted software on a dedicated host.
+An unprivileged container (the default) also gets /dev/net/tun, so Tailscale works there too.";
+
+/// The warning, then `Continue? [y/N]`; never a prompt without a terminal.
+fn confirm_privileged(yes: bool) -> Result<(), Error> {
+    use std::io::IsTerminal;
+    eprintln!("{PRIVILEGED_WARNING}");
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Err(Error::Usage(
+            "refusing to create a privileged container without confirmation: run nox on a terminal to answer, or pass --yes".into(),
+        ));
+    }
+    let go = dialoguer::Confirm::new()
+        .with_prompt("Continue?")
+        .default(false)
+        .interact()
+        .map_err(|e| Error::Usage(format!("no answer: {e}")))?;
+    if go {
+        Ok(())
+    } else {
+        Err(Error::failed(
+            "not confirmed: nothing was created",
+            "leave out --privileged for an unprivileged container",
+        ))
+    }
 }

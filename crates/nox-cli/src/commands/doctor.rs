@@ -10,7 +10,7 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
     let config = super::load_config(&[])?.config;
     let default = config.defaults.backend;
     let mut checks: Vec<Check> = LibvirtBackend::new(config.clone()).host_checks();
-    checks.extend(LxcBackend::new(config.lxc.clone()).host_checks());
+    checks.extend(LxcBackend::new(config.clone()).host_checks());
     let ready = |kind: BackendKind| !checks.iter().any(|c| c.blocks(kind));
 
     if json {

@@ -13,6 +13,7 @@ pub mod resize;
 use nox_core::config::{self as core_config, ConfigFiles, LoadedConfig, Override};
 use nox_core::{Backend, BackendKind, Config, Error, InstanceName};
 use nox_libvirt::LibvirtBackend;
+use nox_lxc::LxcBackend;
 
 /// Loads the layered config from the standard files and `NOX_CONFIG`, then `overrides`.
 pub fn load_config(overrides: &[Override]) -> nox_core::Result<LoadedConfig> {
@@ -23,15 +24,16 @@ pub fn load_config(overrides: &[Override]) -> nox_core::Result<LoadedConfig> {
 pub fn backend(kind: BackendKind, config: &Config) -> Result<Box<dyn Backend>, Error> {
     match kind {
         BackendKind::Vm => Ok(Box::new(LibvirtBackend::new(config.clone()))),
-        BackendKind::Lxc => Err(Error::Usage(
-            "[defaults] backend = \"lxc\", but this version of nox manages VMs only: set [defaults] backend = \"vm\"".into(),
-        )),
+        BackendKind::Lxc => Ok(Box::new(LxcBackend::new(config.clone()))),
     }
 }
 
 /// Every backend that can hold instances.
 pub fn backends(config: &Config) -> Vec<Box<dyn Backend>> {
-    vec![Box::new(LibvirtBackend::new(config.clone()))]
+    vec![
+        Box::new(LibvirtBackend::new(config.clone())),
+        Box::new(LxcBackend::new(config.clone())),
+    ]
 }
 
 /// The backend holding the instance called `name`.

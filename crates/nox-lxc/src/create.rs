@@ -1,0 +1,273 @@
+//! `create` for containers: base image, overlay delta, seed, config, in that order, removed
+//! whole on any failure or Ctrl-C.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nox_core::backend::CreateOptions;
+use nox_core::cloud_init::Provisioning;
+use nox_core::instance::{Instance, InstanceSpec};
+use nox_core::{interrupt, Error, Progress};
+
+use crate::cgroup::CgroupLayout;
+use crate::config::{ContainerConfig, Limits, Mode};
+use crate::images::{self, Mapping};
+use crate::liblxc::{Container, LOG_FILE};
+use crate::record::CtRecord;
+use crate::{ready, subid, LxcBackend};
+
+/// Removes the container directory (delta, config, record) unless committed.
+struct Undo {
+    dir: PathBuf,
+    name: String,
+    lxcpath: PathBuf,
+    committed: bool,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        if let Ok(c) = Container::new(&self.name, &self.lxcpath) {
+            if c.is_running() {
+                let _ = c.stop();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What the checks before create decide: refused here, nothing has been made yet.
+pub fn preflight(b: &LxcBackend, spec: &InstanceSpec) -> Result<Mode, Error> {
+    if spec.privileged {
+        let bridge = &b.config.lxc.privileged_bridge;
+        if !is_bridge(bridge) {
+            return Err(Error::Refused {
+                message: format!("the bridge for privileged containers, {bridge}, does not exist"),
+                hint: "create it, or set [lxc] privileged_bridge to an existing bridge".into(),
+            });
+        }
+        return Ok(Mode::Privileged);
+    }
+    if !is_bridge(&b.config.lxc.bridge) {
+        return Err(Error::failed(
+            format!("bridge {} ([lxc] bridge) does not exist", b.config.lxc.bridge),
+            "start it (`/usr/libexec/lxc/lxc-net start`, or `cargo xtask setup`), or set [lxc] bridge",
+        ));
+    }
+    let (uid, gid) = (
+        subid::root_range("/etc/subuid"),
+        subid::root_range("/etc/subgid"),
+    );
+    let (Some(uid), Some(gid)) = (uid, gid) else {
+        return Err(Error::failed(
+            "root has no subordinate id range of 65536 in /etc/subuid and /etc/subgid, which unprivileged containers need",
+            "add the line `root:100000:65536` to both /etc/subuid and /etc/subgid",
+        ));
+    };
+    Ok(Mode::Unprivileged {
+        uid_start: uid.start,
+        gid_start: gid.start,
+        tun: b.tun,
+    })
+}
+
+fn is_bridge(name: &str) -> bool {
+    Path::new("/sys/class/net")
+        .join(name)
+        .join("bridge")
+        .is_dir()
+}
+
+pub fn create(
+    b: &LxcBackend,
+    spec: &InstanceSpec,
+    options: CreateOptions,
+    progress: &dyn Progress,
+) -> Result<Instance, Error> {
+    let name = spec.name.as_str();
+    let lxcpath = &b.config.lxc.lxcpath;
+    let dir = lxcpath.join(name);
+    if dir.join("config").exists() {
+        return Err(Error::AlreadyExists {
+            name: name.into(),
+            backend: "lxc".into(),
+        });
+    }
+    let mode = preflight(b, spec)?;
+    let source = b.image_source(&spec.image)?;
+    let mapping = match mode {
+        Mode::Unprivileged {
+            uid_start,
+            gid_start,
+            ..
+        } => Mapping::Shifted {
+            uid: uid_start,
+            gid: gid_start,
+        },
+        Mode::Privileged => Mapping::Host,
+    };
+    let base = images::ensure_base(lxcpath, source, mapping, progress)?;
+    let layout = CgroupLayout::detect().map_err(|e| Error::io("reading /sys/fs/cgroup", e))?;
+    let limits = limits(layout, spec, progress);
+    interrupt::check()?;
+
+    let mut undo = Undo {
+        dir: dir.clone(),
+        name: name.into(),
+        lxcpath: lxcpath.clone(),
+        committed: false,
+    };
+    // The overlay's upper and work directories belong to the container's root: LXC mounts
+    // the overlay as that user.
+    let owner = match mapping {
+        Mapping::Shifted { uid, gid } => Some((uid, gid)),
+        Mapping::Host => None,
+    };
+    let delta = dir.join("delta");
+    for d in [&delta, &dir.join("work")] {
+        std::fs::create_dir_all(d)
+            .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+        chown(d, owner)?;
+    }
+
+    let mac = random_mac();
+    let cloud_init = base.join("usr/bin/cloud-init").exists();
+    if cloud_init {
+        write_seed(
+            &delta,
+            owner,
+            &Provisioning {
+                instance_id: uuid_like(),
+                hostname: name.into(),
+                user: spec.user.clone(),
+                ssh_keys: spec.ssh_keys.clone(),
+                password_hash: None,
+                mac: Some(mac.clone()),
+            },
+        )?;
+    }
+    let config = ContainerConfig {
+        name: name.into(),
+        rootfs: format!("overlay:{}:{}", base.display(), delta.display()),
+        mode: mode.clone(),
+        bridge: match mode {
+            Mode::Privileged => b.config.lxc.privileged_bridge.clone(),
+            Mode::Unprivileged { .. } => b.config.lxc.bridge.clone(),
+        },
+        mac: mac.clone(),
+        limits,
+        autostart: spec.autostart,
+        layout,
+        log_file: dir.join(LOG_FILE),
+    };
+    std::fs::write(dir.join("config"), config.render())
+        .map_err(|e| Error::io("writing the container config", e))?;
+    CtRecord {
+        version: 1,
+        spec: spec.clone(),
+        tun: matches!(mode, Mode::Unprivileged { tun: true, .. }),
+        mac,
+        cloud_init,
+        created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    }
+    .write(&dir)
+    .map_err(|e| Error::io("writing nox's record", e))?;
+    interrupt::check()?;
+
+    if options.start {
+        let c = Container::new(name, lxcpath).map_err(|e| Error::Backend(e.to_string()))?;
+        progress.done();
+        c.start().map_err(|e| Error::Backend(e.to_string()))?;
+        if options.wait {
+            ready::wait(&c, options.timeout, progress)?;
+        }
+        if !cloud_init {
+            ready::provision_directly(&c, spec)?;
+        }
+    }
+    undo.committed = true;
+    crate::list::status(b, &spec.name)
+}
+
+/// CPU and memory limits with the keys this host has; a missing controller is skipped with
+/// a warning (some ARM boards have no memory controller).
+fn limits(layout: CgroupLayout, spec: &InstanceSpec, progress: &dyn Progress) -> Limits {
+    let has = |controller: &str| match layout {
+        CgroupLayout::V2 => std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .map(|c| c.split_whitespace().any(|x| x == controller))
+            .unwrap_or(false),
+        CgroupLayout::V1 { .. } => Path::new("/sys/fs/cgroup").join(controller).is_dir(),
+    };
+    let mut l = Limits {
+        cpus: Some(spec.cpus),
+        memory_bytes: Some(spec.memory_bytes),
+    };
+    if !has("cpu") {
+        progress
+            .warn("this host has no cpu cgroup controller: the container's CPUs are not limited");
+        l.cpus = None;
+    }
+    if !has("memory") {
+        progress.warn(
+            "this host has no memory cgroup controller: the container's memory is not limited",
+        );
+        l.memory_bytes = None;
+    }
+    l
+}
+
+fn chown(p: &Path, owner: Option<(u32, u32)>) -> Result<(), Error> {
+    if let Some((u, g)) = owner {
+        nix::unistd::chown(p, Some(u.into()), Some(g.into()))
+            .map_err(|e| Error::io(format!("chowning {}", p.display()), e.into()))?;
+    }
+    Ok(())
+}
+
+/// The NoCloud seed directory cloud-init reads, written into the container's delta so the
+/// base stays shared. Files are 0600 and owned by the container's root: a password hash may
+/// be among them.
+fn write_seed(delta: &Path, owner: Option<(u32, u32)>, p: &Provisioning) -> Result<(), Error> {
+    let mut dir = delta.to_path_buf();
+    for part in ["var", "lib", "cloud", "seed", "nocloud"] {
+        dir.push(part);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
+        chown(&dir, owner)?;
+    }
+    let mut files = vec![("user-data", p.user_data()), ("meta-data", p.meta_data())];
+    if let Some(net) = p.network_config() {
+        files.push(("network-config", net));
+    }
+    for (name, text) in files {
+        let f = dir.join(name);
+        std::fs::write(&f, text).map_err(|e| Error::io(format!("writing {}", f.display()), e))?;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io("securing the seed", e))?;
+        chown(&f, owner)?;
+    }
+    Ok(())
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    use std::io::Read;
+    let mut b = [0u8; N];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .expect("/dev/urandom is readable");
+    b
+}
+
+/// A MAC in the 00:16:3e prefix LXC uses.
+fn random_mac() -> String {
+    let b: [u8; 3] = random_bytes();
+    format!("00:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
+}
+
+fn uuid_like() -> String {
+    let b: [u8; 16] = random_bytes();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,144 @@
+//! A container is ready when systemd inside says `running` (and cloud-init, where the image
+//! has it, is done). systemctl can only answer once systemd has its socket, which we watch for
+//! from the host through /proc, polling every 20 ms: no fixed sleeps.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nox_core::instance::InstanceSpec;
+use nox_core::{interrupt, Error, Progress};
+
+use crate::liblxc::Container;
+
+const POLL: Duration = Duration::from_millis(20);
+
+fn timeout(name: &str, what: &str, t: Duration) -> Error {
+    Error::failed(
+        format!("timed out after {}s waiting for {what} in {name}", t.as_secs()),
+        format!("the container is left running: `nox console {name}` shows it, `nox delete --force {name}` removes it"),
+    )
+}
+
+pub fn wait(c: &Container, limit: Duration, progress: &dyn Progress) -> Result<(), Error> {
+    let name = c.name().to_string();
+    let start = Instant::now();
+    progress.step(&format!("booting {name}"));
+    loop {
+        if let Some(pid) = c.init_pid() {
+            if Path::new(&format!("/proc/{pid}/root/run/systemd/private")).exists() {
+                break;
+            }
+        }
+        if start.elapsed() > limit {
+            progress.done();
+            return Err(timeout(&name, "systemd to start", limit));
+        }
+        interrupt::check()?;
+        std::thread::sleep(POLL);
+    }
+    progress.done();
+    // Answers as soon as boot is over; prints the final state.
+    let out = c
+        .attach_run(&["systemctl", "is-system-running", "--wait"])
+        .map_err(|e| Error::Backend(e.to_string()))?;
+    let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    match state.as_str() {
+        "running" => {}
+        "degraded" => {
+            let failed = c
+                .attach_run(&["systemctl", "--failed", "--no-legend", "--plain"])
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            progress.warn(&format!(
+                "{name} booted degraded (first failed unit: {failed}); `nox exec {name} -- systemctl --failed` lists them"
+            ));
+        }
+        other => {
+            return Err(Error::failed(
+                format!("systemd in {name} did not finish booting: {other:?}"),
+                format!("`nox console {name}` shows the boot"),
+            ))
+        }
+    }
+    let has_cloud_init = c
+        .attach_run(&["test", "-x", "/usr/bin/cloud-init"])
+        .map(|o| o.code == 0)
+        .unwrap_or(false);
+    if has_cloud_init {
+        progress.step(&format!("waiting for cloud-init in {name}"));
+        let out = c
+            .attach_run(&["cloud-init", "status", "--wait"])
+            .map_err(|e| Error::Backend(e.to_string()))?;
+        progress.done();
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !text.contains("status: done") {
+            return Err(Error::failed(
+                format!(
+                    "cloud-init did not finish cleanly in {name}: {}",
+                    text.trim()
+                ),
+                format!("`nox exec {name} -- cloud-init status --long` says more"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// For images without cloud-init: the user, sudo and keys, applied through attach. argv only.
+pub fn provision_directly(c: &Container, spec: &InstanceSpec) -> Result<(), Error> {
+    let user = spec.user.as_str();
+    let run = |argv: &[&str]| -> Result<(), Error> {
+        let out = c
+            .attach_run(argv)
+            .map_err(|e| Error::Backend(e.to_string()))?;
+        if out.code != 0 {
+            return Err(Error::Backend(format!(
+                "provisioning {}: `{}` failed: {}",
+                c.name(),
+                argv.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    };
+    run(&["useradd", "--create-home", "--shell", "/bin/bash", user])?;
+    let _ = run(&["usermod", "-aG", "sudo", user]);
+    let home = format!("/home/{user}");
+    run(&[
+        "install",
+        "-d",
+        "-m",
+        "0700",
+        "-o",
+        user,
+        "-g",
+        user,
+        &format!("{home}/.ssh"),
+    ])?;
+    // The keys go in through a file nox writes into the container's view of the filesystem.
+    let pid = c
+        .init_pid()
+        .ok_or_else(|| Error::Backend("container has no init".into()))?;
+    let keys_path = format!("/proc/{pid}/root{home}/.ssh/authorized_keys");
+    std::fs::write(&keys_path, spec.ssh_keys.join("\n") + "\n")
+        .map_err(|e| Error::io("writing authorized_keys", e))?;
+    run(&[
+        "chown",
+        &format!("{user}:{user}"),
+        &format!("{home}/.ssh/authorized_keys"),
+    ])?;
+    run(&["chmod", "0600", &format!("{home}/.ssh/authorized_keys")])?;
+    let sudoers = format!("/proc/{pid}/root/etc/sudoers.d/90-nox");
+    if Path::new(&format!("/proc/{pid}/root/etc/sudoers.d")).is_dir() {
+        std::fs::write(&sudoers, format!("{user} ALL=(ALL) NOPASSWD:ALL\n"))
+            .map_err(|e| Error::io("writing sudoers", e))?;
+        run(&["chmod", "0440", "/etc/sudoers.d/90-nox"])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! nox's record of a container, `LXCPATH/NAME/nox.json`: what it was created from and how.
+//! Its presence is what makes a container nox's; `delete` removes it with the directory.
+
+use nox_core::instance::InstanceSpec;
+use serde::{Deserialize, Serialize};
+
+pub const FILE: &str = "nox.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtRecord {
+    pub version: u32,
+    pub spec: InstanceSpec,
+    pub tun: bool,
+    pub mac: String,
+    /// Whether the image has cloud-init (else nox provisioned the user itself).
+    pub cloud_init: bool,
+    pub created_at: String,
+}
+
+impl CtRecord {
+    pub fn read(dir: &std::path::Path) -> Option<CtRecord> {
+        serde_json::from_slice(&std::fs::read(dir.join(FILE)).ok()?).ok()
+    }
+
+    pub fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        std::fs::write(
+            dir.join(FILE),
+            serde_json::to_vec_pretty(self).expect("serializes"),
+        )
+    }
+}
