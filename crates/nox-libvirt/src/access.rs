@@ -9,19 +9,6 @@ use nox_core::{Error, InstanceName};
 use crate::list::{addresses, find};
 use crate::LibvirtBackend;
 
-/// Quotes one argument for the remote shell ssh hands its command to, so `nox ssh vm -- ARGS`
-/// runs ARGS as argv, like `nox exec`.
-pub fn sh_quote(arg: &str) -> String {
-    if !arg.is_empty()
-        && arg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
-    {
-        return arg.to_string();
-    }
-    format!("'{}'", arg.replace('\'', r"'\''"))
-}
-
 pub fn ssh(b: &LibvirtBackend, name: &InstanceName, command: &[String]) -> Result<Handoff, Error> {
     let conn = b.conn()?;
     let (dom, rec) = find(&conn, name)?;
@@ -78,7 +65,7 @@ pub fn ssh(b: &LibvirtBackend, name: &InstanceName, command: &[String]) -> Resul
     ]);
     if !command.is_empty() {
         args.push("--".into());
-        args.extend(command.iter().map(|a| sh_quote(a)));
+        args.extend(command.iter().map(|a| nox_core::spec::sh_quote(a)));
     }
     Ok(Handoff {
         program: PathBuf::from("ssh"),
@@ -104,32 +91,10 @@ pub fn console(b: &LibvirtBackend, name: &InstanceName) -> Result<Handoff, Error
     })
 }
 
-/// 20 characters from [A-Za-z0-9], from the OS's CSPRNG, without modulo bias.
-pub fn random_password() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut out = String::new();
-    while out.len() < 20 {
-        let mut byte = [0u8; 1];
-        getrandom(&mut byte);
-        // 248 = 4 * 62: reject the top values so every character is equally likely.
-        if byte[0] < 248 {
-            out.push(ALPHABET[(byte[0] % 62) as usize] as char);
-        }
-    }
-    out
-}
-
-fn getrandom(buf: &mut [u8]) {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(buf))
-        .expect("/dev/urandom is readable");
-}
-
 pub fn passwd(b: &LibvirtBackend, name: &InstanceName, user: &str) -> Result<String, Error> {
     let conn = b.conn()?;
     let (dom, _) = find(&conn, name)?;
-    let password = random_password();
+    let password = nox_core::spec::random_password();
     dom.set_user_password(user, &password, 0).map_err(|e| {
         Error::failed(
             format!("setting the password of {user} in {name}: {}", e.message()),
@@ -137,27 +102,4 @@ pub fn passwd(b: &LibvirtBackend, name: &InstanceName, user: &str) -> Result<Str
         )
     })?;
     Ok(password)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting_keeps_arguments_whole() {
-        assert_eq!(sh_quote("ls"), "ls");
-        assert_eq!(sh_quote("a b"), "'a b'");
-        assert_eq!(sh_quote("it's"), r"'it'\''s'");
-        assert_eq!(sh_quote("$HOME;rm -rf /"), "'$HOME;rm -rf /'");
-        assert_eq!(sh_quote(""), "''");
-        assert_eq!(sh_quote("a\nb"), "'a\nb'");
-    }
-
-    #[test]
-    fn passwords_are_long_and_alphanumeric() {
-        let a = random_password();
-        assert_eq!(a.len(), 20);
-        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()));
-        assert_ne!(a, random_password());
-    }
 }

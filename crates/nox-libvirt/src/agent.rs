@@ -11,7 +11,7 @@ use virt::domain::Domain;
 /// How long one agent call may block in libvirt before it gives up, in seconds.
 const CALL_TIMEOUT_SECS: i32 = 5;
 /// Polling interval while waiting for the agent or a command.
-const POLL: Duration = Duration::from_millis(200);
+const POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
