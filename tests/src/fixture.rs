@@ -111,12 +111,24 @@ impl Fixture {
 
     /// Writes a nox config for this test: the test image's `[images]`, and every storage and
     /// data dir inside this test's private dir. Returns its path, for `NOX_CONFIG`.
+    /// Containers share the fixture's lxcpath, so the image is unpacked once per run;
+    /// `lxc_extra` adds keys to `[lxc]`.
     pub fn nox_config(&self, image: &crate::image::TestImage, extra: &str) -> PathBuf {
+        self.nox_config_lxc(image, "", extra)
+    }
+
+    pub fn nox_config_lxc(
+        &self,
+        image: &crate::image::TestImage,
+        lxc_extra: &str,
+        extra: &str,
+    ) -> PathBuf {
         let images = std::fs::read_to_string(&image.config).expect("reading the image's nox.toml");
         let path = self.dir.join("nox.toml");
         let text = format!(
-            "{images}\n[vm]\nstorage_dir = \"{}\"\n\n{extra}\n",
-            self.dir.join("vm").display()
+            "{images}\n[vm]\nstorage_dir = \"{}\"\n\n[lxc]\nlxcpath = \"{}\"\n{lxc_extra}\n\n{extra}\n",
+            self.dir.join("vm").display(),
+            lxcpath().display()
         );
         std::fs::write(&path, text).expect("writing the test config");
         path

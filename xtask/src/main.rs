@@ -3,6 +3,7 @@
 //! Everything CI does is here, as Rust, so `.ci/run` is one line and a developer can run any
 //! single step by hand.
 
+mod bench;
 mod ci;
 mod man;
 mod setup;
@@ -19,6 +20,7 @@ tasks:
   ci         setup, then cargo fmt --check, clippy -D warnings, and every test (live ones included)
   it [ARGS]  setup, then the live integration tests (ARGS go to the test binary: a name filter)
   test-image build (or reuse) the Debian 12 test image; prints its nox.toml path last
+  bench vm   benchmark the VM backend (medians; see docs/benchmarks.md)
   man [DIR]  write nox's man pages (default: target/man)
 ";
 
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
         Some("setup") => setup::run(),
         Some("ci") => ci::run(),
         Some("it") => ci::live_tests(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         Some("test-image") => test_image::run(),
         Some("man") => man::run(args.get(1).map(String::as_str)),
         Some("-h" | "--help" | "help") | None => {
