@@ -1,29 +1,57 @@
-//! `cargo xtask ci`: the whole CI run, in the order a reviewer would check a change.
+//! `cargo xtask ci`: the whole CI run, in the order a reviewer would check a change, with a
+//! time breakdown at the end (docs/testing.md quotes it).
 
 use std::process::Command;
+use std::time::Instant;
 
 use anyhow::Result;
 
 use crate::util::sh;
 
 pub fn run() -> Result<()> {
-    crate::setup::run()?;
-    sh(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
-    sh(Command::new("cargo").args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    let image_config = crate::test_image::build()?;
+    let mut times = Vec::new();
+    let mut step = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+        let t = Instant::now();
+        let r = f();
+        times.push((name, t.elapsed()));
+        r
+    };
+    step("setup", &mut crate::setup::run)?;
+    let mut image_config = None;
+    step("test image", &mut || {
+        image_config = Some(crate::test_image::build()?);
+        Ok(())
+    })?;
+    step("fmt", &mut || {
+        sh(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))
+    })?;
+    step("clippy (builds everything)", &mut || {
+        sh(Command::new("cargo").args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    step("build tests", &mut || {
+        sh(Command::new("cargo").args(["test", "--workspace", "--all-targets", "--no-run"]))
+    })?;
     // NOX_IT=1 declares the live environment: live tests run and never skip.
-    sh(Command::new("cargo")
-        .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
-        .env("NOX_IT", "1")
-        .env("NOX_TEST_IMAGE_CONFIG", &image_config))?;
-    Ok(())
+    let result = step("unit and live tests", &mut || {
+        sh(Command::new("cargo")
+            .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
+            .env("NOX_IT", "1")
+            .env("NOX_TEST_IMAGE_CONFIG", image_config.as_ref().unwrap()))
+    });
+    eprintln!("\nxtask ci: time by step");
+    let total: f64 = times.iter().map(|(_, d)| d.as_secs_f64()).sum();
+    for (name, d) in &times {
+        eprintln!("  {name:<28} {:>7.1} s", d.as_secs_f64());
+    }
+    eprintln!("  {:<28} {:>7.1} s", "total", total);
+    result
 }
 
 /// `cargo xtask it [FILTER...]`: setup, then only the live tests.

@@ -102,13 +102,6 @@ fn planned_verbs_are_not_exposed_before_they_work() {
         nox(None).args(["backup", "web"]).assert(),
         "unrecognized subcommand 'backup'",
     );
-    // So does the container backend.
-    assert_bad_input(
-        nox(None)
-            .args(["create", "web", "--backend", "lxc"])
-            .assert(),
-        "invalid value 'lxc' for '--backend",
-    );
 }
 
 #[test]
