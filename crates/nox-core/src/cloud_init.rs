@@ -119,6 +119,31 @@ fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).expect("cloud-init documents serialize")
 }
 
+/// `None` when result.json lists no errors; else the errors, joined. cloud-init writes the
+/// file atomically, so one that does not parse is itself an error.
+pub fn result_errors(result: &[u8]) -> Option<String> {
+    let Some(errors) = serde_json::from_slice::<serde_json::Value>(result)
+        .ok()
+        .and_then(|v| v["v1"]["errors"].as_array().cloned())
+    else {
+        return Some("unreadable /run/cloud-init/result.json".into());
+    };
+    if errors.is_empty() {
+        return None;
+    }
+    Some(
+        errors
+            .iter()
+            .map(|e| {
+                e.as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| e.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +184,19 @@ mod tests {
         assert_eq!(v["users"][0]["passwd"], "$6$saltsalt$hash");
         assert_eq!(v["users"][0]["lock_passwd"], false);
         assert_eq!(v["ssh_pwauth"], false);
+    }
+
+    #[test]
+    fn result_json_errors() {
+        assert_eq!(
+            result_errors(br#"{"v1": {"datasource": "DataSourceNoCloud", "errors": []}}"#),
+            None
+        );
+        assert_eq!(
+            result_errors(br#"{"v1": {"errors": ["('ssh', KeyError())"]}}"#).as_deref(),
+            Some("('ssh', KeyError())")
+        );
+        assert!(result_errors(b"not json").unwrap().contains("unreadable"));
     }
 
     #[test]
