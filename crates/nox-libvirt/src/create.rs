@@ -84,6 +84,8 @@ pub fn create(
     progress.step("creating the disk");
     let disk = dir.join("disk.qcow2");
     overlay(&image.path, &disk, spec.disk_bytes)?;
+    // The guest's data is nobody else's: libvirt hands the file to QEMU's user itself.
+    images::set_mode(&disk, 0o600);
     interrupt::check()?;
 
     let mac = random_mac();

@@ -51,7 +51,7 @@ pub fn wait(
     loop {
         if let Some(result) = read_file(&agent, RESULT_JSON)? {
             progress.done();
-            return match cloud_init_errors(&result) {
+            return match nox_core::cloud_init::result_errors(&result) {
                 None => Ok(()),
                 Some(errors) => Err(Error::failed(
                     format!("cloud-init reported errors in {name}: {errors}"),
@@ -86,49 +86,4 @@ fn read_file(agent: &GuestAgent<'_>, path: &str) -> Result<Option<Vec<u8>>, Erro
     }
     agent.file_close(h);
     Ok(Some(data))
-}
-
-/// `None` when result.json lists no errors; else the errors, joined. cloud-init writes the
-/// file atomically, so one that does not parse is itself an error.
-pub fn cloud_init_errors(result: &[u8]) -> Option<String> {
-    let Some(errors) = serde_json::from_slice::<serde_json::Value>(result)
-        .ok()
-        .and_then(|v| v["v1"]["errors"].as_array().cloned())
-    else {
-        return Some("unreadable /run/cloud-init/result.json".into());
-    };
-    if errors.is_empty() {
-        return None;
-    }
-    Some(
-        errors
-            .iter()
-            .map(|e| {
-                e.as_str()
-                    .map(String::from)
-                    .unwrap_or_else(|| e.to_string())
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cloud_init_errors;
-
-    #[test]
-    fn result_json_errors() {
-        assert_eq!(
-            cloud_init_errors(br#"{"v1": {"datasource": "DataSourceNoCloud", "errors": []}}"#),
-            None
-        );
-        assert_eq!(
-            cloud_init_errors(br#"{"v1": {"errors": ["('ssh', KeyError())"]}}"#).as_deref(),
-            Some("('ssh', KeyError())")
-        );
-        assert!(cloud_init_errors(b"not json")
-            .unwrap()
-            .contains("unreadable"));
-    }
 }
