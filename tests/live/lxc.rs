@@ -122,6 +122,21 @@ fn unprivileged_container_with_tun_by_default() {
     // TUN works by default: the analysis said an unprivileged container cannot have it.
     ok(tuntap(&fx, &cfg, &name));
 
+    // passwd: shown once, applied through chpasswd on stdin.
+    let pw = ok(fx.nox(&cfg).args(["passwd", &name]).output().unwrap());
+    assert_eq!(text(&pw.stdout).trim().len(), 20);
+    let st = ok(fx
+        .nox(&cfg)
+        .args(["exec", &name, "--", "passwd", "-S", "nox"])
+        .output()
+        .unwrap());
+    assert_eq!(
+        text(&st.stdout).split_whitespace().nth(1),
+        Some("P"),
+        "{}",
+        text(&st.stdout)
+    );
+
     // exec: exit codes and argv pass through.
     let code = fx
         .nox(&cfg)

@@ -144,6 +144,33 @@ fn vm_lifecycle() {
         .unwrap());
     assert_eq!(text(&quoted.stdout), "a b|c'd|");
 
+    // passwd: a new random password, shown once; the account goes from locked to usable.
+    let locked = ok(exec(&fx, &cfg, &name, &["passwd", "-S", "nox"]));
+    assert_eq!(
+        text(&locked.stdout).split_whitespace().nth(1),
+        Some("L"),
+        "{}",
+        text(&locked.stdout)
+    );
+    let pw = ok(fx.nox(&cfg).args(["passwd", &name]).output().unwrap());
+    let password = text(&pw.stdout).trim().to_string();
+    assert_eq!(password.len(), 20, "{password}");
+    let usable = ok(exec(&fx, &cfg, &name, &["passwd", "-S", "nox"]));
+    assert_eq!(
+        text(&usable.stdout).split_whitespace().nth(1),
+        Some("P"),
+        "{}",
+        text(&usable.stdout)
+    );
+    // nox keeps no copy: not in its record, its state dir or its output beyond that one line.
+    let record = ok(fx
+        .nox(&cfg)
+        .args(["status", &name, "--json"])
+        .output()
+        .unwrap());
+    assert!(!text(&record.stdout).contains(&password));
+    assert!(!text(&pw.stderr).contains(&password));
+
     // list sees it, with an address from the guest agent.
     let list = ok(fx.nox(&cfg).args(["list", "--json"]).output().unwrap());
     let list: Value = serde_json::from_slice(&list.stdout).unwrap();
@@ -287,5 +314,47 @@ fn unknown_image_and_missing_file_are_clear_errors() {
         "{}",
         text(&missing.stderr)
     );
+    assert!(no_domain(&name));
+}
+
+#[test]
+fn vm_on_the_default_nat_network_gets_an_address() {
+    if !live("vm_on_the_default_nat_network_gets_an_address") {
+        return;
+    }
+    let image = TestImage::get();
+    let fx = Fixture::new("vm-nat");
+    let cfg = fx.nox_config(&image, "");
+    let name = fx.unique_name("nat");
+    fx.own_domain(&name);
+    // Only the guest talks on the NAT network (DHCP from libvirt's dnsmasq); the test reads the
+    // address through nox and sends nothing to it.
+    let out = ok(fx
+        .nox(&cfg)
+        .args([
+            "create",
+            &name,
+            "--image",
+            "debian-12-test",
+            "--network",
+            "default",
+            "--json",
+        ])
+        .output()
+        .unwrap());
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["network"], "default");
+    let ip = created["ipv4"][0].as_str().unwrap_or_default().to_string();
+    assert!(
+        ip.starts_with("192.168.122."),
+        "no address on libvirt's default network: {created}"
+    );
+    assert_eq!(created["ssh"]["host"], ip.as_str());
+    assert_eq!(created["ssh"]["port"], 22);
+    ok(fx
+        .nox(&cfg)
+        .args(["delete", "--force", &name])
+        .output()
+        .unwrap());
     assert!(no_domain(&name));
 }
