@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use nox_core::backend::CreateOptions;
 use nox_core::cloud_init::Provisioning;
-use nox_core::instance::{Instance, InstanceSpec};
+use nox_core::instance::{Instance, InstanceSpec, NetworkSpec};
 use nox_core::{interrupt, Error, Progress};
 
 use crate::cgroup::CgroupLayout;
@@ -38,21 +38,40 @@ impl Drop for Undo {
     }
 }
 
-/// What the checks before create decide: refused here, nothing has been made yet.
-pub fn preflight(b: &LxcBackend, spec: &InstanceSpec) -> Result<Mode, Error> {
+/// What the checks before create decide: refused here, nothing has been made yet. Returns
+/// the mode and the bridge the container joins.
+pub fn preflight(b: &LxcBackend, spec: &InstanceSpec) -> Result<(Mode, String), Error> {
+    let bridge = match &spec.network {
+        NetworkSpec::Bridge(name) => {
+            if !is_bridge(name) {
+                return Err(Error::Refused {
+                    message: format!("bridge {name} does not exist on this host"),
+                    hint: "create the bridge first, or use --network default".into(),
+                });
+            }
+            Some(name.clone())
+        }
+        NetworkSpec::Default => None,
+        other => {
+            return Err(Error::Usage(format!(
+                "--network {other} applies to VMs; containers join a bridge: use default or bridge:NAME"
+            )))
+        }
+    };
     if spec.privileged {
-        let bridge = &b.config.lxc.privileged_bridge;
-        if !is_bridge(bridge) {
+        let bridge = bridge.unwrap_or_else(|| b.config.lxc.privileged_bridge.clone());
+        if !is_bridge(&bridge) {
             return Err(Error::Refused {
                 message: format!("the bridge for privileged containers, {bridge}, does not exist"),
                 hint: "create it, or set [lxc] privileged_bridge to an existing bridge".into(),
             });
         }
-        return Ok(Mode::Privileged);
+        return Ok((Mode::Privileged, bridge));
     }
-    if !is_bridge(&b.config.lxc.bridge) {
+    let bridge = bridge.unwrap_or_else(|| b.config.lxc.bridge.clone());
+    if !is_bridge(&bridge) {
         return Err(Error::failed(
-            format!("bridge {} ([lxc] bridge) does not exist", b.config.lxc.bridge),
+            format!("bridge {bridge} ([lxc] bridge) does not exist"),
             "start it (`/usr/libexec/lxc/lxc-net start`, or `cargo xtask setup`), or set [lxc] bridge",
         ));
     }
@@ -66,11 +85,14 @@ pub fn preflight(b: &LxcBackend, spec: &InstanceSpec) -> Result<Mode, Error> {
             "add the line `root:100000:65536` to both /etc/subuid and /etc/subgid",
         ));
     };
-    Ok(Mode::Unprivileged {
-        uid_start: uid.start,
-        gid_start: gid.start,
-        tun: b.tun,
-    })
+    Ok((
+        Mode::Unprivileged {
+            uid_start: uid.start,
+            gid_start: gid.start,
+            tun: b.tun,
+        },
+        bridge,
+    ))
 }
 
 fn is_bridge(name: &str) -> bool {
@@ -95,7 +117,7 @@ pub fn create(
             backend: "lxc".into(),
         });
     }
-    let mode = preflight(b, spec)?;
+    let (mode, bridge) = preflight(b, spec)?;
     let source = b.image_source(&spec.image)?;
     let mapping = match mode {
         Mode::Unprivileged {
@@ -152,10 +174,7 @@ pub fn create(
         name: name.into(),
         rootfs: format!("overlay:{}:{}", base.display(), delta.display()),
         mode: mode.clone(),
-        bridge: match mode {
-            Mode::Privileged => b.config.lxc.privileged_bridge.clone(),
-            Mode::Unprivileged { .. } => b.config.lxc.bridge.clone(),
-        },
+        bridge,
         mac: mac.clone(),
         limits,
         autostart: spec.autostart,

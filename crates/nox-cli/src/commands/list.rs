@@ -30,7 +30,7 @@ pub fn list(json: bool) -> anyhow::Result<ExitCode> {
     for i in &all {
         t.add_row([
             i.name.clone(),
-            i.backend.to_string(),
+            backend_label(i),
             i.state.to_string(),
             i.ipv4.join(","),
             i.cpus.to_string(),
@@ -54,7 +54,7 @@ pub fn status(name: &InstanceName, json: bool) -> anyhow::Result<ExitCode> {
     }
     let rows = [
         ("name", i.name.clone()),
-        ("backend", i.backend.to_string()),
+        ("backend", backend_label(&i)),
         ("state", i.state.to_string()),
         ("ipv4", i.ipv4.join(", ")),
         ("cpus", i.cpus.to_string()),
@@ -76,4 +76,13 @@ pub fn status(name: &InstanceName, json: bool) -> anyhow::Result<ExitCode> {
         println!("{k:<10} {v}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `lxc (privileged)` for containers that run as host root: visible wherever they are listed.
+fn backend_label(i: &Instance) -> String {
+    if i.privileged {
+        format!("{} (privileged)", i.backend)
+    } else {
+        i.backend.to_string()
+    }
 }
