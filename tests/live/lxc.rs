@@ -7,24 +7,8 @@ use std::process::{Output, Stdio};
 
 use nox_tests::fixture::{lxcpath, Fixture};
 use nox_tests::image::TestImage;
-use nox_tests::live;
+use nox_tests::{live, ok, text};
 use serde_json::Value;
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-#[track_caller]
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
 
 fn create(fx: &Fixture, cfg: &Path, name: &str, extra: &[&str]) -> Output {
     fx.own_container(name);

@@ -8,24 +8,8 @@ use std::process::Output;
 
 use nox_tests::fixture::Fixture;
 use nox_tests::image::TestImage;
-use nox_tests::live;
+use nox_tests::{live, ok, text};
 use serde_json::Value;
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-#[track_caller]
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
 
 fn status(fx: &Fixture, cfg: &Path, name: &str) -> Value {
     let out = ok(fx
@@ -81,6 +65,26 @@ fn vm_lifecycle() {
     assert_eq!(created["network"], "user");
     assert_eq!(created["ssh"]["host"], "127.0.0.1");
     assert_eq!(created["disk_bytes"], 4u64 << 30);
+
+    // The base image is cached once, by checksum, and cannot be removed while in use.
+    let images: Value = serde_json::from_slice(
+        &ok(fx
+            .nox(&cfg)
+            .args(["image", "list", "--json"])
+            .output()
+            .unwrap())
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(images.as_array().unwrap().len(), 1, "{images}");
+    assert_eq!(images[0]["name"], "debian-12-test");
+    let in_use = fx
+        .nox(&cfg)
+        .args(["image", "rm", "debian-12-test"])
+        .output()
+        .unwrap();
+    assert_eq!(in_use.status.code(), Some(2), "{}", text(&in_use.stderr));
+    assert!(text(&in_use.stderr).contains("base of existing VMs"));
 
     // A second create with the same name is refused, and the first VM is untouched.
     let again = fx
@@ -238,6 +242,17 @@ fn vm_lifecycle() {
     assert!(left.is_empty(), "files left: {left:?}");
     let gone = fx.nox(&cfg).args(["status", &name]).output().unwrap();
     assert_eq!(gone.status.code(), Some(2));
+    // With no VM left on it, the cached image can go.
+    ok(fx
+        .nox(&cfg)
+        .args(["image", "rm", "debian-12-test"])
+        .output()
+        .unwrap());
+    let left: Vec<_> = std::fs::read_dir(fx.dir.join("vm/images"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

@@ -56,3 +56,21 @@ pub fn nox() -> Command {
         .env_remove("NOX_CONFIG");
     cmd
 }
+
+/// Output bytes as text, for assertions and messages.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Asserts the command succeeded, showing its exit code and output when it did not.
+#[track_caller]
+pub fn ok(out: std::process::Output) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}

@@ -251,6 +251,27 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// The `[images.NAME]` source for `backend`, or an error that lists what exists.
+    pub fn image_source(&self, image: &str, backend: crate::BackendKind) -> Result<&ImageSource> {
+        let entry = self.images.get(image).ok_or_else(|| {
+            Error::Usage(format!(
+                "no image named {image:?} in [images]; known: {}",
+                self.images.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        let source = match backend {
+            crate::BackendKind::Vm => entry.vm.as_ref(),
+            crate::BackendKind::Lxc => entry.lxc.as_ref(),
+        };
+        source.ok_or_else(|| {
+            Error::Usage(format!(
+                "image {image:?} has no [images.{image}.{backend}] source"
+            ))
+        })
+    }
+}
+
 /// Where an effective value came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "source", rename_all = "lowercase")]

@@ -49,20 +49,7 @@ impl LibvirtBackend {
     }
 
     fn image_source(&self, image: &str) -> Result<&ImageSource, Error> {
-        let entry = self.config.images.get(image).ok_or_else(|| {
-            Error::Usage(format!(
-                "no image named {image:?} in [images]; known: {}",
-                self.config
-                    .images
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
-        entry.vm.as_ref().ok_or_else(|| {
-            Error::Usage(format!("image {image:?} has no [images.{image}.vm] source"))
-        })
+        self.config.image_source(image, BackendKind::Vm)
     }
 
     fn instance_dir(&self, name: &str) -> PathBuf {

@@ -45,22 +45,7 @@ impl LxcBackend {
     }
 
     fn image_source(&self, image: &str) -> Result<&ImageSource, Error> {
-        let entry = self.config.images.get(image).ok_or_else(|| {
-            Error::Usage(format!(
-                "no image named {image:?} in [images]; known: {}",
-                self.config
-                    .images
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
-        entry.lxc.as_ref().ok_or_else(|| {
-            Error::Usage(format!(
-                "image {image:?} has no [images.{image}.lxc] source"
-            ))
-        })
+        self.config.image_source(image, BackendKind::Lxc)
     }
 
     /// The checks `create --privileged` makes before anything exists (the bridge).

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use comfy_table::{presets, Table};
 use nox_core::resources::format_bytes;
-use nox_core::Error;
 use nox_libvirt::{images, LibvirtBackend};
 
 use crate::cli::ImageCommand;
@@ -37,15 +36,7 @@ pub fn run(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             }
         }
         ImageCommand::Pull { name } => {
-            let source = config
-                .images
-                .get(&name)
-                .and_then(|i| i.vm.as_ref())
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "no [images.{name}.vm] in the config; `nox config show` lists images"
-                    ))
-                })?;
+            let source = config.image_source(&name, nox_core::BackendKind::Vm)?;
             let img = images::ensure(dir, &name, source, &Terminal::default())?;
             println!("{} {} {}", img.name, img.checksum, img.path.display());
         }
