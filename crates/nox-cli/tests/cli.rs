@@ -229,3 +229,20 @@ fn completions_and_help_work() {
         .stdout(predicate::str::contains("Usage: nox"));
     nox(None).arg("--version").assert().success();
 }
+
+#[test]
+fn unreachable_libvirtd_is_a_clear_failure() {
+    let f = config_file(
+        "[vm]\nuri = \"qemu+unix:///system?socket=/nonexistent/libvirt-sock\"\n[lxc]\nlxcpath = \"/nonexistent/lxc\"\n",
+    );
+    let out = nox(Some(f.path()))
+        .args(["list"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot connect to libvirtd"), "{err}");
+    assert!(err.contains("hint: start libvirtd"), "{err}");
+}

@@ -388,6 +388,128 @@ mod tests {
             .contains("lists no checksum"));
     }
 
+    /// A one-file HTTP server on 127.0.0.1 that answers Range requests with 206 when
+    /// `ranges`, and records every request's Range header.
+    fn serve(
+        body: Vec<u8>,
+        sums: String,
+        ranges: bool,
+    ) -> (
+        String,
+        std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    ) {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                reader.read_line(&mut request).unwrap();
+                let mut range = None;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                        range = Some(v.trim().trim_end_matches('-').to_string());
+                    }
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let data = if path.ends_with("SHA256SUMS") {
+                    sums.clone().into_bytes()
+                } else {
+                    body.clone()
+                };
+                if !path.ends_with("SHA256SUMS") {
+                    log.lock().unwrap().push(range.clone());
+                }
+                let mut out = stream;
+                match range
+                    .and_then(|r| r.parse::<usize>().ok())
+                    .filter(|_| ranges)
+                {
+                    Some(from) => {
+                        let rest = &data[from..];
+                        write!(out, "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", rest.len()).unwrap();
+                        out.write_all(rest).unwrap();
+                    }
+                    None => {
+                        write!(
+                            out,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            data.len()
+                        )
+                        .unwrap();
+                        out.write_all(&data).unwrap();
+                    }
+                }
+            }
+        });
+        (base, seen)
+    }
+
+    fn sha256_hex(b: &[u8]) -> String {
+        Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn http_download_resumes_from_a_partial_file() {
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let hex = sha256_hex(&body);
+        for ranges in [true, false] {
+            let (base, seen) = serve(body.clone(), format!("{hex}  img.qcow2\n"), ranges);
+            let dir = tempfile::tempdir().unwrap();
+            // An earlier, interrupted download left the first third.
+            let sum = Checksum::try_from(format!("sha256:{hex}")).unwrap();
+            let part = dir
+                .path()
+                .join(cache_key(&sum, ".qcow2"))
+                .with_extension("part");
+            fs::write(&part, &body[..100_000]).unwrap();
+            let s = source(
+                &format!("{base}/img.qcow2"),
+                None,
+                Some(&format!("{base}/SHA256SUMS")),
+            );
+            let (p, got) = fetch_verified(&s, dir.path(), ".qcow2", &Quiet).unwrap();
+            assert_eq!(got, sum);
+            assert_eq!(fs::read(&p).unwrap(), body, "ranges={ranges}");
+            assert!(!part.exists());
+            // It asked only for the rest; a server that ignores ranges gets a clean restart.
+            assert_eq!(
+                seen.lock().unwrap().as_slice(),
+                [Some("100000".to_string())]
+            );
+        }
+    }
+
+    #[test]
+    fn http_download_with_a_wrong_checksum_is_deleted() {
+        let body = b"not the image you are looking for".to_vec();
+        let (base, _) = serve(body, String::new(), true);
+        let dir = tempfile::tempdir().unwrap();
+        let s = source(
+            &format!("{base}/img.qcow2"),
+            Some(&format!("sha256:{}", "1".repeat(64))),
+            None,
+        );
+        let err = fetch_verified(&s, dir.path(), ".qcow2", &Quiet).unwrap_err();
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "the bad download must be deleted"
+        );
+    }
+
     #[test]
     fn missing_local_image_says_so() {
         let dir = tempfile::tempdir().unwrap();

@@ -118,17 +118,27 @@ pub fn addresses(dom: &Domain) -> Vec<String> {
     unsafe {
         sys::virDomainAgentSetResponseTimeout(dom.as_ptr(), AGENT_ADDR_TIMEOUT, 0);
     }
-    for source in [
-        sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
-        sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
-        sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP,
-    ] {
-        let ips = ipv4_from(dom.interface_addresses(source, 0).unwrap_or_default());
-        if !ips.is_empty() {
-            return ips;
-        }
-    }
-    Vec::new()
+    // Lazy: a later source is asked only when the earlier ones had nothing.
+    first_addresses(
+        [
+            sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+            sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+            sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP,
+        ]
+        .into_iter()
+        .map(|source| dom.interface_addresses(source, 0).unwrap_or_default()),
+    )
+}
+
+/// The IPv4 addresses of the first source, in order, that has any.
+pub fn first_addresses(
+    sources: impl IntoIterator<Item = Vec<virt::domain::Interface>>,
+) -> Vec<String> {
+    sources
+        .into_iter()
+        .map(ipv4_from)
+        .find(|ips| !ips.is_empty())
+        .unwrap_or_default()
 }
 
 /// IPv4 addresses, loopback excluded. Pure, so the source fallback is unit-tested.
@@ -142,4 +152,48 @@ pub fn ipv4_from(ifaces: Vec<virt::domain::Interface>) -> Vec<String> {
         })
         .map(|a| a.addr)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use virt::domain::{IPAddress, Interface};
+
+    fn iface(name: &str, addrs: &[(i64, &str)]) -> Interface {
+        Interface {
+            name: name.into(),
+            hwaddr: Some("52:54:00:00:00:01".into()),
+            naddrs: addrs.len() as u64,
+            addrs: addrs
+                .iter()
+                .map(|(typed, addr)| IPAddress {
+                    typed: *typed,
+                    addr: addr.to_string(),
+                    prefix: 24,
+                })
+                .collect(),
+        }
+    }
+
+    const V4: i64 = virt::sys::VIR_IP_ADDR_TYPE_IPV4 as i64;
+    const V6: i64 = virt::sys::VIR_IP_ADDR_TYPE_IPV6 as i64;
+
+    #[test]
+    fn first_source_with_an_ipv4_wins() {
+        let agent = vec![
+            iface("lo", &[(V4, "127.0.0.1")]),
+            iface("eth0", &[(V6, "fe80::1")]),
+        ];
+        let lease = vec![iface("vnet0", &[(V4, "192.168.122.10")])];
+        let arp = vec![iface("vnet0", &[(V4, "192.168.122.99")])];
+        // The agent saw only loopback and IPv6: fall back to the lease, never reach ARP.
+        assert_eq!(
+            first_addresses([agent, lease.clone(), arp.clone()]),
+            ["192.168.122.10"]
+        );
+        let agent = vec![iface("eth0", &[(V4, "10.0.0.5"), (V6, "fe80::2")])];
+        assert_eq!(first_addresses([agent, lease, arp.clone()]), ["10.0.0.5"]);
+        assert_eq!(first_addresses([vec![], vec![], arp]), ["192.168.122.99"]);
+        assert!(first_addresses([vec![], vec![], vec![]]).is_empty());
+    }
 }
