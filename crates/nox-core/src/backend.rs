@@ -56,6 +56,9 @@ pub trait Backend {
         progress: &dyn Progress,
     ) -> Result<Instance>;
 
+    /// Whether this backend holds an instance called `name`: a cheap lookup, no guest asked.
+    fn owns(&self, name: &InstanceName) -> Result<bool>;
+
     /// Every instance of this backend, in one pass: never a timeout per instance.
     fn list(&self) -> Result<Vec<Instance>>;
 

@@ -84,6 +84,15 @@ impl Backend for LibvirtBackend {
         create::create(self, spec, options, progress)
     }
 
+    fn owns(&self, name: &InstanceName) -> Result<bool, Error> {
+        let conn = self.conn()?;
+        Ok(conn
+            .lookup_domain_by_name(name.as_str())
+            .ok()
+            .and_then(|d| list::record(&d))
+            .is_some())
+    }
+
     fn list(&self) -> Result<Vec<Instance>, Error> {
         list::list(self)
     }

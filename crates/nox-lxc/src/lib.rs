@@ -72,6 +72,16 @@ impl Backend for LxcBackend {
         create::create(self, spec, options, progress)
     }
 
+    fn owns(&self, name: &InstanceName) -> Result<bool, Error> {
+        Ok(self
+            .config
+            .lxc
+            .lxcpath
+            .join(name.as_str())
+            .join(record::FILE)
+            .is_file())
+    }
+
     fn list(&self) -> Result<Vec<Instance>, Error> {
         list::list(self)
     }

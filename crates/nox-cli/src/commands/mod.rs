@@ -39,10 +39,8 @@ pub fn backends(config: &Config) -> Vec<Box<dyn Backend>> {
 /// The backend holding the instance called `name`.
 pub fn find(config: &Config, name: &InstanceName) -> Result<Box<dyn Backend>, Error> {
     for b in backends(config) {
-        match b.status(name) {
-            Ok(_) => return Ok(b),
-            Err(Error::NotFound { .. }) => continue,
-            Err(e) => return Err(e),
+        if b.owns(name)? {
+            return Ok(b);
         }
     }
     Err(Error::NotFound {
