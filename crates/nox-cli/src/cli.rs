@@ -189,17 +189,8 @@ pub struct CreateArgs {
     #[arg(long)]
     pub image: Option<String>,
 
-    /// CPUs: a count (2) or a share of the host (50%, 0.5)
-    #[arg(long, allow_hyphen_values = true)]
-    pub cpus: Option<CpuRequest>,
-
-    /// Memory: 2G, 512M, 1024 (MiB), or a share (50%)
-    #[arg(long, allow_hyphen_values = true)]
-    pub memory: Option<MemoryRequest>,
-
-    /// Disk: 20G, 20 (GiB), or a share of the free space (50%)
-    #[arg(long, allow_hyphen_values = true)]
-    pub disk: Option<DiskRequest>,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
 
     /// default (NAT), user (passt, SSH on 127.0.0.1), bridge:NAME, macvtap:IFACE, or ask
     #[arg(long)]
@@ -278,18 +269,28 @@ pub struct StopArgs {
 #[derive(Debug, Args)]
 pub struct ResizeArgs {
     pub name: Name,
-    /// New CPU count or share
-    #[arg(long, allow_hyphen_values = true)]
-    pub cpus: Option<CpuRequest>,
-    /// New memory size or share
-    #[arg(long, allow_hyphen_values = true)]
-    pub memory: Option<MemoryRequest>,
-    /// New, larger disk size
-    #[arg(long, allow_hyphen_values = true)]
-    pub disk: Option<DiskRequest>,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
     /// Restart the instance so new CPU and memory take effect now
     #[arg(long)]
     pub restart: bool,
+}
+
+/// CPU, memory and disk, as create and resize take them. Values may start with `-` so a
+/// negative number gets nox's own message rather than clap's "unexpected argument".
+#[derive(Debug, Args)]
+pub struct ResourceArgs {
+    /// CPUs: a count (2) or a share of the host (50%, 0.5)
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpus: Option<CpuRequest>,
+
+    /// Memory: 2G, 512M, 1024 (MiB), or a share of the host (50%)
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory: Option<MemoryRequest>,
+
+    /// Disk: 20G, 20 (GiB), or a share of the free space (50%); disks only grow
+    #[arg(long, allow_hyphen_values = true)]
+    pub disk: Option<DiskRequest>,
 }
 
 #[derive(Debug, Subcommand)]

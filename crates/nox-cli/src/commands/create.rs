@@ -25,13 +25,13 @@ fn overrides(a: &CreateArgs) -> Vec<Override> {
     if let Some(v) = &a.image {
         set("defaults.image", v.clone().into(), "--image");
     }
-    if let Some(v) = &a.cpus {
+    if let Some(v) = &a.resources.cpus {
         set("defaults.cpus", v.to_string().into(), "--cpus");
     }
-    if let Some(v) = &a.memory {
+    if let Some(v) = &a.resources.memory {
         set("defaults.memory", v.to_string().into(), "--memory");
     }
-    if let Some(v) = &a.disk {
+    if let Some(v) = &a.resources.disk {
         set("defaults.disk", v.to_string().into(), "--disk");
     }
     if let Some(v) = &a.network {

@@ -10,7 +10,7 @@ use crate::cli::ResizeArgs;
 use crate::progress::Terminal;
 
 pub fn run(a: &ResizeArgs) -> anyhow::Result<ExitCode> {
-    if a.cpus.is_none() && a.memory.is_none() && a.disk.is_none() {
+    if a.resources.cpus.is_none() && a.resources.memory.is_none() && a.resources.disk.is_none() {
         return Err(
             Error::Usage("nothing to resize: give --cpus, --memory or --disk".into()).into(),
         );
@@ -18,9 +18,9 @@ pub fn run(a: &ResizeArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(&[])?.config;
     let host = HostFacts::probe(&config.vm.storage_dir)?;
     let r = Resize {
-        cpus: a.cpus.map(|c| c.resolve(&host)).transpose()?,
-        memory_bytes: a.memory.map(|m| m.resolve(&host)).transpose()?,
-        disk_bytes: a.disk.map(|d| d.resolve(&host)).transpose()?,
+        cpus: a.resources.cpus.map(|c| c.resolve(&host)).transpose()?,
+        memory_bytes: a.resources.memory.map(|m| m.resolve(&host)).transpose()?,
+        disk_bytes: a.resources.disk.map(|d| d.resolve(&host)).transpose()?,
     };
     let b = super::find(&config, &a.name)?;
     let note = b.resize(&a.name, r, &Terminal::default())?;
