@@ -156,6 +156,17 @@ pub fn create(
 
     let mac = random_mac();
     let cloud_init = base.join("usr/bin/cloud-init").exists();
+    if !cloud_init {
+        // systemd sets the hostname from /etc/hostname at boot; cloud-init would otherwise.
+        write_file(
+            &delta,
+            &["etc"],
+            "hostname",
+            &format!("{name}\n"),
+            0o644,
+            owner,
+        )?;
+    }
     if cloud_init {
         write_seed(
             &delta,
@@ -245,28 +256,39 @@ fn chown(p: &Path, owner: Option<(u32, u32)>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The NoCloud seed directory cloud-init reads, written into the container's delta so the
-/// base stays shared. Files are 0600 and owned by the container's root: a password hash may
-/// be among them.
-fn write_seed(delta: &Path, owner: Option<(u32, u32)>, p: &Provisioning) -> Result<(), Error> {
+/// Writes `dirs/name` into the container's delta (its own layer over the shared base), with
+/// directories 0755 and the file owned by the container's root.
+fn write_file(
+    delta: &Path,
+    dirs: &[&str],
+    name: &str,
+    text: &str,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<(), Error> {
     let mut dir = delta.to_path_buf();
-    for part in ["var", "lib", "cloud", "seed", "nocloud"] {
+    for part in dirs {
         dir.push(part);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
         chown(&dir, owner)?;
     }
-    let mut files = vec![("user-data", p.user_data()), ("meta-data", p.meta_data())];
+    let f = dir.join(name);
+    std::fs::write(&f, text).map_err(|e| Error::io(format!("writing {}", f.display()), e))?;
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(format!("setting the mode of {}", f.display()), e))?;
+    chown(&f, owner)
+}
+
+/// The NoCloud seed directory cloud-init reads, in the container's delta. Files are 0600: a
+/// password hash may be among them.
+fn write_seed(delta: &Path, owner: Option<(u32, u32)>, p: &Provisioning) -> Result<(), Error> {
+    let dirs = ["var", "lib", "cloud", "seed", "nocloud"];
+    write_file(delta, &dirs, "user-data", &p.user_data(), 0o600, owner)?;
+    write_file(delta, &dirs, "meta-data", &p.meta_data(), 0o600, owner)?;
     if let Some(net) = p.network_config() {
-        files.push(("network-config", net));
-    }
-    for (name, text) in files {
-        let f = dir.join(name);
-        std::fs::write(&f, text).map_err(|e| Error::io(format!("writing {}", f.display()), e))?;
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io("securing the seed", e))?;
-        chown(&f, owner)?;
+        write_file(delta, &dirs, "network-config", &net, 0o600, owner)?;
     }
     Ok(())
 }

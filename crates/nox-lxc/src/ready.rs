@@ -90,25 +90,63 @@ pub fn wait(c: &Container, limit: Duration, progress: &dyn Progress) -> Result<(
     Ok(())
 }
 
-/// For images without cloud-init: the user, sudo and keys, applied through attach. argv only.
+/// For images without cloud-init: the user, sudo and keys, applied through attach with argv
+/// only. Files go in through `install` reading stdin, so they are created by the container's
+/// own root with the right owner (a write from the host would belong to nobody inside).
 pub fn provision_directly(c: &Container, spec: &InstanceSpec) -> Result<(), Error> {
     let user = spec.user.as_str();
+    let fail = |argv: &[&str], code: i32, stderr: &[u8]| {
+        Error::Backend(format!(
+            "provisioning {}: `{}` failed (exit {code}): {}",
+            c.name(),
+            argv.join(" "),
+            String::from_utf8_lossy(stderr).trim()
+        ))
+    };
     let run = |argv: &[&str]| -> Result<(), Error> {
         let out = c
             .attach_run(argv)
             .map_err(|e| Error::Backend(e.to_string()))?;
         if out.code != 0 {
-            return Err(Error::Backend(format!(
-                "provisioning {}: `{}` failed: {}",
-                c.name(),
-                argv.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+            return Err(fail(argv, out.code, &out.stderr));
         }
         Ok(())
     };
-    run(&["useradd", "--create-home", "--shell", "/bin/bash", user])?;
-    let _ = run(&["usermod", "-aG", "sudo", user]);
+    let install = |path: &str, mode: &str, owner: &str, content: &str| -> Result<(), Error> {
+        use std::io::{Seek, Write};
+        use std::os::fd::AsRawFd;
+        let mut f = tempfile::tempfile().map_err(|e| Error::io("creating a temp file", e))?;
+        f.write_all(content.as_bytes())
+            .and_then(|_| f.rewind())
+            .map_err(|e| Error::io("writing a temp file", e))?;
+        let argv = [
+            "install",
+            "-m",
+            mode,
+            "-o",
+            owner,
+            "-g",
+            owner,
+            "/dev/stdin",
+            path,
+        ];
+        let code = c
+            .attach_with_fds(&argv, f.as_raw_fd(), 1, 2)
+            .map_err(|e| Error::Backend(e.to_string()))?;
+        if code != 0 {
+            return Err(fail(&argv, code, b""));
+        }
+        Ok(())
+    };
+    run(&[
+        "useradd",
+        "--create-home",
+        "--shell",
+        "/bin/bash",
+        "--groups",
+        "sudo",
+        user,
+    ])?;
     let home = format!("/home/{user}");
     run(&[
         "install",
@@ -121,24 +159,17 @@ pub fn provision_directly(c: &Container, spec: &InstanceSpec) -> Result<(), Erro
         user,
         &format!("{home}/.ssh"),
     ])?;
-    // The keys go in through a file nox writes into the container's view of the filesystem.
-    let pid = c
-        .init_pid()
-        .ok_or_else(|| Error::Backend("container has no init".into()))?;
-    let keys_path = format!("/proc/{pid}/root{home}/.ssh/authorized_keys");
-    std::fs::write(&keys_path, spec.ssh_keys.join("\n") + "\n")
-        .map_err(|e| Error::io("writing authorized_keys", e))?;
-    run(&[
-        "chown",
-        &format!("{user}:{user}"),
+    install(
         &format!("{home}/.ssh/authorized_keys"),
-    ])?;
-    run(&["chmod", "0600", &format!("{home}/.ssh/authorized_keys")])?;
-    let sudoers = format!("/proc/{pid}/root/etc/sudoers.d/90-nox");
-    if Path::new(&format!("/proc/{pid}/root/etc/sudoers.d")).is_dir() {
-        std::fs::write(&sudoers, format!("{user} ALL=(ALL) NOPASSWD:ALL\n"))
-            .map_err(|e| Error::io("writing sudoers", e))?;
-        run(&["chmod", "0440", "/etc/sudoers.d/90-nox"])?;
-    }
+        "0600",
+        user,
+        &(spec.ssh_keys.join("\n") + "\n"),
+    )?;
+    install(
+        "/etc/sudoers.d/90-nox",
+        "0440",
+        "root",
+        &format!("{user} ALL=(ALL) NOPASSWD:ALL\n"),
+    )?;
     Ok(())
 }
