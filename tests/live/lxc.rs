@@ -10,7 +10,16 @@ use nox_tests::image::TestImage;
 use nox_tests::{live, ok, text};
 use serde_json::Value;
 
+/// The image with cloud-init (the VM's tree): nox hands it a NoCloud seed.
+const CLOUD_INIT_IMAGE: &str = "debian-12-test";
+/// Shaped like LXC's own images, without cloud-init: nox provisions the user itself.
+const MINIMAL_IMAGE: &str = "debian-12-test-minimal";
+
 fn create(fx: &Fixture, cfg: &Path, name: &str, extra: &[&str]) -> Output {
+    create_from(fx, cfg, name, CLOUD_INIT_IMAGE, extra)
+}
+
+fn create_from(fx: &Fixture, cfg: &Path, name: &str, image: &str, extra: &[&str]) -> Output {
     fx.own_container(name);
     fx.nox(cfg)
         .args([
@@ -19,7 +28,7 @@ fn create(fx: &Fixture, cfg: &Path, name: &str, extra: &[&str]) -> Output {
             "--backend",
             "lxc",
             "--image",
-            "debian-12-test",
+            image,
             "--json",
         ])
         .args(extra)
@@ -57,12 +66,15 @@ fn unprivileged_container_with_tun_by_default() {
     let fx = Fixture::new("lxc-default");
     let cfg = fx.nox_config(&image, "");
     let name = fx.unique_name("ct");
-    let created: Value = serde_json::from_slice(&ok(create(&fx, &cfg, &name, &[])).stdout).unwrap();
+    let created: Value =
+        serde_json::from_slice(&ok(create_from(&fx, &cfg, &name, MINIMAL_IMAGE, &[])).stdout)
+            .unwrap();
     assert_eq!(created["state"], "running");
     assert_eq!(created["backend"], "lxc");
     assert_eq!(created["privileged"], false);
 
-    // Ready means systemd is running, and cloud-init applied the user and key.
+    // Ready means systemd is running; with no cloud-init in the image, nox made the user,
+    // its key file and its sudo rule itself, owned as they must be inside.
     let state = ok(fx
         .nox(&cfg)
         .args(["exec", &name, "--", "systemctl", "is-system-running"])
@@ -75,6 +87,30 @@ fn unprivileged_container_with_tun_by_default() {
         .output()
         .unwrap());
     assert!(text(&id.stdout).trim().parse::<u32>().unwrap() >= 1000);
+    let keys = ok(fx
+        .nox(&cfg)
+        .args([
+            "exec",
+            &name,
+            "--",
+            "stat",
+            "-c",
+            "%a %U",
+            "/home/nox/.ssh/authorized_keys",
+        ])
+        .output()
+        .unwrap());
+    assert_eq!(text(&keys.stdout).trim(), "600 nox");
+    let sudo = ok(fx
+        .nox(&cfg)
+        .args(["exec", &name, "--", "sudo", "-l", "-U", "nox"])
+        .output()
+        .unwrap());
+    assert!(
+        text(&sudo.stdout).contains("NOPASSWD: ALL"),
+        "{}",
+        text(&sudo.stdout)
+    );
     assert_eq!(
         text(
             &ok(fx
@@ -201,6 +237,12 @@ fn no_tun_container_cannot_create_tun() {
     let cfg = fx.nox_config(&image, "");
     let name = fx.unique_name("notun");
     ok(create(&fx, &cfg, &name, &["--no-tun"]));
+    // This image has cloud-init: the NoCloud seed nox wrote made the user.
+    ok(fx
+        .nox(&cfg)
+        .args(["exec", &name, "--", "id", "nox"])
+        .output()
+        .unwrap());
     let out = tuntap(&fx, &cfg, &name);
     assert_ne!(
         out.status.code(),
