@@ -133,6 +133,26 @@ fn create_rejects_bad_input_before_touching_anything() {
         ),
         (&["resize", "web"], "nothing to resize"),
         (&["exec", "Web", "--", "true"], "invalid name"),
+        (
+            &["create", "web", "--backend", "vm", "--privileged"],
+            "VMs are isolated by design; --privileged applies to containers",
+        ),
+        (
+            &["create", "web", "--backend", "vm", "--no-tun"],
+            "--no-tun applies to containers",
+        ),
+        (
+            &["create", "web", "--backend", "docker"],
+            "invalid value 'docker'",
+        ),
+        (
+            &["create", "web", "--backend", "lxc", "--disk", "5G"],
+            "--disk applies to VMs",
+        ),
+        (
+            &["create", "web", "--privileged", "--no-tun"],
+            "--no-tun applies to unprivileged containers",
+        ),
     ];
     for (args, needle) in cases {
         assert_bad_input(nox(None).args(*args).assert(), needle);

@@ -69,6 +69,12 @@ pub fn run(a: CreateArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
+    if kind == BackendKind::Lxc && a.resources.disk.is_some() {
+        return Err(Error::Usage(
+            "--disk applies to VMs; a container's root is an overlay on the host's filesystem, with no size of its own".into(),
+        )
+        .into());
+    }
     if a.privileged && a.no_tun {
         return Err(Error::Usage(
             "--no-tun applies to unprivileged containers; privileged ones see the host's /dev/net"
