@@ -29,7 +29,7 @@ impl Drop for Undo<'_> {
             return;
         }
         if let Some(name) = &self.domain {
-            crate::lifecycle::remove_domain(self.conn, name);
+            let _ = crate::lifecycle::remove_domain(self.conn, name);
         }
         if let Some(dir) = &self.dir {
             let _ = std::fs::remove_dir_all(dir);
@@ -45,6 +45,8 @@ pub fn create(
 ) -> Result<Instance, Error> {
     let conn = b.conn()?;
     let name = spec.name.as_str();
+    // One create per name at a time: a second one waits here, then finds the name taken.
+    let _lock = NameLock::take(&b.config.vm.storage_dir, name)?;
     if conn.lookup_domain_by_name(name).is_ok() {
         return Err(Error::AlreadyExists {
             name: name.into(),
@@ -137,13 +139,15 @@ pub fn create(
         metadata_json: record.to_json(),
     }
     .to_xml();
-    undo.domain = Some(name.to_string());
     let dom = conn.define_domain_xml(&xml).map_err(|e| {
         Error::Backend(format!(
             "libvirt refused the domain for {name}: {}",
             e.message()
         ))
     })?;
+    // Only now is the domain ours to remove: a define that failed (the name taken meanwhile by
+    // virsh, say) must never make the rollback delete somebody else's domain.
+    undo.domain = Some(name.to_string());
     dom.set_autostart(spec.autostart)
         .map_err(|e| crate::connection::err("setting autostart", e))?;
     interrupt::check()?;
@@ -163,16 +167,53 @@ pub fn create(
 
 fn create_dir(dir: &Path, storage_dir: &Path) -> Result<(), Error> {
     // QEMU runs as an unprivileged user: it must traverse down to the disk (0711), not list.
+    // Only directories nox creates get that mode; an existing one is the owner's business.
     for d in [
         storage_dir.to_path_buf(),
         storage_dir.join("instances"),
         dir.to_path_buf(),
     ] {
+        if d.is_dir() {
+            continue;
+        }
         std::fs::create_dir_all(&d)
             .map_err(|e| io_or_disk_full(format!("creating {}", d.display()), e, storage_dir))?;
         images::set_mode(&d, 0o711);
     }
     Ok(())
+}
+
+/// The lock of one instance name during its create, in `STORAGE_DIR/locks/`; the file goes
+/// when the create ends, so nothing of the name outlives it.
+struct NameLock {
+    path: PathBuf,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl NameLock {
+    fn take(storage_dir: &Path, name: &str) -> Result<Self, Error> {
+        let dir = storage_dir.join("locks");
+        create_dir(&dir, storage_dir)?;
+        let path = dir.join(format!("{name}.lock"));
+        Ok(NameLock {
+            _lock: lock(&path)?,
+            path,
+        })
+    }
+}
+
+impl Drop for NameLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// An exclusive lock on `path`, held until the returned guard drops.
+pub fn lock(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
+    let f = std::fs::File::create(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::io(format!("locking {}", path.display()), e.into()))
 }
 
 /// A qcow2 overlay on the cached base, grown to `size`: the VM writes only its differences.

@@ -1,7 +1,7 @@
 //! `exec` through the guest agent, with output streamed as it is produced.
 //!
 //! The agent's own exec returns output only at the end, so the command writes into two files in
-//! the guest's /run (root-only tmpfs) that we read while it runs. The wrapper script is a
+//! the guest's /run (created 0600 by root) that we read while it runs. The wrapper script is a
 //! constant; the user's argv reaches `exec "$@"` as positional parameters, never as text in a
 //! shell string, so quotes, `$`, `;` and newlines arrive byte for byte.
 
@@ -14,7 +14,8 @@ use crate::agent::GuestAgent;
 use crate::list::find;
 use crate::LibvirtBackend;
 
-const WRAPPER: &str = r#"o=$1; e=$2; shift 2; exec "$@" >"$o" 2>"$e""#;
+/// umask 077: the output files in /run are for nox alone, not the guest's other users.
+const WRAPPER: &str = r#"umask 077; o=$1; e=$2; shift 2; exec "$@" >"$o" 2>"$e""#;
 const POLL: Duration = Duration::from_millis(100);
 const CHUNK: usize = 1 << 16;
 

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nox_core::config::{Checksum, ImageSource};
+use nox_core::config::ImageSource;
 use nox_core::{fetch, Error, Progress};
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,14 @@ pub fn ensure(
     progress: &dyn Progress,
 ) -> Result<CachedImage, Error> {
     let dir = cache_dir(storage_dir);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    // One download per cache at a time: two creates must not write the same partial file.
+    // The lock lives with nox's other locks, so the cache holds only images.
+    let locks = storage_dir.join("locks");
+    std::fs::create_dir_all(&locks)
+        .map_err(|e| Error::io(format!("creating {}", locks.display()), e))?;
+    let _lock = crate::create::lock(&locks.join("images.lock"))?;
     let (path, sum) = fetch::fetch_verified(source, &dir, ".qcow2", progress)?;
     let note = path.with_extension("json");
     if let Some(img) = std::fs::read(&note)
@@ -39,14 +47,24 @@ pub fn ensure(
     {
         return Ok(img);
     }
-    let (format, virtual_size) = qemu_img_info(&path)?;
-    if format != "qcow2" {
+    let info = qemu_img_info(&path)?;
+    let refuse = |why: String| {
         let _ = std::fs::remove_file(&path);
-        return Err(Error::failed(
-            format!("image {name} ({}) is {format}, not qcow2", source.url),
-            "point [images] at a qcow2 cloud image",
+        Err(Error::failed(
+            format!("image {name} ({}) {why}", source.url),
+            "point [images] at a self-contained qcow2 cloud image",
+        ))
+    };
+    if info.format != "qcow2" {
+        return refuse(format!("is {}, not qcow2", info.format));
+    }
+    // A base that names other files would have QEMU open paths the image chose.
+    if let Some(other) = &info.external {
+        return refuse(format!(
+            "refers to another file ({other}); nox uses only self-contained images"
         ));
     }
+    let virtual_size = info.virtual_size;
     // QEMU runs as an unprivileged user and must read the base through the overlay.
     set_mode(&path, 0o644);
     let img = CachedImage {
@@ -106,7 +124,14 @@ pub fn remove(
     Ok(matching)
 }
 
-fn qemu_img_info(path: &Path) -> Result<(String, u64), Error> {
+struct ImgInfo {
+    format: String,
+    virtual_size: u64,
+    /// A backing file or an external data file, if the image names one.
+    external: Option<String>,
+}
+
+fn qemu_img_info(path: &Path) -> Result<ImgInfo, Error> {
     let out = Command::new("qemu-img")
         .args(["info", "--output=json"])
         .arg(path)
@@ -124,18 +149,17 @@ fn qemu_img_info(path: &Path) -> Result<(String, u64), Error> {
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| Error::Backend(format!("qemu-img info output: {e}")))?;
-    Ok((
-        v["format"].as_str().unwrap_or("unknown").to_string(),
-        v["virtual-size"].as_u64().unwrap_or(0),
-    ))
+    Ok(ImgInfo {
+        format: v["format"].as_str().unwrap_or("unknown").to_string(),
+        virtual_size: v["virtual-size"].as_u64().unwrap_or(0),
+        external: v["backing-filename"]
+            .as_str()
+            .or_else(|| v["format-specific"]["data"]["data-file"].as_str())
+            .map(String::from),
+    })
 }
 
 pub fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
-}
-
-/// The checksum string a record stores.
-pub fn key(sum: &Checksum) -> String {
-    sum.to_string()
 }

@@ -52,7 +52,7 @@ impl LibvirtBackend {
         self.config.image_source(image, BackendKind::Vm)
     }
 
-    fn instance_dir(&self, name: &str) -> PathBuf {
+    pub(crate) fn instance_dir(&self, name: &str) -> PathBuf {
         self.config.vm.storage_dir.join("instances").join(name)
     }
 

@@ -77,12 +77,13 @@ pub fn delete(b: &LibvirtBackend, name: &InstanceName, force: bool) -> Result<()
             hint: format!("stop it first (`nox stop {name}`), or `nox delete --force {name}`"),
         });
     }
-    remove_domain(&conn, name.as_str());
+    remove_domain(&conn, name.as_str())?;
     if matches!(rec.spec.network, NetworkSpec::Macvtap(_)) {
         network::remove_macvtap_for(&rec.mac);
     }
-    // Only nox's own directory for this VM, as recorded when it was created.
-    if rec.dir.starts_with(&b.config.vm.storage_dir) || rec.dir.ends_with(name.as_str()) {
+    // Only nox's own directory for this VM: the record must name exactly the directory nox
+    // would have made, whatever the metadata was edited to say.
+    if rec.dir == b.instance_dir(name.as_str()) {
         std::fs::remove_dir_all(&rec.dir)
             .or_else(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
@@ -97,19 +98,25 @@ pub fn delete(b: &LibvirtBackend, name: &InstanceName, force: bool) -> Result<()
 }
 
 /// Stops and undefines a domain with everything libvirt keeps for it.
-pub fn remove_domain(conn: &Connect, name: &str) {
+pub fn remove_domain(conn: &Connect, name: &str) -> Result<(), Error> {
     use virt::sys;
-    if let Ok(dom) = conn.lookup_domain_by_name(name) {
-        if dom.is_active().unwrap_or(false) {
-            let _ = dom.destroy();
-        }
-        if dom.is_persistent().unwrap_or(false) {
-            let _ = dom.undefine_flags(
-                sys::VIR_DOMAIN_UNDEFINE_NVRAM
-                    | sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-                    | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-                    | sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA,
-            );
-        }
+    let Ok(dom) = conn.lookup_domain_by_name(name) else {
+        return Ok(());
+    };
+    let err = |what: &'static str| {
+        move |e: virt::error::Error| Error::Backend(format!("{what} {name}: {}", e.message()))
+    };
+    if dom.is_active().unwrap_or(false) {
+        dom.destroy().map_err(err("forcing off"))?;
     }
+    if dom.is_persistent().unwrap_or(false) {
+        dom.undefine_flags(
+            sys::VIR_DOMAIN_UNDEFINE_NVRAM
+                | sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                | sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA,
+        )
+        .map_err(err("undefining"))?;
+    }
+    Ok(())
 }

@@ -127,7 +127,7 @@ pub fn addresses(dom: &Domain) -> Vec<String> {
         sys::virDomainAgentSetResponseTimeout(dom.as_ptr(), AGENT_ADDR_TIMEOUT, 0);
     }
     // Lazy: a later source is asked only when the earlier ones had nothing.
-    first_addresses(
+    let ips = first_addresses(
         [
             sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
             sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
@@ -135,7 +135,17 @@ pub fn addresses(dom: &Domain) -> Vec<String> {
         ]
         .into_iter()
         .map(|source| dom.interface_addresses(source, 0).unwrap_or_default()),
-    )
+    );
+    // The short limit was for listing; later agent calls (passwd, exec) get libvirt's default.
+    // SAFETY: as above.
+    unsafe {
+        sys::virDomainAgentSetResponseTimeout(
+            dom.as_ptr(),
+            sys::VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT,
+            0,
+        );
+    }
+    ips
 }
 
 /// The IPv4 addresses of the first source, in order, that has any.

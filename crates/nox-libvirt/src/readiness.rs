@@ -1,5 +1,5 @@
 //! "Ready" means the guest agent answers and cloud-init has finished. No fixed sleeps: we poll
-//! the agent every 200 ms, so create returns within a poll of the guest being ready.
+//! the agent every 100 ms, so create returns within a poll of the guest being ready.
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ impl From<AgentError> for Error {
 fn timeout_error(name: &str, what: &str, timeout: Duration) -> Error {
     Error::failed(
         format!("timed out after {}s waiting for {what} in {name}", timeout.as_secs()),
-        format!("the VM is left running: `nox console {name}` shows its boot, `nox delete --force {name}` removes it"),
+        format!("a slow host may need a longer --timeout; `nox console {name}` shows the boot while it runs"),
     )
 }
 

@@ -64,6 +64,9 @@ pub fn resize(
         if running {
             dom.block_resize("vda", disk, sys::VIR_DOMAIN_BLOCK_RESIZE_BYTES)
                 .map_err(lv("growing the disk"))?;
+            // The disk has grown whatever happens inside the guest next: record it now.
+            rec.spec.disk_bytes = disk;
+            save_record(&dom, &rec, running)?;
             grow_guest_filesystem(&dom)?;
             notes.push(format!(
                 "disk grown to {} and the root filesystem with it",
