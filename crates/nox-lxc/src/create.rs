@@ -194,16 +194,20 @@ pub fn create(
     };
     std::fs::write(dir.join("config"), config.render())
         .map_err(|e| Error::io("writing the container config", e))?;
-    CtRecord {
+    // Images with cloud-init provision themselves at first boot; the others are provisioned
+    // by nox after their first start (now, or at `nox start` after --no-start).
+    let mut record = CtRecord {
         version: 1,
         spec: spec.clone(),
         tun: matches!(mode, Mode::Unprivileged { tun: true, .. }),
         mac,
         cloud_init,
+        provisioned: cloud_init,
         created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-    }
-    .write(&dir)
-    .map_err(|e| Error::io("writing nox's record", e))?;
+    };
+    record
+        .write(&dir)
+        .map_err(|e| Error::io("writing nox's record", e))?;
     interrupt::check()?;
 
     if options.start {
@@ -211,10 +215,14 @@ pub fn create(
         progress.done();
         c.start().map_err(|e| Error::Backend(e.to_string()))?;
         if options.wait {
-            ready::wait(&c, options.timeout, progress)?;
+            ready::wait(&c, options.timeout, cloud_init, progress)?;
         }
         if !cloud_init {
             ready::provision_directly(&c, spec)?;
+            record.provisioned = true;
+            record
+                .write(&dir)
+                .map_err(|e| Error::io("writing nox's record", e))?;
         }
     }
     undo.committed = true;

@@ -17,12 +17,18 @@ pub fn start(
     wait: Option<Duration>,
     progress: &dyn Progress,
 ) -> Result<(), Error> {
-    let (c, _) = find(b, name)?;
+    let (c, mut rec) = find(b, name)?;
     if !c.is_running() {
         c.start().map_err(lxc)?;
     }
     if let Some(t) = wait {
-        ready::wait(&c, t, progress)?;
+        ready::wait(&c, t, rec.cloud_init, progress)?;
+    }
+    if !rec.provisioned {
+        ready::provision_directly(&c, &rec.spec)?;
+        rec.provisioned = true;
+        rec.write(&b.config.lxc.lxcpath.join(name.as_str()))
+            .map_err(|e| Error::io("writing nox's record", e))?;
     }
     Ok(())
 }

@@ -15,11 +15,18 @@ const POLL: Duration = Duration::from_millis(20);
 fn timeout(name: &str, what: &str, t: Duration) -> Error {
     Error::failed(
         format!("timed out after {}s waiting for {what} in {name}", t.as_secs()),
-        format!("the container is left running: `nox console {name}` shows it, `nox delete --force {name}` removes it"),
+        format!("a slow host may need a longer --timeout; `nox console {name}` shows the boot while it runs"),
     )
 }
 
-pub fn wait(c: &Container, limit: Duration, progress: &dyn Progress) -> Result<(), Error> {
+/// `cloud_init`: whether the image has cloud-init (from nox's record, not from the container's
+/// filesystem, which the container controls).
+pub fn wait(
+    c: &Container,
+    limit: Duration,
+    cloud_init: bool,
+    progress: &dyn Progress,
+) -> Result<(), Error> {
     let name = c.name().to_string();
     let start = Instant::now();
     progress.step(&format!("booting {name}"));
@@ -37,10 +44,19 @@ pub fn wait(c: &Container, limit: Duration, progress: &dyn Progress) -> Result<(
         std::thread::sleep(POLL);
     }
     progress.done();
-    // Answers as soon as boot is over; prints the final state.
+    // Answers as soon as boot is over and prints the final state; `timeout` bounds it by
+    // what is left of --timeout, so a unit stuck activating cannot hang create.
+    let left = limit
+        .saturating_sub(start.elapsed())
+        .as_secs()
+        .max(1)
+        .to_string();
     let out = c
-        .attach_run(&["systemctl", "is-system-running", "--wait"])
+        .attach_run(&["timeout", &left, "systemctl", "is-system-running", "--wait"])
         .map_err(|e| Error::Backend(e.to_string()))?;
+    if out.code == 124 {
+        return Err(timeout(&name, "systemd to finish booting", limit));
+    }
     let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
     match state.as_str() {
         "running" => {}
@@ -66,21 +82,24 @@ pub fn wait(c: &Container, limit: Duration, progress: &dyn Progress) -> Result<(
             ))
         }
     }
-    // cloud-init's last stage is part of boot, so it has written result.json by now; read it
-    // from the host, without starting Python in the container.
-    let root = format!("/proc/{}/root", c.init_pid().unwrap_or(0));
-    if Path::new(&root).join("usr/bin/cloud-init").exists() {
-        let result = Path::new(&root).join("run/cloud-init/result.json");
-        while !result.exists() {
+    // cloud-init's last stage is part of boot, so it has written result.json by now. Read it
+    // as the container's root (paths inside are the container's to point anywhere), capped,
+    // and with no Python started.
+    if cloud_init {
+        let result = loop {
+            let out = c
+                .attach_run(&["head", "-c", "1048576", "/run/cloud-init/result.json"])
+                .map_err(|e| Error::Backend(e.to_string()))?;
+            if out.code == 0 {
+                break out.stdout;
+            }
             if start.elapsed() > limit {
                 return Err(timeout(&name, "cloud-init to finish", limit));
             }
             interrupt::check()?;
             std::thread::sleep(POLL);
-        }
-        let text =
-            std::fs::read(&result).map_err(|e| Error::io("reading cloud-init's result", e))?;
-        if let Some(errors) = nox_core::cloud_init::result_errors(&text) {
+        };
+        if let Some(errors) = nox_core::cloud_init::result_errors(&result) {
             return Err(Error::failed(
                 format!("cloud-init reported errors in {name}: {errors}"),
                 format!("`nox exec {name} -- cloud-init status --long` says more"),

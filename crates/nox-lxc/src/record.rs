@@ -12,8 +12,12 @@ pub struct CtRecord {
     pub spec: InstanceSpec,
     pub tun: bool,
     pub mac: String,
-    /// Whether the image has cloud-init (else nox provisioned the user itself).
+    /// Whether the image has cloud-init (else nox provisions the user itself).
     pub cloud_init: bool,
+    /// Whether the user, keys and sudo rule are in place (done by nox after the first start
+    /// when the image has no cloud-init).
+    #[serde(default = "yes")]
+    pub provisioned: bool,
     pub created_at: String,
 }
 
@@ -28,4 +32,8 @@ impl CtRecord {
             serde_json::to_vec_pretty(self).expect("serializes"),
         )
     }
+}
+
+fn yes() -> bool {
+    true
 }
