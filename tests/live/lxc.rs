@@ -415,3 +415,40 @@ fn privileged_prompt_answered_no_exits_1_and_creates_nothing() {
     assert!(out.contains("nothing was created"), "{out}");
     nothing_left(&name);
 }
+
+#[test]
+fn container_created_without_starting_is_provisioned_at_first_start() {
+    if !live("container_created_without_starting_is_provisioned_at_first_start") {
+        return;
+    }
+    let image = TestImage::get();
+    let fx = Fixture::new("lxc-first-start");
+    let cfg = fx.nox_config(&image, "");
+    let name = fx.unique_name("later");
+    // No cloud-init in this image: nox itself must add the user, at the first start.
+    ok(create_from(
+        &fx,
+        &cfg,
+        &name,
+        MINIMAL_IMAGE,
+        &["--no-start"],
+    ));
+    ok(fx.nox(&cfg).args(["start", &name]).output().unwrap());
+    ok(fx
+        .nox(&cfg)
+        .args(["exec", &name, "--", "id", "nox"])
+        .output()
+        .unwrap());
+    let host = ok(fx
+        .nox(&cfg)
+        .args(["exec", &name, "--", "hostname"])
+        .output()
+        .unwrap());
+    assert_eq!(text(&host.stdout).trim(), name);
+    ok(fx
+        .nox(&cfg)
+        .args(["delete", "--force", &name])
+        .output()
+        .unwrap());
+    nothing_left(&name);
+}

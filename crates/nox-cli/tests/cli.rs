@@ -255,8 +255,9 @@ fn unreachable_libvirtd_is_a_clear_failure() {
     let f = config_file(
         "[vm]\nuri = \"qemu+unix:///system?socket=/nonexistent/libvirt-sock\"\n[lxc]\nlxcpath = \"/nonexistent/lxc\"\n",
     );
+    // An instance nox cannot look for is a failure that says why, not "no such instance".
     let out = nox(Some(f.path()))
-        .args(["list"])
+        .args(["status", "web"])
         .assert()
         .code(1)
         .get_output()
@@ -265,4 +266,17 @@ fn unreachable_libvirtd_is_a_clear_failure() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("cannot connect to libvirtd"), "{err}");
     assert!(err.contains("hint: start libvirtd"), "{err}");
+    // list still shows what the other backend holds, and says what it could not reach.
+    let out = nox(Some(f.path()))
+        .args(["list", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "[]");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with("warning: cannot connect to libvirtd"),
+        "{err}"
+    );
 }

@@ -239,7 +239,15 @@ fn download(
     if have > 0 {
         req = req.set("Range", &format!("bytes={have}-"));
     }
-    let resp = req.call().map_err(|e| {
+    let resp = match req.call() {
+        // The partial file is already whole (or longer than the image): start over.
+        Err(ureq::Error::Status(416, _)) if have > 0 => {
+            let _ = fs::remove_file(part);
+            return download(url, part, algo, progress);
+        }
+        other => other,
+    };
+    let resp = resp.map_err(|e| {
         Error::failed(
             format!("cannot download {url}: {e}"),
             "check the network and the image url; an interrupted download resumes on retry",

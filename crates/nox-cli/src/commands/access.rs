@@ -9,7 +9,12 @@ use nox_core::{Error, InstanceName};
 pub fn exec(name: &InstanceName, argv: &[String]) -> anyhow::Result<ExitCode> {
     let config = super::load_config(&[])?.config;
     let code = super::find(&config, name)?.exec(name, argv)?;
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+    // An exit code the guest could not tell (-1) is a failure, never success.
+    Ok(ExitCode::from(if code < 0 {
+        1
+    } else {
+        code.min(255) as u8
+    }))
 }
 
 pub fn ssh(name: &InstanceName, command: &[String]) -> anyhow::Result<ExitCode> {

@@ -95,21 +95,18 @@ pub fn run(a: CreateArgs) -> anyhow::Result<ExitCode> {
         &host,
         home.as_deref(),
     )?;
+    // Names are unique across backends: `nox exec NAME` must find one instance. A backend
+    // that cannot be asked (libvirtd down) must not stop a container from being created.
+    if let (Some(other), _) = super::locate(&config, &spec.name) {
+        return Err(Error::AlreadyExists {
+            name: spec.name.to_string(),
+            backend: other.kind().to_string(),
+        }
+        .into());
+    }
     // nox's own key, so `nox ssh` logs in whatever the user's ~/.ssh holds.
     if let Some(data) = ssh_identity::data_dir() {
         spec.ssh_keys.push(ssh_identity::ensure(&data)?);
-    }
-    // Names are unique across backends: `nox exec NAME` must find one instance.
-    match super::find(&config, &spec.name) {
-        Ok(other) => {
-            return Err(Error::AlreadyExists {
-                name: spec.name.to_string(),
-                backend: other.kind().to_string(),
-            }
-            .into())
-        }
-        Err(Error::NotFound { .. }) => {}
-        Err(e) => return Err(e.into()),
     }
     let backend: Box<dyn nox_core::Backend> = match kind {
         BackendKind::Lxc => {

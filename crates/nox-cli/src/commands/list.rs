@@ -10,8 +10,21 @@ use nox_core::InstanceName;
 pub fn list(json: bool) -> anyhow::Result<ExitCode> {
     let config = super::load_config(&[])?.config;
     let mut all: Vec<Instance> = Vec::new();
-    for b in super::backends(&config) {
-        all.extend(b.list()?);
+    let backends = super::backends(&config);
+    let mut failures = Vec::new();
+    for b in &backends {
+        match b.list() {
+            Ok(list) => all.extend(list),
+            Err(e) => failures.push(e),
+        }
+    }
+    // One backend down still lists the other's instances, with the reason on stderr; only
+    // when none answers is it a failure.
+    if failures.len() == backends.len() {
+        return Err(failures.remove(0).into());
+    }
+    for e in &failures {
+        eprintln!("warning: {e}");
     }
     all.sort_by(|a, b| a.name.cmp(&b.name));
     if json {

@@ -36,16 +36,31 @@ pub fn backends(config: &Config) -> Vec<Box<dyn Backend>> {
     ]
 }
 
-/// The backend holding the instance called `name`.
-pub fn find(config: &Config, name: &InstanceName) -> Result<Box<dyn Backend>, Error> {
+/// The backend holding `name`, and the first error of a backend that could not be asked.
+pub fn locate(config: &Config, name: &InstanceName) -> (Option<Box<dyn Backend>>, Option<Error>) {
+    let mut failure = None;
     for b in backends(config) {
-        if b.owns(name)? {
-            return Ok(b);
+        match b.owns(name) {
+            Ok(true) => return (Some(b), None),
+            Ok(false) => {}
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
         }
     }
-    Err(Error::NotFound {
-        name: name.to_string(),
-    })
+    (None, failure)
+}
+
+/// The backend holding the instance called `name`. When no backend has it and one could not
+/// be asked (libvirtd down), that is the error to report, not "no such instance".
+pub fn find(config: &Config, name: &InstanceName) -> Result<Box<dyn Backend>, Error> {
+    match locate(config, name) {
+        (Some(b), _) => Ok(b),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(Error::NotFound {
+            name: name.to_string(),
+        }),
+    }
 }
 
 /// Runs `f` for each name, going on past failures; the first error is returned at the end,

@@ -16,13 +16,15 @@ pub fn run(a: &ResizeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let config = super::load_config(&[])?.config;
-    let host = HostFacts::probe(&config.vm.storage_dir)?;
+    let b = super::find(&config, &a.name)?;
+    let mut host = HostFacts::probe(&config.vm.storage_dir)?;
+    // Growing a disk needs only the growth in free space, not its whole new size.
+    host.disk_free_bytes += b.status(&a.name)?.disk_bytes.unwrap_or(0);
     let r = Resize {
         cpus: a.resources.cpus.map(|c| c.resolve(&host)).transpose()?,
         memory_bytes: a.resources.memory.map(|m| m.resolve(&host)).transpose()?,
         disk_bytes: a.resources.disk.map(|d| d.resolve(&host)).transpose()?,
     };
-    let b = super::find(&config, &a.name)?;
     let note = b.resize(&a.name, r, &Terminal::default())?;
     if a.restart && (r.cpus.is_some() || r.memory_bytes.is_some()) {
         super::lifecycle::restart_one(&config, &a.name)?;
