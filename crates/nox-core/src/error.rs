@@ -120,6 +120,22 @@ impl Error {
         }
     }
 
+    /// A wait for a guest gave up; both backends say it the same way.
+    pub fn timed_out(name: &str, what: &str, limit: std::time::Duration) -> Self {
+        Error::failed(
+            format!("timed out after {}s waiting for {what} in {name}", limit.as_secs()),
+            format!("a slow host may need a longer --timeout; `nox console {name}` shows the boot while it runs"),
+        )
+    }
+
+    /// An operation that needs a running instance, asked of a stopped one.
+    pub fn not_running(name: &str) -> Self {
+        Error::Refused {
+            message: format!("{name} is not running"),
+            hint: format!("`nox start {name}` first"),
+        }
+    }
+
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),

@@ -13,10 +13,7 @@ pub fn ssh(b: &LibvirtBackend, name: &InstanceName, command: &[String]) -> Resul
     let conn = b.conn()?;
     let (dom, rec) = find(&conn, name)?;
     if !dom.is_active().unwrap_or(false) {
-        return Err(Error::Refused {
-            message: format!("{name} is not running"),
-            hint: format!("`nox start {name}` first"),
-        });
+        return Err(Error::not_running(name.as_str()));
     }
     let (host, port) = match (&rec.spec.network, rec.ssh_port) {
         (NetworkSpec::User, Some(port)) => ("127.0.0.1".to_string(), port),

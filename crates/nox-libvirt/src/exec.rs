@@ -23,10 +23,7 @@ pub fn exec(b: &LibvirtBackend, name: &InstanceName, argv: &[String]) -> Result<
     let conn = b.conn()?;
     let (dom, _) = find(&conn, name)?;
     if !dom.is_active().unwrap_or(false) {
-        return Err(Error::Refused {
-            message: format!("{name} is not running"),
-            hint: format!("`nox start {name}` first"),
-        });
+        return Err(Error::not_running(name.as_str()));
     }
     let agent = GuestAgent::new(&dom);
     if !agent.ping() {

@@ -17,13 +17,6 @@ impl From<AgentError> for Error {
     }
 }
 
-fn timeout_error(name: &str, what: &str, timeout: Duration) -> Error {
-    Error::failed(
-        format!("timed out after {}s waiting for {what} in {name}", timeout.as_secs()),
-        format!("a slow host may need a longer --timeout; `nox console {name}` shows the boot while it runs"),
-    )
-}
-
 /// Waits until `dom` is ready, reporting progress; fails naming what it was waiting for.
 pub fn wait(
     dom: &Domain,
@@ -40,7 +33,7 @@ pub fn wait(
     };
     agent.wait_ready(timeout, &tick).map_err(|e| match e {
         Error::Backend(m) if m.contains("timed out") => {
-            timeout_error(name, "the guest agent", timeout)
+            Error::timed_out(name, "the guest agent", timeout)
         }
         other => other,
     })?;
@@ -61,7 +54,7 @@ pub fn wait(
         }
         if start.elapsed() > timeout {
             progress.done();
-            return Err(timeout_error(name, "cloud-init to finish", timeout));
+            return Err(Error::timed_out(name, "cloud-init to finish", timeout));
         }
         progress.waiting("cloud-init", start.elapsed());
         interrupt::check()?;

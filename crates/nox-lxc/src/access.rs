@@ -15,10 +15,7 @@ fn running(c: &crate::liblxc::Container, name: &InstanceName) -> Result<(), Erro
     if c.is_running() {
         Ok(())
     } else {
-        Err(Error::Refused {
-            message: format!("{name} is not running"),
-            hint: format!("`nox start {name}` first"),
-        })
+        Err(Error::not_running(name.as_str()))
     }
 }
 

@@ -12,13 +12,6 @@ use crate::liblxc::Container;
 
 const POLL: Duration = Duration::from_millis(20);
 
-fn timeout(name: &str, what: &str, t: Duration) -> Error {
-    Error::failed(
-        format!("timed out after {}s waiting for {what} in {name}", t.as_secs()),
-        format!("a slow host may need a longer --timeout; `nox console {name}` shows the boot while it runs"),
-    )
-}
-
 /// `cloud_init`: whether the image has cloud-init (from nox's record, not from the container's
 /// filesystem, which the container controls).
 pub fn wait(
@@ -38,7 +31,7 @@ pub fn wait(
         }
         if start.elapsed() > limit {
             progress.done();
-            return Err(timeout(&name, "systemd to start", limit));
+            return Err(Error::timed_out(&name, "systemd to start", limit));
         }
         interrupt::check()?;
         std::thread::sleep(POLL);
@@ -55,7 +48,7 @@ pub fn wait(
         .attach_run(&["timeout", &left, "systemctl", "is-system-running", "--wait"])
         .map_err(|e| Error::Backend(e.to_string()))?;
     if out.code == 124 {
-        return Err(timeout(&name, "systemd to finish booting", limit));
+        return Err(Error::timed_out(&name, "systemd to finish booting", limit));
     }
     let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
     match state.as_str() {
@@ -94,7 +87,7 @@ pub fn wait(
                 break out.stdout;
             }
             if start.elapsed() > limit {
-                return Err(timeout(&name, "cloud-init to finish", limit));
+                return Err(Error::timed_out(&name, "cloud-init to finish", limit));
             }
             interrupt::check()?;
             std::thread::sleep(POLL);
