@@ -254,6 +254,15 @@ fn ensure_subids() -> Result<()> {
     Ok(())
 }
 
+/// lxcbr0 exists and the dnsmasq lxc-net started for it is alive.
+fn lxc_net_up() -> bool {
+    let pid = fs::read_to_string("/run/lxc/dnsmasq.pid").unwrap_or_default();
+    Path::new("/sys/class/net/lxcbr0").exists()
+        && !pid.trim().is_empty()
+        && fs::read_to_string(Path::new("/proc").join(pid.trim()).join("comm"))
+            .is_ok_and(|comm| comm.trim() == "dnsmasq")
+}
+
 fn process_running(name: &str) -> bool {
     let Ok(dir) = fs::read_dir("/proc") else {
         return false;
@@ -287,9 +296,12 @@ fn start_daemons() -> Result<()> {
         wait_for(Path::new(socket), Duration::from_secs(30))
             .with_context(|| format!("{daemon} started but {socket} never appeared"))?;
     }
-    if Path::new("/sys/class/net/lxcbr0").exists() {
-        eprintln!("xtask: lxc-net already up (lxcbr0)");
+    if lxc_net_up() {
+        eprintln!("xtask: lxc-net already up (lxcbr0, dnsmasq running)");
     } else {
+        // A machine restored without its processes keeps lxcbr0 but loses dnsmasq: containers
+        // then get no address. `stop` clears the half state so `start` brings up both again.
+        let _ = sh(Command::new("/usr/libexec/lxc/lxc-net").arg("stop"));
         sh(Command::new("/usr/libexec/lxc/lxc-net").arg("start"))?;
     }
     if have_program("virsh") {
