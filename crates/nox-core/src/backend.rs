@@ -4,6 +4,7 @@
 //! A backend joins the CLI's `--backend` choices when it implements this trait for real, so
 //! there is never a method that answers "not implemented".
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -39,6 +40,22 @@ pub struct Handoff {
     pub args: Vec<String>,
     /// Said on stderr before handing over (why a fallback was chosen, how to detach).
     pub note: Option<String>,
+}
+
+/// What `exec_with` feeds a command and where its output goes.
+pub struct ExecIo<'a> {
+    /// The command's whole standard input (a launch script, a secret); empty for none.
+    pub stdin: &'a [u8],
+    pub stdout: &'a mut (dyn Write + Send),
+    pub stderr: &'a mut (dyn Write + Send),
+}
+
+impl std::fmt::Debug for ExecIo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecIo")
+            .field("stdin_bytes", &self.stdin.len())
+            .finish_non_exhaustive()
+    }
 }
 
 pub trait Backend {
@@ -87,6 +104,20 @@ pub trait Backend {
 
     /// Runs `argv` in the guest as root, streaming its output to ours; returns its exit code.
     fn exec(&self, name: &InstanceName, argv: &[String]) -> Result<i32>;
+
+    /// Runs `argv` in the guest as root with `io.stdin` as its input, copying its output to
+    /// `io`'s sinks as it is produced; returns its exit code. Launch scripts, `nox check` and
+    /// secrets travel this way: through the agent or attach, never a network path or a seed.
+    fn exec_with(&self, name: &InstanceName, argv: &[String], io: ExecIo<'_>) -> Result<i32>;
+
+    /// Lets the instance run containers itself (Docker). Returns what changed, for the user,
+    /// or `None` when nothing had to (a VM, or a container that already allows it). A running
+    /// container is restarted for the change to take effect.
+    fn enable_nesting(
+        &self,
+        name: &InstanceName,
+        progress: &dyn Progress,
+    ) -> Result<Option<String>>;
 
     /// How to open an interactive SSH session (or `command`) in the guest.
     fn ssh(&self, name: &InstanceName, command: &[String]) -> Result<Handoff>;

@@ -140,6 +140,10 @@ pub struct InstanceSpec {
     pub ssh_keys: Vec<String>,
     /// Containers only: run as host root. Only ever true after explicit confirmation.
     pub privileged: bool,
+    /// Containers only: allow containers inside (Docker). Set by `--nesting` or the docker
+    /// launch script; VMs need nothing for it.
+    #[serde(default)]
+    pub nesting: bool,
 }
 
 /// An instance as `list` and `status` report it. This is the `--json` shape (see docs/cli.md).
@@ -160,10 +164,27 @@ pub struct Instance {
     pub network: String,
     /// Containers only: whether it runs as host root.
     pub privileged: bool,
+    /// Containers only: whether containers may run inside it (Docker).
+    #[serde(default)]
+    pub nesting: bool,
+    /// The guest's Tailscale address (100.64.0.0/10), when it has joined a tailnet.
+    #[serde(default)]
+    pub tailnet_ipv4: Option<String>,
     /// Where `nox ssh` connects, when the host can reach the guest.
     pub ssh: Option<SshEndpoint>,
     /// RFC 3339, UTC.
     pub created_at: String,
+}
+
+/// Whether `ip` is in 100.64.0.0/10, the shared address space Tailscale gives its nodes.
+pub fn is_tailnet(ip: &str) -> bool {
+    ip.parse::<std::net::Ipv4Addr>()
+        .is_ok_and(|a| a.octets()[0] == 100 && (a.octets()[1] & 0xc0) == 64)
+}
+
+/// The guest's tailnet address among its IPv4 addresses.
+pub fn tailnet_ipv4(ipv4: &[String]) -> Option<String> {
+    ipv4.iter().find(|ip| is_tailnet(ip)).cloned()
 }
 
 /// A host-reachable SSH endpoint.

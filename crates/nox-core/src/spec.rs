@@ -128,6 +128,7 @@ pub fn resolve(
         user: d.user.clone(),
         ssh_keys: read_ssh_keys(&d.ssh_keys, home)?,
         privileged,
+        nesting: false,
     })
 }
 

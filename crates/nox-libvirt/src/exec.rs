@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::time::Duration;
 
+use nox_core::backend::ExecIo;
 use nox_core::{Error, InstanceName};
 
 use crate::agent::GuestAgent;
@@ -20,6 +21,27 @@ const POLL: Duration = Duration::from_millis(100);
 const CHUNK: usize = 1 << 16;
 
 pub fn exec(b: &LibvirtBackend, name: &InstanceName, argv: &[String]) -> Result<i32, Error> {
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    exec_with(
+        b,
+        name,
+        argv,
+        ExecIo {
+            stdin: &[],
+            stdout: &mut out,
+            stderr: &mut err,
+        },
+    )
+}
+
+/// `exec` with the command's input given and its output sent where the caller says. The agent
+/// hands `io.stdin` to the command whole (guest-exec's input-data).
+pub fn exec_with(
+    b: &LibvirtBackend,
+    name: &InstanceName,
+    argv: &[String],
+    io: ExecIo<'_>,
+) -> Result<i32, Error> {
     let conn = b.conn()?;
     let (dom, _) = find(&conn, name)?;
     if !dom.is_active().unwrap_or(false) {
@@ -39,11 +61,12 @@ pub fn exec(b: &LibvirtBackend, name: &InstanceName, argv: &[String]) -> Result<
     );
     let mut cmd: Vec<&str> = vec!["/bin/sh", "-c", WRAPPER, "nox-exec", &out_path, &err_path];
     cmd.extend(argv.iter().map(String::as_str));
-    let pid = agent.spawn(&cmd, None, false)?;
+    let stdin = (!io.stdin.is_empty()).then_some(io.stdin);
+    let pid = agent.spawn(&cmd, stdin, false)?;
 
     let mut streams = [
-        Stream::new(&out_path, Box::new(std::io::stdout())),
-        Stream::new(&err_path, Box::new(std::io::stderr())),
+        Stream::new(&out_path, io.stdout),
+        Stream::new(&err_path, io.stderr),
     ];
     let code = loop {
         let exited = agent.exec_status(pid)?;
@@ -67,14 +90,14 @@ pub fn exec(b: &LibvirtBackend, name: &InstanceName, argv: &[String]) -> Result<
     Ok(code)
 }
 
-struct Stream<'p> {
+struct Stream<'p, 's> {
     path: &'p str,
     handle: Option<i64>,
-    sink: Box<dyn Write>,
+    sink: &'s mut (dyn Write + Send),
 }
 
-impl<'p> Stream<'p> {
-    fn new(path: &'p str, sink: Box<dyn Write>) -> Self {
+impl<'p, 's> Stream<'p, 's> {
+    fn new(path: &'p str, sink: &'s mut (dyn Write + Send)) -> Self {
         Stream {
             path,
             handle: None,

@@ -27,7 +27,7 @@ pub mod seed;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nox_core::backend::{CreateOptions, Handoff, Resize};
+use nox_core::backend::{CreateOptions, ExecIo, Handoff, Resize};
 use nox_core::config::{Config, ImageSource};
 use nox_core::instance::{Instance, InstanceSpec};
 use nox_core::{Backend, BackendKind, Check, Error, InstanceName, Progress};
@@ -126,6 +126,24 @@ impl Backend for LibvirtBackend {
 
     fn exec(&self, name: &InstanceName, argv: &[String]) -> Result<i32, Error> {
         exec::exec(self, name, argv)
+    }
+
+    fn exec_with(
+        &self,
+        name: &InstanceName,
+        argv: &[String],
+        io: ExecIo<'_>,
+    ) -> Result<i32, Error> {
+        exec::exec_with(self, name, argv, io)
+    }
+
+    /// A VM runs its own kernel: Docker needs nothing from the host.
+    fn enable_nesting(
+        &self,
+        name: &InstanceName,
+        _progress: &dyn Progress,
+    ) -> Result<Option<String>, Error> {
+        self.status(name).map(|_| None)
     }
 
     fn ssh(&self, name: &InstanceName, command: &[String]) -> Result<Handoff, Error> {

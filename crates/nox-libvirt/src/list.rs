@@ -96,17 +96,20 @@ fn instance(dom: &Domain, rec: &VmRecord, with_addresses: bool) -> Instance {
             port,
         }),
         (NetworkSpec::Macvtap(_), _) => None,
-        _ => ipv4.first().map(|ip| SshEndpoint {
-            user: spec.user.clone(),
-            host: ip.clone(),
-            port: 22,
-        }),
+        _ => ipv4
+            .iter()
+            .find(|ip| !nox_core::instance::is_tailnet(ip))
+            .map(|ip| SshEndpoint {
+                user: spec.user.clone(),
+                host: ip.clone(),
+                port: 22,
+            }),
     };
     Instance {
         name: spec.name.to_string(),
         backend: BackendKind::Vm,
         state: st,
-        ipv4,
+        ipv4: ipv4.clone(),
         cpus: spec.cpus,
         memory_bytes: spec.memory_bytes,
         disk_bytes: Some(spec.disk_bytes),
@@ -114,6 +117,8 @@ fn instance(dom: &Domain, rec: &VmRecord, with_addresses: bool) -> Instance {
         image: spec.image.clone(),
         network: spec.network.to_string(),
         privileged: false,
+        nesting: false,
+        tailnet_ipv4: nox_core::instance::tailnet_ipv4(&ipv4),
         ssh,
         created_at: rec.created_at.clone(),
     }

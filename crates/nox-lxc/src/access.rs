@@ -3,6 +3,7 @@
 use std::io::{Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use nox_core::backend::{Handoff, Resize};
 use nox_core::{Error, InstanceName, Progress};
@@ -161,6 +162,41 @@ pub fn resize(
     } else {
         String::new()
     })
+}
+
+/// Adds LXC's nesting lines to the container's config and record; a running container is
+/// restarted (cleanly) so they take effect.
+pub fn enable_nesting(
+    b: &LxcBackend,
+    name: &InstanceName,
+    progress: &dyn Progress,
+) -> Result<Option<String>, Error> {
+    use nox_core::Backend;
+    let (c, mut rec) = find(b, name)?;
+    if rec.spec.nesting {
+        return Ok(None);
+    }
+    let dir = b.config.lxc.lxcpath.join(name.as_str());
+    let mut config = std::fs::read_to_string(dir.join("config"))
+        .map_err(|e| Error::io("reading the config", e))?;
+    config.push_str(&crate::config::render_entries(
+        &crate::config::nesting_entries(),
+    ));
+    std::fs::write(dir.join("config"), config).map_err(|e| Error::io("writing the config", e))?;
+    rec.spec.nesting = true;
+    rec.write(&dir)
+        .map_err(|e| Error::io("writing nox's record", e))?;
+    if !c.is_running() {
+        return Ok(Some(format!(
+            "enabled nesting in {name} for Docker (LXC's nesting.conf lines)"
+        )));
+    }
+    drop(c);
+    b.stop(name, false, Duration::from_secs(60), progress)?;
+    b.start(name, Some(Duration::from_secs(300)), progress)?;
+    Ok(Some(format!(
+        "enabled nesting in {name} for Docker (LXC's nesting.conf lines) and restarted it"
+    )))
 }
 
 /// Sets `key = value` in LXC config text, replacing an existing line or appending one.

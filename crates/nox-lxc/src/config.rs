@@ -37,6 +37,8 @@ pub struct ContainerConfig {
     pub mac: String,
     pub limits: Limits,
     pub autostart: bool,
+    /// Allow containers inside (Docker).
+    pub nesting: bool,
     pub layout: CgroupLayout,
     pub log_file: PathBuf,
 }
@@ -98,6 +100,13 @@ impl ContainerConfig {
                     "container root is an unprivileged host uid",
                 ));
                 out.push(e("lxc.idmap", format!("g 0 {gid_start} 65536")));
+                if self.rootfs.starts_with("overlay:") {
+                    out.push(why(
+                        "lxc.rootfs.options",
+                        "userxattr",
+                        "the overlay is mounted in the container's user namespace, which may not set trusted.* xattrs: without user.* ones, deleting or renaming a base file fails (apt cannot install)",
+                    ));
+                }
                 if *tun {
                     out.push(why(
                         "lxc.mount.entry",
@@ -124,6 +133,9 @@ impl ContainerConfig {
                     "privileged: keep every capability (container root is host root)",
                 ));
             }
+        }
+        if self.nesting {
+            out.extend(nesting_entries());
         }
         let v2 = self.layout == CgroupLayout::V2;
         if let Some(cpus) = self.limits.cpus {
@@ -154,14 +166,44 @@ impl ContainerConfig {
     /// The config file's text.
     pub fn render(&self) -> String {
         let mut s = String::from("# Written by nox; `nox status` and `nox delete` rely on it.\n");
-        for entry in self.entries() {
-            if let Some(w) = entry.why {
-                s.push_str(&format!("# {w}\n"));
-            }
-            s.push_str(&format!("{} = {}\n", entry.key, entry.value));
-        }
+        s.push_str(&render_entries(&self.entries()));
         s
     }
+}
+
+/// What a container needs to run containers itself, as LXC's own nesting.conf has it (written
+/// out so the golden files show it): a profile that lets it mount, and /proc and /sys mounted
+/// whole somewhere, because the kernel lets an unprivileged user mount a fresh proc or sysfs
+/// (as runc does) only where one is already fully visible.
+pub fn nesting_entries() -> Vec<Entry> {
+    vec![
+        why(
+            "lxc.apparmor.profile",
+            "lxc-container-default-with-nesting",
+            "nesting (Docker): AppArmor, where the host has it, lets the container mount proc and sysfs",
+        ),
+        why(
+            "lxc.mount.entry",
+            "proc dev/.lxc/proc proc create=dir,optional 0 0",
+            "nesting: an uncovered proc and sysfs, so runc may mount new ones",
+        ),
+        e(
+            "lxc.mount.entry",
+            "sys dev/.lxc/sys sysfs create=dir,optional 0 0",
+        ),
+    ]
+}
+
+/// Config lines, each after the comment that says why it is there.
+pub fn render_entries(entries: &[Entry]) -> String {
+    let mut s = String::new();
+    for entry in entries {
+        if let Some(w) = entry.why {
+            s.push_str(&format!("# {w}\n"));
+        }
+        s.push_str(&format!("{} = {}\n", entry.key, entry.value));
+    }
+    s
 }
 
 fn arch() -> &'static str {
@@ -193,6 +235,7 @@ mod tests {
                 memory_bytes: Some(1 << 30),
             },
             autostart: true,
+            nesting: false,
             layout,
             log_file: "/var/lib/lxc/web/nox-lxc.log".into(),
         }
@@ -222,6 +265,13 @@ mod tests {
                     &text,
                 );
             }
+            let mut nesting = config(unpriv(true), layout);
+            nesting.nesting = true;
+            nox_core::golden::assert_golden(
+                &dir,
+                &format!("lxc-nesting-{host}.conf"),
+                &nesting.render(),
+            );
         }
     }
 

@@ -189,6 +189,7 @@ pub fn create(
         mac: mac.clone(),
         limits,
         autostart: spec.autostart,
+        nesting: spec.nesting,
         layout,
         log_file: dir.join(LOG_FILE),
     };

@@ -8,6 +8,7 @@ mod access;
 pub mod cgroup;
 pub mod config;
 mod create;
+mod exec_io;
 pub mod host_checks;
 pub mod images;
 pub mod liblxc;
@@ -19,7 +20,7 @@ pub mod subid;
 
 use std::time::Duration;
 
-use nox_core::backend::{CreateOptions, Handoff, Resize};
+use nox_core::backend::{CreateOptions, ExecIo, Handoff, Resize};
 use nox_core::config::{Config, ImageSource};
 use nox_core::instance::{Instance, InstanceSpec};
 use nox_core::{Backend, BackendKind, Check, Error, InstanceName, Progress};
@@ -115,6 +116,23 @@ impl Backend for LxcBackend {
 
     fn exec(&self, name: &InstanceName, argv: &[String]) -> Result<i32, Error> {
         access::exec(self, name, argv)
+    }
+
+    fn exec_with(
+        &self,
+        name: &InstanceName,
+        argv: &[String],
+        io: ExecIo<'_>,
+    ) -> Result<i32, Error> {
+        exec_io::exec_with(self, name, argv, io)
+    }
+
+    fn enable_nesting(
+        &self,
+        name: &InstanceName,
+        progress: &dyn Progress,
+    ) -> Result<Option<String>, Error> {
+        access::enable_nesting(self, name, progress)
     }
 
     fn ssh(&self, name: &InstanceName, command: &[String]) -> Result<Handoff, Error> {

@@ -32,11 +32,15 @@ fn instance(b: &LxcBackend, name: &str, rec: &CtRecord) -> Result<Instance, Erro
         name: name.into(),
         backend: BackendKind::Lxc,
         state: st,
-        ssh: ipv4.first().map(|ip| SshEndpoint {
-            user: spec.user.clone(),
-            host: ip.clone(),
-            port: 22,
-        }),
+        ssh: ipv4
+            .iter()
+            .find(|ip| !nox_core::instance::is_tailnet(ip))
+            .map(|ip| SshEndpoint {
+                user: spec.user.clone(),
+                host: ip.clone(),
+                port: 22,
+            }),
+        tailnet_ipv4: nox_core::instance::tailnet_ipv4(&ipv4),
         ipv4,
         cpus: spec.cpus,
         memory_bytes: spec.memory_bytes,
@@ -45,6 +49,7 @@ fn instance(b: &LxcBackend, name: &str, rec: &CtRecord) -> Result<Instance, Erro
         image: spec.image.clone(),
         network: spec.network.to_string(),
         privileged: spec.privileged,
+        nesting: spec.nesting,
         created_at: rec.created_at.clone(),
     })
 }
