@@ -109,6 +109,26 @@ pub enum Command {
         user: Option<String>,
     },
 
+    /// Run launch scripts in a running instance, as root, output streamed and logged
+    ///
+    /// SCRIPT is a built-in (docker, tailscale, claude) or a path to your own script.
+    /// Example: nox run web docker ./setup.sh
+    Run {
+        name: Name,
+        /// Built-in names or script paths, run in order; the first failure stops the rest
+        #[arg(required = true, value_name = "SCRIPT")]
+        scripts: Vec<String>,
+    },
+
+    /// Probe what an instance can do from the inside: TUN, Docker, user namespace, kernel
+    ///
+    /// Ends with verdicts for Tailscale (kernel mode / userspace-only / no) and Docker.
+    Check {
+        name: Name,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+
     /// Change an instance's CPUs, memory or disk
     ///
     /// CPU and memory take effect at the next boot; the disk grows at once (never shrinks).
@@ -216,6 +236,15 @@ pub struct CreateArgs {
     /// Containers: do not pass /dev/net/tun through [default: [lxc] tun]
     #[arg(long)]
     pub no_tun: bool,
+
+    /// Containers: allow containers inside (Docker); `--script docker` implies it
+    #[arg(long)]
+    pub nesting: bool,
+
+    /// Run a launch script once the instance is ready (repeatable, in order): a built-in
+    /// (docker, tailscale, claude) or a path to your own script
+    #[arg(long = "script", value_name = "NAME|PATH")]
+    pub scripts: Vec<String>,
 
     /// Create only; do not start
     #[arg(long)]

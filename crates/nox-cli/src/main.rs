@@ -34,6 +34,8 @@ fn main() -> ExitCode {
         Command::Ssh { name, command } => access::ssh(&name, &command),
         Command::Console { name } => access::console(&name),
         Command::Passwd { name, user } => access::passwd(&name, user.as_deref()),
+        Command::Run { name, scripts } => scripts::run(&name, &scripts),
+        Command::Check { name, json } => check::run(&name, json.json),
         Command::Resize(a) => resize::run(&a),
         Command::Image(cmd) => image::run(cmd),
         Command::Config(cmd) => config::run(cmd),

@@ -31,7 +31,17 @@ pub struct Config {
     pub defaults: Defaults,
     pub vm: VmConfig,
     pub lxc: LxcConfig,
+    pub tailscale: TailscaleConfig,
     pub images: BTreeMap<String, ImageConfig>,
+}
+
+/// `[tailscale]`: how the `tailscale` launch script joins a tailnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TailscaleConfig {
+    /// A file holding a Tailscale auth key, readable by its owner only (mode 0600 or 0400).
+    /// Empty: none. `TS_AUTHKEY` in the environment takes precedence.
+    pub authkey_file: String,
 }
 
 /// What `nox create` uses when a flag is not given.
@@ -246,6 +256,7 @@ impl Default for Config {
             defaults: Defaults::default(),
             vm: VmConfig::default(),
             lxc: LxcConfig::default(),
+            tailscale: TailscaleConfig::default(),
             images: BTreeMap::from([("debian-12".to_string(), debian_12)]),
         }
     }

@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod check;
 pub mod cloud_init;
+pub mod compat;
 pub mod config;
 pub mod error;
 pub mod fetch;
@@ -17,6 +18,7 @@ pub mod interrupt;
 pub mod name;
 pub mod progress;
 pub mod resources;
+pub mod script;
 pub mod spec;
 pub mod ssh_identity;
 

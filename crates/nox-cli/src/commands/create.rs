@@ -82,6 +82,20 @@ pub fn run(a: CreateArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
+    if kind == BackendKind::Vm && a.nesting {
+        return Err(Error::Usage(
+            "--nesting applies to containers; a VM runs Docker as it is".into(),
+        )
+        .into());
+    }
+    if !a.scripts.is_empty() && (a.no_start || a.wait.no_wait) {
+        return Err(Error::Usage(
+            "--script runs in a ready instance: leave out --no-start and --no-wait, or use `nox run` later".into(),
+        )
+        .into());
+    }
+    // Scripts and the Tailscale key are checked before anything exists.
+    let plan = super::scripts::Plan::resolve(&a.scripts, &config)?;
     if config.defaults.network == NetworkSpec::Ask {
         config.defaults.network = ask_network(kind)?;
     }
@@ -103,6 +117,12 @@ pub fn run(a: CreateArgs) -> anyhow::Result<ExitCode> {
             backend: other.kind().to_string(),
         }
         .into());
+    }
+    if kind == BackendKind::Lxc {
+        spec.nesting = a.nesting || plan.needs_nesting();
+        if spec.nesting && !a.nesting {
+            eprintln!("note: enabling nesting in container {} for Docker (LXC's nesting.conf lines)", spec.name);
+        }
     }
     // nox's own key, so `nox ssh` logs in whatever the user's ~/.ssh holds.
     if let Some(data) = ssh_identity::data_dir() {
@@ -144,6 +164,9 @@ pub fn run(a: CreateArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    // A failing script leaves the instance as it is, for inspection; the error says where the
+    // log is.
+    super::scripts::run_plan(&*backend, &spec.name, &spec.user, &plan, a.json)?;
     Ok(ExitCode::SUCCESS)
 }
 

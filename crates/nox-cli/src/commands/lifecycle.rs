@@ -37,7 +37,11 @@ pub fn restart(a: &StopArgs, wait: WaitArgs) -> anyhow::Result<ExitCode> {
 
 pub fn delete(names: &[InstanceName], force: bool) -> anyhow::Result<ExitCode> {
     let config = super::load_config(&[])?.config;
-    super::for_each(names, |n| super::find(&config, n)?.delete(n, force))?;
+    super::for_each(names, |n| {
+        super::find(&config, n)?.delete(n, force)?;
+        super::scripts::remove_logs(n);
+        Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -37,21 +37,32 @@ pub fn list(json: bool) -> anyhow::Result<ExitCode> {
     }
     let mut t = Table::new();
     t.load_preset(presets::NOTHING);
-    t.set_header([
-        "NAME", "BACKEND", "STATE", "IPV4", "CPUS", "MEMORY", "DISK", "NETWORK", "IMAGE",
-    ]);
+    // The tailnet column appears once any instance has joined one.
+    let tailnet = all.iter().any(|i| i.tailnet_ipv4.is_some());
+    let mut header = vec!["NAME", "BACKEND", "STATE", "IPV4"];
+    if tailnet {
+        header.push("TAILNET");
+    }
+    header.extend(["CPUS", "MEMORY", "DISK", "NETWORK", "IMAGE"]);
+    t.set_header(header);
     for i in &all {
-        t.add_row([
+        let mut row = vec![
             i.name.clone(),
             backend_label(i),
             i.state.to_string(),
-            i.ipv4.join(","),
+            local_ipv4(i),
+        ];
+        if tailnet {
+            row.push(i.tailnet_ipv4.clone().unwrap_or_default());
+        }
+        row.extend([
             i.cpus.to_string(),
             format_bytes(i.memory_bytes),
             i.disk_bytes.map(format_bytes).unwrap_or_default(),
             i.network.clone(),
             i.image.clone(),
         ]);
+        t.add_row(row);
     }
     println!("{t}");
     Ok(ExitCode::SUCCESS)
@@ -69,7 +80,8 @@ pub fn status(name: &InstanceName, json: bool) -> anyhow::Result<ExitCode> {
         ("name", i.name.clone()),
         ("backend", backend_label(&i)),
         ("state", i.state.to_string()),
-        ("ipv4", i.ipv4.join(", ")),
+        ("ipv4", local_ipv4(&i)),
+        ("tailnet", i.tailnet_ipv4.clone().unwrap_or_else(|| "-".into())),
         ("cpus", i.cpus.to_string()),
         ("memory", format_bytes(i.memory_bytes)),
         ("disk", i.disk_bytes.map(format_bytes).unwrap_or_default()),
@@ -89,6 +101,16 @@ pub fn status(name: &InstanceName, json: bool) -> anyhow::Result<ExitCode> {
         println!("{k:<10} {v}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The instance's addresses other than its tailnet one (which has its own column).
+fn local_ipv4(i: &Instance) -> String {
+    i.ipv4
+        .iter()
+        .filter(|ip| Some(*ip) != i.tailnet_ipv4.as_ref())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `lxc (privileged)` for containers that run as host root: visible wherever they are listed.

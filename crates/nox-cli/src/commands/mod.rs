@@ -1,6 +1,7 @@
 //! One module per verb (or family of verbs), each a short function over the library crates.
 
 pub mod access;
+pub mod check;
 pub mod completions;
 pub mod config;
 pub mod create;
@@ -9,6 +10,7 @@ pub mod image;
 pub mod lifecycle;
 pub mod list;
 pub mod resize;
+pub mod scripts;
 
 use nox_core::config::{self as core_config, ConfigFiles, LoadedConfig, Override};
 use nox_core::{Backend, BackendKind, Config, Error, InstanceName};
