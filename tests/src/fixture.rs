@@ -142,6 +142,7 @@ impl Fixture {
         cmd.env("HOME", &home)
             .env("XDG_CONFIG_HOME", home.join(".config"))
             .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("XDG_STATE_HOME", home.join(".local/state"))
             .env("NOX_CONFIG", config);
         cmd
     }

@@ -26,7 +26,13 @@ else
     say tun_error "$err"
 fi
 
-# Outbound route: Tailscale in any mode needs to reach its coordination server.
+# Outbound route: Tailscale in any mode needs to reach its coordination server. A guest just
+# booted may still be asking DHCP for one: give it 10 s.
+tries=0
+while ! ip -4 route show default 2>/dev/null | grep -q . && [ "$tries" -lt 20 ]; do
+    sleep 0.5
+    tries=$((tries + 1))
+done
 if ip -4 route show default 2>/dev/null | grep -q .; then say default_route yes; else say default_route no; fi
 
 # Nesting: runc creates mount, PID and network namespaces and mounts a fresh proc and sysfs.

@@ -255,7 +255,10 @@ mod tests {
         assert_eq!(r.user_namespace.uid_map, "0 100000 65536");
         assert_eq!(r.tailscale_verdict.verdict, TailscaleVerdict::Kernel);
         assert_eq!(r.docker_verdict.verdict, DockerVerdict::Limited);
-        assert_eq!(r.docker.overlayfs.error.as_deref(), Some("mount: wrong fs type"));
+        assert_eq!(
+            r.docker.overlayfs.error.as_deref(),
+            Some("mount: wrong fs type")
+        );
     }
 
     #[test]
@@ -281,7 +284,10 @@ mod tests {
     fn docker_needs_nesting_and_cgroups() {
         let full = with(UNPRIVILEGED_LXC, "overlayfs", "yes");
         assert_eq!(
-            report("c", BackendKind::Lxc, &full).unwrap().docker_verdict.verdict,
+            report("c", BackendKind::Lxc, &full)
+                .unwrap()
+                .docker_verdict
+                .verdict,
             DockerVerdict::Yes
         );
         for key in ["nesting_proc", "nesting_sys", "cgroup_delegated"] {
@@ -293,6 +299,11 @@ mod tests {
     #[test]
     fn output_that_is_not_the_probe_is_rejected() {
         assert!(report("c", BackendKind::Lxc, "sh: 1: syntax error").is_none());
-        assert!(report("c", BackendKind::Lxc, &with(UNPRIVILEGED_LXC, "tun", "maybe")).is_none());
+        assert!(report(
+            "c",
+            BackendKind::Lxc,
+            &with(UNPRIVILEGED_LXC, "tun", "maybe")
+        )
+        .is_none());
     }
 }

@@ -107,7 +107,11 @@ impl Script {
 }
 
 pub fn builtin_names() -> String {
-    BUILTINS.iter().map(|b| b.name).collect::<Vec<_>>().join(", ")
+    BUILTINS
+        .iter()
+        .map(|b| b.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A file name reduced to characters that are safe in a guest path and a log file name.
@@ -156,12 +160,8 @@ pub fn tailscale_authkey(cfg: &TailscaleConfig, env: Option<String>) -> Result<O
         return Ok(None);
     }
     let path = Path::new(&cfg.authkey_file);
-    let meta = std::fs::metadata(path).map_err(|e| {
-        Error::Usage(format!(
-            "[tailscale] authkey_file {}: {e}",
-            path.display()
-        ))
-    })?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::Usage(format!("[tailscale] authkey_file {}: {e}", path.display())))?;
     if !meta.is_file() {
         return Err(Error::Usage(format!(
             "[tailscale] authkey_file {} is not a regular file",
@@ -300,7 +300,10 @@ mod tests {
 
         let err = Script::resolve("dokker").unwrap_err();
         assert!(err.is_bad_input());
-        assert!(err.to_string().contains("docker, tailscale, claude"), "{err}");
+        assert!(
+            err.to_string().contains("docker, tailscale, claude"),
+            "{err}"
+        );
         assert!(Script::resolve(dir.path().to_str().unwrap())
             .unwrap_err()
             .is_bad_input());
@@ -338,7 +341,12 @@ mod tests {
         let (mut term, mut log) = (Vec::new(), Vec::new());
         {
             let mut r = Redacting::new(&mut term, &mut log, Some(&secret));
-            for chunk in ["key: tskey-SE", "CRET and ", "again tskey-SECRET", " end tsk"] {
+            for chunk in [
+                "key: tskey-SE",
+                "CRET and ",
+                "again tskey-SECRET",
+                " end tsk",
+            ] {
                 r.write_all(chunk.as_bytes()).unwrap();
             }
             r.finish().unwrap();

@@ -56,7 +56,10 @@ pub fn run(name: &InstanceName, json: bool) -> anyhow::Result<ExitCode> {
                 "none (ids are the host's or the VM's own)".into()
             },
         ),
-        ("privileged", if report.privileged { "yes" } else { "no" }.into()),
+        (
+            "privileged",
+            if report.privileged { "yes" } else { "no" }.into(),
+        ),
         ("nesting: proc", yn(&report.docker.nesting_proc)),
         ("nesting: sysfs", yn(&report.docker.nesting_sys)),
         ("overlayfs", yn(&report.docker.overlayfs)),
@@ -72,7 +75,10 @@ pub fn run(name: &InstanceName, json: bool) -> anyhow::Result<ExitCode> {
                 }
             ),
         ),
-        ("default route", if report.default_route { "yes" } else { "no" }.into()),
+        (
+            "default route",
+            if report.default_route { "yes" } else { "no" }.into(),
+        ),
     ];
     for (k, v) in rows {
         println!("  {k:<16} {v}");

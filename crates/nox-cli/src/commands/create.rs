@@ -121,7 +121,10 @@ pub fn run(a: CreateArgs) -> anyhow::Result<ExitCode> {
     if kind == BackendKind::Lxc {
         spec.nesting = a.nesting || plan.needs_nesting();
         if spec.nesting && !a.nesting {
-            eprintln!("note: enabling nesting in container {} for Docker (LXC's nesting.conf lines)", spec.name);
+            eprintln!(
+                "note: enabling nesting in container {} for Docker (LXC's nesting.conf lines)",
+                spec.name
+            );
         }
     }
     // nox's own key, so `nox ssh` logs in whatever the user's ~/.ssh holds.

@@ -81,7 +81,10 @@ pub fn status(name: &InstanceName, json: bool) -> anyhow::Result<ExitCode> {
         ("backend", backend_label(&i)),
         ("state", i.state.to_string()),
         ("ipv4", local_ipv4(&i)),
-        ("tailnet", i.tailnet_ipv4.clone().unwrap_or_else(|| "-".into())),
+        (
+            "tailnet",
+            i.tailnet_ipv4.clone().unwrap_or_else(|| "-".into()),
+        ),
         ("cpus", i.cpus.to_string()),
         ("memory", format_bytes(i.memory_bytes)),
         ("disk", i.disk_bytes.map(format_bytes).unwrap_or_default()),

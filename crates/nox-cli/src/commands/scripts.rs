@@ -116,7 +116,9 @@ fn run_one(
             argv.push(format!("NOX_TAILSCALE_AUTHKEY_FILE={guest_key}"));
         }
         argv.push(guest_script.clone());
-        let term_err = log.try_clone().map_err(|e| Error::io("opening the log", e))?;
+        let term_err = log
+            .try_clone()
+            .map_err(|e| Error::io("opening the log", e))?;
         let term_out: Box<dyn Write + Send> = if json {
             Box::new(std::io::stderr())
         } else {
