@@ -22,7 +22,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 }
 
-struct Bench {
+pub(crate) struct Bench {
     nox: PathBuf,
     config: PathBuf,
     storage: PathBuf,
@@ -39,7 +39,7 @@ impl Bench {
         c
     }
 
-    fn nox_ok(&self, args: &[&str]) -> Result<Output> {
+    pub(crate) fn nox_ok(&self, args: &[&str]) -> Result<Output> {
         let out = self.nox().args(args).output()?;
         if !out.status.success() {
             bail!(
@@ -51,7 +51,7 @@ impl Bench {
         Ok(out)
     }
 
-    fn delete(&self, names: &[String]) {
+    pub(crate) fn delete(&self, names: &[String]) {
         let mut c = self.nox();
         c.args(["delete", "--force"]).args(names);
         let _ = c.output();
@@ -80,12 +80,17 @@ fn secs(d: Duration) -> f64 {
 
 /// Setup, the test image, a release build, and a private config under ROOT.
 fn prepare() -> Result<Bench> {
+    prepare_at(ROOT, "")
+}
+
+/// `prepare` under `root`, with `extra` appended to the config.
+pub(crate) fn prepare_at(root: &str, extra: &str) -> Result<Bench> {
     crate::setup::run()?;
     let image_config = crate::test_image::build()?;
     sh(Command::new("cargo")
         .args(["build", "--release", "--quiet", "-p", "nox-cli"])
         .current_dir(project_root()))?;
-    let root = PathBuf::from(ROOT);
+    let root = PathBuf::from(root);
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root)?;
     crate::util::set_mode(&root, 0o711);
@@ -94,7 +99,7 @@ fn prepare() -> Result<Bench> {
     std::fs::write(
         &config,
         format!(
-            "{}\n[vm]\nstorage_dir = \"{}\"\n\n[lxc]\nlxcpath = \"{}\"\n",
+            "{}\n[vm]\nstorage_dir = \"{}\"\n\n[lxc]\nlxcpath = \"{}\"\n{extra}\n",
             std::fs::read_to_string(&image_config)?,
             storage.display(),
             root.join("lxc").display()

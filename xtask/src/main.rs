@@ -5,6 +5,7 @@
 
 mod bench;
 mod ci;
+mod compat;
 mod man;
 mod setup;
 mod test_image;
@@ -21,6 +22,8 @@ tasks:
   it [ARGS]  setup, then the live integration tests (ARGS go to the test binary: a name filter)
   test-image build (or reuse) the Debian 12 test image; prints its nox.toml path last
   bench vm   benchmark the VM backend (medians; see docs/benchmarks.md)
+  bench lxc  benchmark the container backend
+  compat     create one instance of each kind, run `nox check` in each, write docs/compatibility.md
   man [DIR]  write nox's man pages (default: target/man)
 ";
 
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
         Some("it") => ci::live_tests(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("test-image") => test_image::run(),
+        Some("compat") => compat::run(),
         Some("man") => man::run(args.get(1).map(String::as_str)),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");

@@ -95,6 +95,26 @@ impl Script {
         })
     }
 
+    /// The program line that runs the script from `path`, as the kernel would read its `#!`
+    /// line (the interpreter and at most one argument), else `/bin/sh`. nox runs it this way
+    /// because /run, where the script waits, is often mounted noexec.
+    pub fn command(&self, path: &str) -> Vec<String> {
+        let first = self.body.split(|&b| b == b'\n').next().unwrap_or_default();
+        let mut argv: Vec<String> = match first.strip_prefix(b"#!") {
+            Some(rest) => {
+                let line = String::from_utf8_lossy(rest).trim().to_string();
+                match line.split_once([' ', '\t']) {
+                    Some((prog, arg)) => vec![prog.to_string(), arg.trim().to_string()],
+                    None if !line.is_empty() => vec![line],
+                    None => vec!["/bin/sh".into()],
+                }
+            }
+            None => vec!["/bin/sh".into()],
+        };
+        argv.push(path.to_string());
+        argv
+    }
+
     pub fn needs_nesting(&self) -> bool {
         self.builtin
             .and_then(|n| BUILTINS.iter().find(|b| b.name == n))
@@ -307,6 +327,23 @@ mod tests {
         assert!(Script::resolve(dir.path().to_str().unwrap())
             .unwrap_err()
             .is_bad_input());
+    }
+
+    #[test]
+    fn scripts_run_by_their_interpreter_line() {
+        let s = |body: &str| Script {
+            name: "s".into(),
+            builtin: None,
+            path: None,
+            body: body.as_bytes().to_vec(),
+        };
+        assert_eq!(s("#!/bin/bash\necho").command("/run/x"), ["/bin/bash", "/run/x"]);
+        assert_eq!(
+            s("#! /usr/bin/env python3 -u\n").command("/run/x"),
+            ["/usr/bin/env", "python3 -u", "/run/x"]
+        );
+        assert_eq!(s("echo hi\n").command("/run/x"), ["/bin/sh", "/run/x"]);
+        assert_eq!(s("#!\n").command("/run/x"), ["/bin/sh", "/run/x"]);
     }
 
     #[test]

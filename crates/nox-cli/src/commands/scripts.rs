@@ -115,7 +115,7 @@ fn run_one(
             upload(backend, name, &guest_key, k.expose().as_bytes(), "600")?;
             argv.push(format!("NOX_TAILSCALE_AUTHKEY_FILE={guest_key}"));
         }
-        argv.push(guest_script.clone());
+        argv.extend(s.command(&guest_script));
         let term_err = log
             .try_clone()
             .map_err(|e| Error::io("opening the log", e))?;
