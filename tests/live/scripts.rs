@@ -345,6 +345,20 @@ fn a_failing_script_is_reported_and_the_instance_kept() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("docker, tailscale, claude"), "{err}");
 
+    // docker on a container made without nesting: nox enables it, restarts the container and
+    // says so, then installs Docker.
+    let out = nox(&fx, &cfg, &["run", &name, "docker"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("enabled nesting") && err.contains("restarted"),
+        "{err}"
+    );
+    let status: Value =
+        serde_json::from_slice(&ok(nox(&fx, &cfg, &["status", &name, "--json"])).stdout).unwrap();
+    assert_eq!(status["nesting"], true);
+    ok(exec(&fx, &cfg, &name, &["docker", "info"]));
+
     // Delete takes the logs with the instance.
     ok(nox(&fx, &cfg, &["delete", "--force", &name]));
     assert!(!log.exists());

@@ -337,7 +337,10 @@ mod tests {
             path: None,
             body: body.as_bytes().to_vec(),
         };
-        assert_eq!(s("#!/bin/bash\necho").command("/run/x"), ["/bin/bash", "/run/x"]);
+        assert_eq!(
+            s("#!/bin/bash\necho").command("/run/x"),
+            ["/bin/bash", "/run/x"]
+        );
         assert_eq!(
             s("#! /usr/bin/env python3 -u\n").command("/run/x"),
             ["/usr/bin/env", "python3 -u", "/run/x"]
