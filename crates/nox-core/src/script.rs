@@ -214,14 +214,7 @@ fn check_key(k: String, from: &str) -> Result<Secret> {
 
 /// `$XDG_STATE_HOME/nox/logs/NAME`, else `~/.local/state/nox/logs/NAME`: script logs.
 pub fn log_dir(instance: &str) -> Option<PathBuf> {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    var("XDG_STATE_HOME")
-        .filter(|p| p.is_absolute())
-        .or_else(|| var("HOME").map(|h| h.join(".local/state")))
+    crate::ssh_identity::xdg_dir("XDG_STATE_HOME", ".local/state")
         .map(|d| d.join("nox/logs").join(instance))
 }
 

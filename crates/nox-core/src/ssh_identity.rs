@@ -9,15 +9,20 @@ use crate::error::{Error, Result};
 
 /// `$XDG_DATA_HOME/nox`, else `~/.local/share/nox`.
 pub fn data_dir() -> Option<PathBuf> {
-    let var = |k: &str| {
+    xdg_dir("XDG_DATA_HOME", ".local/share").map(|d| d.join("nox"))
+}
+
+/// An XDG base directory: `$var` when set to an absolute path (the spec says to ignore a
+/// relative one), else `$HOME/fallback`.
+pub fn xdg_dir(var: &str, fallback: &str) -> Option<PathBuf> {
+    let get = |k: &str| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     };
-    var("XDG_DATA_HOME")
+    get(var)
         .filter(|p| p.is_absolute())
-        .or_else(|| var("HOME").map(|h| h.join(".local/share")))
-        .map(|d| d.join("nox"))
+        .or_else(|| get("HOME").map(|h| h.join(fallback)))
 }
 
 /// The private key's path.
