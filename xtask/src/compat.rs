@@ -95,10 +95,18 @@ fn probe(v: &Value) -> String {
 fn render(rows: &[(&str, Value)], version: &str) -> String {
     let mut s = String::new();
     let date = humantime_date();
-    let kernel = rows
-        .first()
-        .and_then(|(_, r)| r["kernel"].as_str())
-        .unwrap_or("?");
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let kernel = kernel.trim();
+    let cgroup = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "v2"
+    } else {
+        "v1 (hybrid)"
+    };
+    let apparmor = if std::path::Path::new("/sys/module/apparmor").exists() {
+        "AppArmor"
+    } else {
+        "no AppArmor"
+    };
     let _ = writeln!(
         s,
         "# What works where: measured, not assumed\n\n\
@@ -106,16 +114,14 @@ fn render(rows: &[(&str, Value)], version: &str) -> String {
          The seed analysis concluded that an unprivileged container cannot have `/dev/net/tun`.\n\
          That was wrong. This table is what `nox check` reported inside one instance of each kind,\n\
          created from the test image on a lab host ({date}, {version}, host kernel {kernel},\n\
-         cgroup {}), by `cargo xtask compat`. Run `nox check NAME` on your own instances: the\n\
-         answer depends on the host (AppArmor, cgroup version, kernel) as much as on the kind.\n",
-        rows.first()
-            .and_then(|(_, r)| r["docker"]["cgroup"].as_str())
-            .unwrap_or("?")
+         cgroup {cgroup}, {apparmor}), by `cargo xtask compat`. Run `nox check NAME` on your own\n\
+         instances: the answer depends on the host (AppArmor, cgroup version, kernel) as much as\n\
+         on the kind.\n"
     );
     let _ = writeln!(
         s,
-        "| kind | TUN device | user namespace | privileged | nesting (proc / sysfs) | overlayfs on /var/lib | cgroups delegated | Tailscale | Docker |\n\
-         |---|---|---|---|---|---|---|---|---|"
+        "| kind | TUN device | user namespace | privileged | nesting (proc / sysfs) | overlayfs on /var/lib | cgroups delegated | kernel | Tailscale | Docker |\n\
+         |---|---|---|---|---|---|---|---|---|---|"
     );
     for (label, r) in rows {
         let userns = if r["user_namespace"]["mapped"].as_bool() == Some(true) {
@@ -128,7 +134,7 @@ fn render(rows: &[(&str, Value)], version: &str) -> String {
         };
         let _ = writeln!(
             s,
-            "| {label} | {} | {userns} | {} | {} / {} | {} | {} ({}) | **{}** | **{}** |",
+            "| {label} | {} | {userns} | {} | {} / {} | {} | {} ({}) | {} | **{}** | **{}** |",
             probe(&r["tun"]),
             if r["privileged"].as_bool() == Some(true) {
                 "yes"
@@ -140,6 +146,7 @@ fn render(rows: &[(&str, Value)], version: &str) -> String {
             probe(&r["docker"]["overlayfs"]),
             probe(&r["docker"]["cgroup_delegated"]),
             r["docker"]["cgroup"].as_str().unwrap_or("?"),
+            r["kernel"].as_str().unwrap_or("?"),
             r["tailscale_verdict"]["verdict"].as_str().unwrap_or("?"),
             r["docker_verdict"]["verdict"].as_str().unwrap_or("?"),
         );
