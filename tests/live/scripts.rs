@@ -195,10 +195,12 @@ fn tailscale_join(fx: &Fixture, cfg: &Path, name: &str, extra_host_paths: &[&Pat
     let status: Value =
         serde_json::from_slice(&ok(nox(fx, cfg, &["status", name, "--json"])).stdout).unwrap();
     assert_eq!(status["tailnet_ipv4"], "100.101.102.103", "{status}");
-    let list = text(&ok(nox(fx, cfg, &["list"])).stdout);
+    let out = ok(nox(fx, cfg, &["list"]));
+    let list = text(&out.stdout);
     assert!(
         list.contains("TAILNET") && list.contains("100.101.102.103"),
-        "{list}"
+        "{list}{}",
+        text(&out.stderr)
     );
 }
 

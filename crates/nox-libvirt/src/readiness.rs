@@ -29,7 +29,8 @@ pub fn wait(
     progress.step(&format!("booting {name}"));
     let tick = |_: Duration| -> Result<(), Error> {
         progress.waiting("the guest agent", start.elapsed());
-        interrupt::check()
+        interrupt::check()?;
+        still_running(dom, name)
     };
     agent.wait_ready(timeout, &tick).map_err(|e| match e {
         Error::Backend(m) if m.contains("timed out") => {
@@ -58,8 +59,21 @@ pub fn wait(
         }
         progress.waiting("cloud-init", start.elapsed());
         interrupt::check()?;
+        still_running(dom, name)?;
         std::thread::sleep(POLL);
     }
+}
+
+/// A guest that powered off, crashed or was destroyed while we waited will never be ready:
+/// say so now rather than at the timeout.
+fn still_running(dom: &Domain, name: &str) -> Result<(), Error> {
+    if dom.is_active().unwrap_or(false) {
+        return Ok(());
+    }
+    Err(Error::failed(
+        format!("{name} stopped while booting"),
+        format!("its log is /var/log/libvirt/qemu/{name}.log; `nox start {name}` boots it again"),
+    ))
 }
 
 const RESULT_JSON: &str = "/run/cloud-init/result.json";

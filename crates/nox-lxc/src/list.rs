@@ -62,7 +62,12 @@ pub fn list(b: &LxcBackend) -> Result<Vec<Instance>, Error> {
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if let Some(rec) = CtRecord::read(&e.path()) {
-            out.push(instance(b, &name, &rec)?);
+            match instance(b, &name, &rec) {
+                Ok(i) => out.push(i),
+                // Deleted while we looked (its record is gone): it is simply not there.
+                Err(_) if CtRecord::read(&e.path()).is_none() => {}
+                Err(err) => return Err(err),
+            }
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));

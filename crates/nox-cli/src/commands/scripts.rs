@@ -124,8 +124,8 @@ fn run_one(
         } else {
             Box::new(std::io::stdout())
         };
-        let mut out = Redacting::new(term_out, LogFile(log), key);
-        let mut err = Redacting::new(std::io::stderr(), LogFile(term_err), key);
+        let mut out = Redacting::new(term_out, log, key);
+        let mut err = Redacting::new(std::io::stderr(), term_err, key);
         let code = backend.exec_with(
             name,
             &argv,
@@ -228,17 +228,5 @@ fn open_log(name: &InstanceName, script: &str) -> Result<(PathBuf, File), Error>
 pub fn remove_logs(name: &InstanceName) {
     if let Some(dir) = script::log_dir(name.as_str()) {
         let _ = std::fs::remove_dir_all(dir);
-    }
-}
-
-/// The log, as a `Write` that is `Send` (File is; the wrapper keeps the intent visible).
-struct LogFile(File);
-
-impl Write for LogFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
     }
 }
