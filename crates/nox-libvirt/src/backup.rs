@@ -372,12 +372,13 @@ pub fn backup(
                 .map(|c| c.contains(&v.checkpoint))
                 .unwrap_or(false)
         });
-    clean_up(
-        &dom,
-        &instance_dir,
-        parent.map(|(_, v)| v.checkpoint.as_str()),
-        progress,
-    );
+    // The newest backup's checkpoint survives the clean-up even when this backup is full:
+    // should this one fail or be killed, the next can still be incremental.
+    let newest_checkpoint = req
+        .previous
+        .and_then(|(m, _)| m.vm.as_ref())
+        .map(|v| v.checkpoint.as_str());
+    clean_up(&dom, &instance_dir, newest_checkpoint, progress);
     let checkpoint = format!("{CHECKPOINT_PREFIX}{}", req.id);
     let out = staging.join(DISK_FILE);
     let (consistency, note) = if running {
@@ -525,9 +526,11 @@ fn live_backup(
             "the backup job ended without completing (job state {result}); see libvirtd's log"
         ))));
     }
-    // The new checkpoint is the base of the next incremental; the previous one is done.
-    if let Some((_, v, _)) = parent {
-        let _ = delete_checkpoint(dom, &v.checkpoint);
+    // The new checkpoint is the base of the next incremental; older ones are done with.
+    for cp in checkpoints(dom).unwrap_or_default() {
+        if cp.starts_with(CHECKPOINT_PREFIX) && cp != checkpoint {
+            let _ = delete_checkpoint(dom, &cp);
+        }
     }
     progress.step("compressing the backup");
     let out = staging.join(DISK_FILE);
