@@ -344,11 +344,22 @@ pub struct BackupArgs {
     /// VMs: a full backup even when an incremental one is possible
     #[arg(long)]
     pub full: bool,
+
+    /// Also upload each backup to the [s3] bucket (the local copy stays, for fast restores
+    /// and incremental chains)
+    #[arg(long, value_enum, value_name = "REMOTE")]
+    pub to: Option<BackupRemote>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackupRemote {
+    /// The S3-compatible bucket of [s3]
+    S3,
 }
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// NAME/ID, or NAME for its newest backup
+    /// NAME/ID, or NAME for its newest backup; s3:NAME/ID (or s3:NAME) for one in S3
     pub backup: Option<String>,
 
     /// Restore under this name, with a new identity (UUID, MAC, hostname, cloud-init instance)

@@ -8,6 +8,7 @@ use nox_core::backup::{self, BackupBackend, BackupRef, BackupRequest, LocalBacku
 use nox_core::{BackendKind, Config, Error, InstanceName, Progress};
 use nox_libvirt::LibvirtBackend;
 use nox_lxc::LxcBackend;
+use nox_s3::Remote;
 use serde::Serialize;
 
 use crate::cli::{BackupArgs, RestoreArgs};
@@ -47,12 +48,30 @@ pub fn backup(a: &BackupArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    // Credentials and bucket settings are checked before anything is backed up.
+    let remote = match a.to {
+        Some(crate::cli::BackupRemote::S3) => {
+            let r = Remote::new(&config.s3)?;
+            r.check()?;
+            Some(r)
+        }
+        None => None,
+    };
     super::for_each(&a.names, |name| {
         let b = backup_one(&config, &store, name, a, keep)?;
+        if let Some(r) = &remote {
+            let progress = Terminal::default();
+            r.upload(&b, &progress)?;
+            progress.done();
+            println!(
+                "{}/{}: uploaded to {}",
+                b.manifest.instance, b.manifest.id, r.label
+            );
+        }
         let m = &b.manifest;
         let size: u64 = m.files.iter().map(|f| f.size).sum();
         println!(
-            "{}/{}: {} backup, {}, {}",
+            "{}/{}: {}, {}, {}",
             m.instance,
             m.id,
             kind_label(m),
@@ -112,9 +131,9 @@ fn backup_one(
 
 fn kind_label(m: &backup::Manifest) -> String {
     match (&m.kind, &m.parent) {
-        (backup::BackupKind::Incremental, Some(p)) => format!("incremental (on {p})"),
-        (backup::BackupKind::Incremental, None) => "incremental".into(),
-        (backup::BackupKind::Full, _) => "full".into(),
+        (backup::BackupKind::Incremental, Some(p)) => format!("incremental backup (on {p})"),
+        (backup::BackupKind::Incremental, None) => "incremental backup".into(),
+        (backup::BackupKind::Full, _) => "full backup".into(),
     }
 }
 
@@ -158,14 +177,84 @@ struct Row {
     locations: Vec<&'static str>,
 }
 
+/// Local and S3 backups together, each marked with where it is. An S3 that cannot be asked is
+/// a warning: the local backups are still listed.
 fn rows(config: &Config) -> Result<Vec<Row>, Error> {
     let mut rows: Vec<Row> = store(config)
         .list()
         .into_iter()
         .map(|b| row(&b.manifest, "local"))
         .collect();
+    if Remote::configured(&config.s3) {
+        match Remote::new(&config.s3).and_then(|r| r.list()) {
+            Ok(remote) => {
+                for rb in remote {
+                    let m = rb.manifest;
+                    match rows
+                        .iter_mut()
+                        .find(|r| r.instance == m.instance && r.id == m.id)
+                    {
+                        Some(r) => r.locations.push("s3"),
+                        None => {
+                            let mut r = row(&m, "s3");
+                            r.backup = format!("s3:{}", r.backup);
+                            rows.push(r);
+                        }
+                    }
+                }
+            }
+            Err(e) => match e.hint() {
+                Some(h) => eprintln!("warning: S3 not listed: {e} (hint: {h})"),
+                None => eprintln!("warning: S3 not listed: {e}"),
+            },
+        }
+    }
     rows.sort_by(|a, b| (&a.instance, &a.id).cmp(&(&b.instance, &b.id)));
     Ok(rows)
+}
+
+/// Brings an S3 backup and every backup its chain needs into the local store.
+fn fetch_from_s3(
+    config: &Config,
+    which: &BackupRef,
+    progress: &dyn Progress,
+) -> Result<BackupRef, Error> {
+    let remote = Remote::new(&config.s3)?;
+    let all: Vec<backup::Manifest> = remote
+        .list()?
+        .into_iter()
+        .map(|r| r.manifest)
+        .filter(|m| m.instance == which.instance.as_str())
+        .collect();
+    let wanted = match &which.id {
+        Some(id) => all.iter().find(|m| &m.id == id),
+        None => all.last(),
+    }
+    .ok_or_else(|| Error::Refused {
+        message: format!("no backup {which} in {}", remote.label),
+        hint: "`nox backups` lists the backups".into(),
+    })?;
+    let store = store(config);
+    let mut next = Some(wanted.clone());
+    while let Some(m) = next.take() {
+        remote.download(&store, &m, progress)?;
+        if let Some(p) = &m.parent {
+            next = Some(all.iter().find(|x| &x.id == p).cloned().ok_or_else(|| {
+                Error::failed(
+                    format!(
+                        "backup {}/{} needs {}/{p}, which is not in S3",
+                        m.instance, m.id, m.instance
+                    ),
+                    "an incremental backup restores only with every backup before it",
+                )
+            })?);
+        }
+    }
+    Ok(BackupRef {
+        s3: false,
+        instance: which.instance.clone(),
+        id: Some(wanted.id.clone()),
+    })
 }
 
 fn row(m: &backup::Manifest, location: &'static str) -> Row {
@@ -234,6 +323,11 @@ pub fn restore(a: &RestoreArgs) -> anyhow::Result<ExitCode> {
     };
     let store = store(&config);
     let progress = Terminal::default();
+    let which = if which.s3 {
+        fetch_from_s3(&config, &which, &progress)?
+    } else {
+        which
+    };
     let b = store.find(&which)?;
     let chain = store.chain(&b)?;
     // Every file of the whole chain is checked before anything is touched.
