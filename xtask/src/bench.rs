@@ -12,25 +12,26 @@ use anyhow::{bail, Context, Result};
 
 use crate::util::{project_root, sh};
 
-const ROOT: &str = "/var/lib/nox-bench";
+pub(crate) const ROOT: &str = "/var/lib/nox-bench";
 
 pub fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("vm") => vm(),
         Some("lxc") => lxc(),
-        _ => bail!("usage: cargo xtask bench vm|lxc"),
+        Some("backup") => crate::bench_backup::run(),
+        _ => bail!("usage: cargo xtask bench vm|lxc|backup"),
     }
 }
 
-struct Bench {
-    nox: PathBuf,
-    config: PathBuf,
-    storage: PathBuf,
-    home: PathBuf,
+pub(crate) struct Bench {
+    pub nox: PathBuf,
+    pub config: PathBuf,
+    pub storage: PathBuf,
+    pub home: PathBuf,
 }
 
 impl Bench {
-    fn nox(&self) -> Command {
+    pub(crate) fn nox(&self) -> Command {
         let mut c = Command::new(&self.nox);
         c.env("NOX_CONFIG", &self.config)
             .env("HOME", &self.home)
@@ -39,7 +40,7 @@ impl Bench {
         c
     }
 
-    fn nox_ok(&self, args: &[&str]) -> Result<Output> {
+    pub(crate) fn nox_ok(&self, args: &[&str]) -> Result<Output> {
         let out = self.nox().args(args).output()?;
         if !out.status.success() {
             bail!(
@@ -51,14 +52,14 @@ impl Bench {
         Ok(out)
     }
 
-    fn delete(&self, names: &[String]) {
+    pub(crate) fn delete(&self, names: &[String]) {
         let mut c = self.nox();
         c.args(["delete", "--force"]).args(names);
         let _ = c.output();
     }
 }
 
-fn stats(name: &str, unit: &str, mut xs: Vec<f64>) -> f64 {
+pub(crate) fn stats(name: &str, unit: &str, mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let median = if xs.len() % 2 == 1 {
         xs[xs.len() / 2]
@@ -79,7 +80,7 @@ fn secs(d: Duration) -> f64 {
 }
 
 /// Setup, the test image, a release build, and a private config under ROOT.
-fn prepare() -> Result<Bench> {
+pub(crate) fn prepare() -> Result<Bench> {
     crate::setup::run()?;
     let image_config = crate::test_image::build()?;
     sh(Command::new("cargo")
@@ -94,10 +95,11 @@ fn prepare() -> Result<Bench> {
     std::fs::write(
         &config,
         format!(
-            "{}\n[vm]\nstorage_dir = \"{}\"\n\n[lxc]\nlxcpath = \"{}\"\n",
+            "{}\n[vm]\nstorage_dir = \"{}\"\n\n[lxc]\nlxcpath = \"{}\"\n\n[backup]\ndir = \"{}\"\n",
             std::fs::read_to_string(&image_config)?,
             storage.display(),
-            root.join("lxc").display()
+            root.join("lxc").display(),
+            root.join("backups").display()
         ),
     )?;
     let b = Bench {
@@ -260,7 +262,7 @@ fn vm() -> Result<()> {
     result
 }
 
-fn list_names(b: &Bench) -> Vec<String> {
+pub(crate) fn list_names(b: &Bench) -> Vec<String> {
     let Ok(out) = b.nox().args(["list", "--json"]).output() else {
         return Vec::new();
     };

@@ -4,6 +4,7 @@
 //! single step by hand.
 
 mod bench;
+mod bench_backup;
 mod ci;
 mod man;
 mod setup;
@@ -21,6 +22,7 @@ tasks:
   it [ARGS]  setup, then the live integration tests (ARGS go to the test binary: a name filter)
   test-image build (or reuse) the Debian 12 test image; prints its nox.toml path last
   bench vm   benchmark the VM backend (medians; see docs/benchmarks.md)
+  bench backup  benchmark VM backups: full vs qemu-img convert -c, incremental, restore
   man [DIR]  write nox's man pages (default: target/man)
 ";
 
