@@ -99,6 +99,14 @@ fn container_backup_and_restore_keep_files_and_owners() {
     exec(&fx, &cfg, &name, setup);
     let probe = "cd /srv/data && sha256sum blob && stat -c '%n %u %g %a %F' blob fifo link";
     let before = exec(&fx, &cfg, &name, probe);
+    // An extended attribute, set from the host through the container's root (the image has no
+    // setfattr); the restore must bring it back.
+    let pid = init_pid(&name);
+    set_xattr(
+        &PathBuf::from(format!("/proc/{pid}/root/srv/data/blob")),
+        "user.nox-test",
+        b"kept",
+    );
 
     // A running container is frozen for the backup, and keeps running.
     let out = ok(fx.nox(&cfg).args(["backup", &name]).output().unwrap());
@@ -161,8 +169,13 @@ fn container_backup_and_restore_keep_files_and_owners() {
     assert_ne!(mac(&conf), mac(&orig_conf));
     // On the host the files belong to the container's mapped ids.
     use std::os::unix::fs::MetadataExt;
-    let blob = std::fs::metadata(lxcpath().join(&copy).join("rootfs/srv/data/blob")).unwrap();
+    let blob_path = lxcpath().join(&copy).join("rootfs/srv/data/blob");
+    let blob = std::fs::metadata(&blob_path).unwrap();
     assert_eq!((blob.uid(), blob.gid()), (101234, 102345));
+    assert_eq!(
+        get_xattr(&blob_path, "user.nox-test").as_deref(),
+        Some(&b"kept"[..])
+    );
 
     // Restoring over an existing instance needs --force.
     let again = fx
@@ -431,6 +444,15 @@ fn vm_full_and_incremental_backups_restore_each_point_in_time() {
         let (u, m) = domain_uuid_and_mac(&copy);
         assert_ne!(u, uuid);
         assert_ne!(m, mac);
+        // Network and autostart as they were.
+        let st = json(
+            fx.nox(&cfg)
+                .args(["status", &copy, "--json"])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(st["network"], "user");
+        assert_eq!(st["autostart"], true);
         ok(fx
             .nox(&cfg)
             .args(["delete", "--force", &copy])
@@ -612,4 +634,47 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+fn init_pid(name: &str) -> u32 {
+    nox_lxc::liblxc::Container::new(name, &lxcpath())
+        .unwrap()
+        .init_pid()
+        .expect("the container runs") as u32
+}
+
+fn set_xattr(path: &Path, key: &str, value: &[u8]) {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let k = std::ffi::CString::new(key).unwrap();
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let rc = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            k.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setxattr {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+fn get_xattr(path: &Path, key: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let k = std::ffi::CString::new(key).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: as in set_xattr; the kernel writes at most buf.len() bytes.
+    let n = unsafe { libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (n >= 0).then(|| {
+        buf.truncate(n as usize);
+        buf
+    })
 }
