@@ -480,6 +480,58 @@ fn vm_full_and_incremental_backups_restore_each_point_in_time() {
         text(&bad.stderr)
     );
     assert!(!fx.dir.join("vm/instances").join(&copy).exists());
+
+    // Without a guest agent the filesystems cannot be frozen: the backup is still made,
+    // crash-consistent, and says so on stderr and in its manifest.
+    exec(
+        &fx,
+        &cfg,
+        &name,
+        "nohup sh -c 'sleep 2; systemctl stop qemu-guest-agent' >/dev/null 2>&1 &",
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    let out = ok(fx.nox(&cfg).args(["backup", &name]).output().unwrap());
+    assert!(
+        text(&out.stdout).contains("crash-consistent"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("crash-consistent backup"),
+        "{}",
+        text(&out.stderr)
+    );
+    let newest = backups(&fx, &cfg).last().unwrap().clone();
+    assert_eq!(newest["consistency"], "crash");
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(
+            backup_dir(&fx)
+                .join(newest["backup"].as_str().unwrap())
+                .join("manifest.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        manifest["note"]
+            .as_str()
+            .unwrap()
+            .contains("could not freeze"),
+        "{manifest}"
+    );
+
+    // A stopped VM is backed up from its disk file: full, and consistent.
+    ok(fx
+        .nox(&cfg)
+        .args(["stop", "--force", &name])
+        .output()
+        .unwrap());
+    let out = ok(fx.nox(&cfg).args(["backup", &name]).output().unwrap());
+    assert!(
+        text(&out.stdout).contains("full backup") && text(&out.stdout).contains(", consistent"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
