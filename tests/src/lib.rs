@@ -3,6 +3,7 @@
 
 pub mod fixture;
 pub mod image;
+pub mod s3;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -12,25 +12,26 @@ use anyhow::{bail, Context, Result};
 
 use crate::util::{project_root, sh};
 
-const ROOT: &str = "/var/lib/nox-bench";
+pub(crate) const ROOT: &str = "/var/lib/nox-bench";
 
 pub fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("vm") => vm(),
         Some("lxc") => lxc(),
-        _ => bail!("usage: cargo xtask bench vm|lxc"),
+        Some("backup") => crate::bench_backup::run(),
+        _ => bail!("usage: cargo xtask bench vm|lxc|backup"),
     }
 }
 
 pub(crate) struct Bench {
-    nox: PathBuf,
-    config: PathBuf,
-    storage: PathBuf,
-    home: PathBuf,
+    pub nox: PathBuf,
+    pub config: PathBuf,
+    pub storage: PathBuf,
+    pub home: PathBuf,
 }
 
 impl Bench {
-    fn nox(&self) -> Command {
+    pub(crate) fn nox(&self) -> Command {
         let mut c = Command::new(&self.nox);
         c.env("NOX_CONFIG", &self.config)
             .env("HOME", &self.home)
@@ -58,7 +59,7 @@ impl Bench {
     }
 }
 
-fn stats(name: &str, unit: &str, mut xs: Vec<f64>) -> f64 {
+pub(crate) fn stats(name: &str, unit: &str, mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let median = if xs.len() % 2 == 1 {
         xs[xs.len() / 2]
@@ -79,11 +80,11 @@ fn secs(d: Duration) -> f64 {
 }
 
 /// Setup, the test image, a release build, and a private config under ROOT.
-fn prepare() -> Result<Bench> {
+pub(crate) fn prepare() -> Result<Bench> {
     prepare_at(ROOT, "")
 }
 
-/// `prepare` under `root`, with `extra` appended to the config.
+/// `prepare` under `root`, with `extra` lines added to the config's `[lxc]` table.
 pub(crate) fn prepare_at(root: &str, extra: &str) -> Result<Bench> {
     crate::setup::run()?;
     let image_config = crate::test_image::build()?;
@@ -99,10 +100,11 @@ pub(crate) fn prepare_at(root: &str, extra: &str) -> Result<Bench> {
     std::fs::write(
         &config,
         format!(
-            "{}\n[vm]\nstorage_dir = \"{}\"\n\n[lxc]\nlxcpath = \"{}\"\n{extra}\n",
+            "{}\n[vm]\nstorage_dir = \"{}\"\n\n[lxc]\nlxcpath = \"{}\"\n{extra}\n\n[backup]\ndir = \"{}\"\n",
             std::fs::read_to_string(&image_config)?,
             storage.display(),
-            root.join("lxc").display()
+            root.join("lxc").display(),
+            root.join("backups").display()
         ),
     )?;
     let b = Bench {
@@ -265,17 +267,35 @@ fn vm() -> Result<()> {
     result
 }
 
-fn list_names(b: &Bench) -> Vec<String> {
+/// The instances this bench made, to delete at the end. Containers are the bench's own by
+/// lxcpath. libvirt domains are global, so `nox list` shows every nox VM on the host (a
+/// user's, or a concurrent test run's): only those whose record puts their files under this
+/// bench's storage dir are its own.
+pub(crate) fn list_names(b: &Bench) -> Vec<String> {
     let Ok(out) = b.nox().args(["list", "--json"]).output() else {
         return Vec::new();
     };
-    let text = String::from_utf8_lossy(&out.stdout);
-    // Tiny extraction: every "name": "..." field of the array.
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("\"name\": \""))
-        .filter_map(|l| l.strip_suffix("\","))
-        .map(String::from)
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    all.iter()
+        .filter(|i| {
+            i["backend"] == "lxc" || vm_is_under(i["name"].as_str().unwrap_or(""), &b.storage)
+        })
+        .filter_map(|i| i["name"].as_str().map(String::from))
         .collect()
+}
+
+/// Whether nox's record in the domain's metadata names a directory under `storage`.
+fn vm_is_under(name: &str, storage: &Path) -> bool {
+    let Ok(out) = Command::new("virsh")
+        .args(["-q", "metadata", name, "https://nox.dev/xmlns/instance/1"])
+        .output()
+    else {
+        return false;
+    };
+    // The record is JSON text inside an XML element, so its quotes may come back escaped.
+    let xml = String::from_utf8_lossy(&out.stdout).replace("&quot;", "\"");
+    let needle = format!("\"dir\":\"{}/", storage.display());
+    out.status.success() && xml.contains(&needle)
 }
 
 fn measure(b: &Bench) -> Result<()> {

@@ -4,6 +4,7 @@
 //! single step by hand.
 
 mod bench;
+mod bench_backup;
 mod ci;
 mod compat;
 mod man;
@@ -24,6 +25,7 @@ tasks:
   bench vm   benchmark the VM backend (medians; see docs/benchmarks.md)
   bench lxc  benchmark the container backend
   compat     create one instance of each kind, run `nox check` in each, write docs/compatibility.md
+  bench backup  benchmark VM backups: full vs qemu-img convert -c, incremental, restore
   man [DIR]  write nox's man pages (default: target/man)
 ";
 

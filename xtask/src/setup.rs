@@ -7,6 +7,8 @@
 //! 2. root's subordinate id ranges, which unprivileged LXC containers map into.
 //! 3. Daemons. Machines of this kind run no init system, so nothing starts libvirtd, virtlogd
 //!    or lxc-net for us; each is started only when it is not already running.
+//! 4. The S3 test server: moto (server mode, which checks SigV4 signatures), pinned, in its
+//!    own virtualenv under /var/cache/nox; the S3 live tests start it on 127.0.0.1.
 
 use std::fs;
 use std::path::Path;
@@ -48,7 +50,13 @@ const BASE_PACKAGES: &[&str] = &[
     "xz-utils",
     "zstd",
     "openssh-client",
+    // The S3 test server's virtualenv.
+    "python3-venv",
 ];
+
+/// Where `cargo xtask setup` installs moto, and the version it pins. The live tests look here.
+pub const MOTO_VENV: &str = "/var/cache/nox/moto";
+const MOTO_REQUIREMENT: &str = "moto[server]==5.1.18";
 
 const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/nox-bookworm-backports.sources";
 
@@ -57,6 +65,7 @@ pub fn run() -> Result<()> {
     install_packages()?;
     ensure_subids()?;
     start_daemons()?;
+    ensure_moto()?;
     eprintln!("xtask: setup complete");
     Ok(())
 }
@@ -81,6 +90,37 @@ fn check_debian_12() -> Result<()> {
         bail!("cargo xtask setup installs packages and starts daemons: run it as root");
     }
     Ok(())
+}
+
+/// Installs the pinned moto into its virtualenv, unless that exact version is there already.
+fn ensure_moto() -> Result<()> {
+    let venv = Path::new(MOTO_VENV);
+    let version = MOTO_REQUIREMENT.rsplit("==").next().unwrap_or_default();
+    let have = Command::new(venv.join("bin/python"))
+        .args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('moto'))",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == version)
+        .unwrap_or(false);
+    if have && venv.join("bin/moto_server").is_file() {
+        eprintln!("xtask: moto {version} already installed in {MOTO_VENV}");
+        return Ok(());
+    }
+    // Debian's own python3: the venv must not depend on a user's pyenv or conda.
+    let python = if Path::new("/usr/bin/python3").is_file() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    sh(Command::new(python).args(["-m", "venv", "--clear", MOTO_VENV]))?;
+    sh(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        MOTO_REQUIREMENT,
+    ]))
 }
 
 fn nix_is_root() -> bool {

@@ -138,6 +138,21 @@ pub enum Command {
     #[command(subcommand)]
     Image(ImageCommand),
 
+    /// Back up instances: VMs live (incremental after the first), containers frozen
+    ///
+    /// Each backup appears only when complete, with a manifest of SHA-256 sums; older ones
+    /// beyond --keep ([backup] keep) are removed. Example: nox backup web db
+    Backup(BackupArgs),
+
+    /// List backups
+    Backups(JsonFlag),
+
+    /// Restore a backup as an instance (verifying every checksum first)
+    ///
+    /// BACKUP is NAME/ID, or NAME for its newest backup (see `nox backups`). Without BACKUP on
+    /// a terminal, pick one from a list.
+    Restore(RestoreArgs),
+
     /// Show the effective configuration, or the files it was read from
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -333,6 +348,64 @@ pub enum ImageCommand {
     },
     /// Remove a cached image (by name or checksum) that no instance uses
     Rm { image: String },
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Instances to back up
+    #[arg(required_unless_present = "prune")]
+    pub names: Vec<Name>,
+
+    /// Backups to keep per instance [default: [backup] keep]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: Option<u32>,
+
+    /// Only apply retention (--keep or [backup] keep) to the backups of NAMES, or of every
+    /// instance when none is given; back nothing up
+    #[arg(long)]
+    pub prune: bool,
+
+    /// Containers: stop the container for the backup (and start it again), instead of
+    /// freezing it
+    #[arg(long)]
+    pub stop: bool,
+
+    /// VMs: a full backup even when an incremental one is possible
+    #[arg(long)]
+    pub full: bool,
+
+    /// Also upload each backup to the [s3] bucket (the local copy stays, for fast restores
+    /// and incremental chains)
+    #[arg(long, value_enum, value_name = "REMOTE")]
+    pub to: Option<BackupRemote>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackupRemote {
+    /// The S3-compatible bucket of [s3]
+    S3,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// NAME/ID, or NAME for its newest backup; s3:NAME/ID (or s3:NAME) for one in S3
+    pub backup: Option<String>,
+
+    /// Restore under this name, with a new identity (UUID, MAC, hostname, cloud-init instance)
+    #[arg(long)]
+    pub name: Option<Name>,
+
+    /// Replace an existing instance of that name (deleted only after the backup is verified)
+    #[arg(short, long)]
+    pub force: bool,
+
+    /// Do not start the restored instance
+    #[arg(long)]
+    pub no_start: bool,
+
+    /// How long to wait for the restored instance to be ready, e.g. 90s or 10m
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub timeout: Duration,
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -96,11 +96,30 @@ fn usage_errors_are_one_line_exit_2() {
 }
 
 #[test]
-fn planned_verbs_are_not_exposed_before_they_work() {
-    // backup and friends join with their work; until then they are unknown, not stubs.
+fn backup_and_restore_reject_bad_input_before_touching_anything() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["backup"], "the following required arguments"),
+        (&["backup", "web", "--keep", "0"], "0 is not in 1.."),
+        (
+            &["restore", "web/../../etc"],
+            "invalid backup \"web/../../etc\"",
+        ),
+        (&["restore", "Web/20261125T225012Z"], "invalid backup"),
+        // No BACKUP and no terminal: an error, never a prompt.
+        (&["restore"], "no terminal to pick one on"),
+        // S3 settings are checked before anything is backed up.
+        (
+            &["backup", "web", "--to", "s3"],
+            "no S3 bucket is configured",
+        ),
+    ];
+    for (args, needle) in cases {
+        assert_bad_input(nox(None).args(*args).assert(), needle);
+    }
+    let f = config_file("[backup]\nkeep = 0\n");
     assert_bad_input(
-        nox(None).args(["backup", "web"]).assert(),
-        "unrecognized subcommand 'backup'",
+        nox(Some(f.path())).args(["config", "show"]).assert(),
+        "keep must be at least 1",
     );
 }
 

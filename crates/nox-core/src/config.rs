@@ -32,7 +32,46 @@ pub struct Config {
     pub vm: VmConfig,
     pub lxc: LxcConfig,
     pub tailscale: TailscaleConfig,
+    pub backup: BackupConfig,
+    pub s3: S3Config,
     pub images: BTreeMap<String, ImageConfig>,
+}
+
+/// `[backup]`: where local backups live and how many of each instance are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    pub dir: PathBuf,
+    /// Backups kept per instance (at least 1); older ones are removed after each backup and by
+    /// `nox backup --prune`. A chain of incremental backups is cut (a new full backup is made)
+    /// when it reaches this length, so retention can always remove whole old chains.
+    #[serde(deserialize_with = "at_least_one")]
+    pub keep: u32,
+}
+
+fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("keep must be at least 1"));
+    }
+    Ok(n)
+}
+
+/// `[s3]`: an S3-compatible bucket for `nox backup --to s3`. Credentials are never here: they
+/// come from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or from `credentials_file`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// `https://HOST[:PORT]`; empty means AWS for `region`.
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    /// Key prefix under which backups are stored (`PREFIX/INSTANCE/ID/FILE`).
+    pub prefix: String,
+    /// Path-style requests (`ENDPOINT/BUCKET/KEY`), which most self-hosted servers need.
+    pub path_style: bool,
+    /// A file with `access_key_id = "..."` and `secret_access_key = "..."`, mode 0600.
+    pub credentials_file: PathBuf,
 }
 
 /// `[tailscale]`: how the `tailscale` launch script joins a tailnet.
@@ -238,6 +277,28 @@ impl Default for LxcConfig {
     }
 }
 
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            dir: "/var/lib/nox/backups".into(),
+            keep: 7,
+        }
+    }
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: String::new(),
+            bucket: String::new(),
+            region: "us-east-1".into(),
+            prefix: "nox".into(),
+            path_style: false,
+            credentials_file: "/etc/nox/s3-credentials.toml".into(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         let debian_12 = ImageConfig {
@@ -257,6 +318,8 @@ impl Default for Config {
             vm: VmConfig::default(),
             lxc: LxcConfig::default(),
             tailscale: TailscaleConfig::default(),
+            backup: BackupConfig::default(),
+            s3: S3Config::default(),
             images: BTreeMap::from([("debian-12".to_string(), debian_12)]),
         }
     }

@@ -5,6 +5,7 @@
 //! the backends implement, and the errors all of them speak.
 
 pub mod backend;
+pub mod backup;
 pub mod check;
 pub mod cloud_init;
 pub mod compat;

@@ -165,7 +165,7 @@ pub fn create(
     crate::list::status(b, &spec.name)
 }
 
-fn create_dir(dir: &Path, storage_dir: &Path) -> Result<(), Error> {
+pub(crate) fn create_dir(dir: &Path, storage_dir: &Path) -> Result<(), Error> {
     // QEMU runs as an unprivileged user: it must traverse down to the disk (0711), not list.
     // Only directories nox creates get that mode; an existing one is the owner's business.
     for d in [
@@ -185,13 +185,13 @@ fn create_dir(dir: &Path, storage_dir: &Path) -> Result<(), Error> {
 
 /// The lock of one instance name during its create, in `STORAGE_DIR/locks/`; the file goes
 /// when the create ends, so nothing of the name outlives it.
-struct NameLock {
+pub(crate) struct NameLock {
     path: PathBuf,
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl NameLock {
-    fn take(storage_dir: &Path, name: &str) -> Result<Self, Error> {
+    pub(crate) fn take(storage_dir: &Path, name: &str) -> Result<Self, Error> {
         let dir = storage_dir.join("locks");
         create_dir(&dir, storage_dir)?;
         let path = dir.join(format!("{name}.lock"));

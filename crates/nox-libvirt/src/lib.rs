@@ -8,6 +8,7 @@
 mod accel;
 mod access;
 pub mod agent;
+pub mod backup;
 mod connection;
 mod create;
 pub mod domain;
@@ -165,5 +166,27 @@ impl Backend for LibvirtBackend {
         progress: &dyn Progress,
     ) -> Result<String, Error> {
         resize::resize(self, name, resize, progress)
+    }
+}
+
+impl nox_core::backup::BackupBackend for LibvirtBackend {
+    fn backup(
+        &self,
+        name: &InstanceName,
+        request: &nox_core::backup::BackupRequest<'_>,
+        staging: &std::path::Path,
+        progress: &dyn Progress,
+    ) -> Result<nox_core::backup::Manifest, Error> {
+        backup::backup(self, name, request, staging, progress)
+    }
+
+    fn restore(
+        &self,
+        chain: &[nox_core::backup::LocalBackup],
+        target: &InstanceName,
+        options: nox_core::backup::RestoreOptions,
+        progress: &dyn Progress,
+    ) -> Result<Instance, Error> {
+        backup::restore(self, chain, target, options, progress)
     }
 }

@@ -232,7 +232,7 @@ pub fn create(
 
 /// CPU and memory limits with the keys this host has; a missing controller is skipped with
 /// a warning (some ARM boards have no memory controller).
-fn limits(layout: CgroupLayout, spec: &InstanceSpec, progress: &dyn Progress) -> Limits {
+pub(crate) fn limits(layout: CgroupLayout, spec: &InstanceSpec, progress: &dyn Progress) -> Limits {
     let has = |controller: &str| match layout {
         CgroupLayout::V2 => std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
             .map(|c| c.split_whitespace().any(|x| x == controller))
@@ -257,7 +257,7 @@ fn limits(layout: CgroupLayout, spec: &InstanceSpec, progress: &dyn Progress) ->
     l
 }
 
-fn chown(p: &Path, owner: Option<(u32, u32)>) -> Result<(), Error> {
+pub(crate) fn chown(p: &Path, owner: Option<(u32, u32)>) -> Result<(), Error> {
     if let Some((u, g)) = owner {
         nix::unistd::chown(p, Some(u.into()), Some(g.into()))
             .map_err(|e| Error::io(format!("chowning {}", p.display()), e.into()))?;
@@ -267,7 +267,7 @@ fn chown(p: &Path, owner: Option<(u32, u32)>) -> Result<(), Error> {
 
 /// Writes `dirs/name` into the container's delta (its own layer over the shared base), with
 /// directories 0755 and the file owned by the container's root.
-fn write_file(
+pub(crate) fn write_file(
     delta: &Path,
     dirs: &[&str],
     name: &str,
@@ -292,7 +292,11 @@ fn write_file(
 
 /// The NoCloud seed directory cloud-init reads, in the container's delta. Files are 0600: a
 /// password hash may be among them.
-fn write_seed(delta: &Path, owner: Option<(u32, u32)>, p: &Provisioning) -> Result<(), Error> {
+pub(crate) fn write_seed(
+    delta: &Path,
+    owner: Option<(u32, u32)>,
+    p: &Provisioning,
+) -> Result<(), Error> {
     let dirs = ["var", "lib", "cloud", "seed", "nocloud"];
     write_file(delta, &dirs, "user-data", &p.user_data(), 0o600, owner)?;
     write_file(delta, &dirs, "meta-data", &p.meta_data(), 0o600, owner)?;
@@ -312,12 +316,12 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 /// A MAC in the 00:16:3e prefix LXC uses.
-fn random_mac() -> String {
+pub(crate) fn random_mac() -> String {
     let b: [u8; 3] = random_bytes();
     format!("00:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }
 
-fn uuid_like() -> String {
+pub(crate) fn uuid_like() -> String {
     let b: [u8; 16] = random_bytes();
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -5,6 +5,7 @@
 //! Each container is an overlay on a base unpacked once per image, in `[lxc] lxcpath/NAME/`.
 
 mod access;
+pub mod backup;
 pub mod cgroup;
 pub mod config;
 mod create;
@@ -156,5 +157,27 @@ impl Backend for LxcBackend {
         progress: &dyn Progress,
     ) -> Result<String, Error> {
         access::resize(self, name, resize, progress)
+    }
+}
+
+impl nox_core::backup::BackupBackend for LxcBackend {
+    fn backup(
+        &self,
+        name: &InstanceName,
+        request: &nox_core::backup::BackupRequest<'_>,
+        staging: &std::path::Path,
+        progress: &dyn Progress,
+    ) -> Result<nox_core::backup::Manifest, Error> {
+        backup::backup(self, name, request, staging, progress)
+    }
+
+    fn restore(
+        &self,
+        chain: &[nox_core::backup::LocalBackup],
+        target: &InstanceName,
+        options: nox_core::backup::RestoreOptions,
+        progress: &dyn Progress,
+    ) -> Result<Instance, Error> {
+        backup::restore(self, chain, target, options, progress)
     }
 }

@@ -230,6 +230,17 @@ impl Container {
         self.check(ok, "stop")
     }
 
+    /// Freezes every process of the container (cgroup freezer): a still point for a backup.
+    pub fn freeze(&self) -> Result<(), LxcError> {
+        let ok = lxc_call!(self, freeze, "freeze")?;
+        self.check(ok, "freeze")
+    }
+
+    pub fn unfreeze(&self) -> Result<(), LxcError> {
+        let ok = lxc_call!(self, unfreeze, "unfreeze")?;
+        self.check(ok, "unfreeze")
+    }
+
     /// Removes the container's rootfs and directory. It must be stopped.
     pub fn destroy(&self) -> Result<(), LxcError> {
         let ok = lxc_call!(self, destroy, "destroy")?;

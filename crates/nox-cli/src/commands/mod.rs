@@ -1,6 +1,7 @@
 //! One module per verb (or family of verbs), each a short function over the library crates.
 
 pub mod access;
+pub mod backup;
 pub mod check;
 pub mod completions;
 pub mod config;

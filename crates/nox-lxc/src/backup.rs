@@ -1,0 +1,674 @@
+//! Container backups: the whole root filesystem as one tarball (GNU tar, numeric owners,
+//! xattrs, ACLs, device nodes), compressed with zstd on the way to the backup, hashed as it is
+//! written. A backup is self-contained: it restores without the image it was created from.
+//!
+//! Consistency: a running container is frozen (cgroup freezer) while tar reads it through
+//! `/proc/PID/root`, so every process sees one point in time; `--stop` shuts it down cleanly
+//! instead and starts it again afterwards. Either way the backup is application-consistent.
+//!
+//! Ids are stored as they are on the host's disk (shifted into root's subordinate range for an
+//! unprivileged container) and the manifest records that range. A restore onto a host whose
+//! range differs shifts every owner into the new range, so an unprivileged container stays
+//! unprivileged.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nox_core::backup::{
+    private_file, BackupKind, BackupRequest, Consistency, HashingWriter, IdMap, LocalBackup,
+    LxcBackup, Manifest, RestoreOptions, FORMAT,
+};
+use nox_core::cloud_init::Provisioning;
+use nox_core::instance::{Instance, InstanceSpec};
+use nox_core::{interrupt, BackendKind, Error, InstanceName, Progress};
+
+use crate::cgroup::CgroupLayout;
+use crate::config::{ContainerConfig, Mode};
+use crate::liblxc::{Container, LOG_FILE};
+use crate::record::CtRecord;
+use crate::{create, ready, LxcBackend};
+
+const ROOTFS_FILE: &str = "rootfs.tar.zst";
+/// zstd level 3 (its default): most of the ratio at a fraction of the time of higher levels.
+const ZSTD_LEVEL: i32 = 3;
+
+fn lxc(e: crate::liblxc::LxcError) -> Error {
+    Error::Backend(e.to_string())
+}
+
+/// The container's `lxc.rootfs.path` and id map, read back from the config nox wrote.
+struct OnDisk {
+    rootfs: String,
+    idmap: Option<IdMap>,
+}
+
+fn read_config(dir: &Path) -> Result<OnDisk, Error> {
+    let path = dir.join("config");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let mut rootfs = None;
+    let (mut uid, mut gid, mut count) = (None, None, 0);
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let (k, v) = (k.trim(), v.trim());
+        match k {
+            "lxc.rootfs.path" => rootfs = Some(v.to_string()),
+            "lxc.idmap" => {
+                let f: Vec<&str> = v.split_whitespace().collect();
+                if let [kind, "0", start, n] = f[..] {
+                    let start = start.parse::<u32>().ok();
+                    count = n.parse().unwrap_or(0);
+                    match kind {
+                        "u" => uid = start,
+                        "g" => gid = start,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let rootfs = rootfs
+        .ok_or_else(|| Error::Backend(format!("{} has no lxc.rootfs.path", path.display())))?;
+    let idmap = match (uid, gid) {
+        (Some(uid_start), Some(gid_start)) => Some(IdMap {
+            uid_start,
+            gid_start,
+            count,
+        }),
+        _ => None,
+    };
+    Ok(OnDisk { rootfs, idmap })
+}
+
+/// Thaws (or restarts) the container however the backup ends.
+struct Resume<'c> {
+    c: &'c Container,
+    thaw: bool,
+    restart: bool,
+}
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        if self.thaw {
+            let _ = self.c.unfreeze();
+        }
+        if self.restart {
+            let _ = self.c.start();
+        }
+    }
+}
+
+pub fn backup(
+    b: &LxcBackend,
+    name: &InstanceName,
+    req: &BackupRequest<'_>,
+    staging: &Path,
+    progress: &dyn Progress,
+) -> Result<Manifest, Error> {
+    let (c, rec) = crate::list::find(b, name)?;
+    let dir = b.config.lxc.lxcpath.join(name.as_str());
+    let on_disk = read_config(&dir)?;
+    let created_at = nox_core::backup::rfc3339(std::time::SystemTime::now());
+    // nox never leaves a container frozen on purpose: a frozen one is what a killed backup
+    // left, and it must run again.
+    if c.state() == "FROZEN" {
+        progress.warn(&format!(
+            "{name} was left frozen by an interrupted backup: thawing it"
+        ));
+        c.unfreeze().map_err(lxc)?;
+    }
+    let was_running = c.is_running();
+    let mut resume = Resume {
+        c: &c,
+        thaw: false,
+        restart: false,
+    };
+    let note;
+    if was_running && req.stop {
+        progress.step(&format!("stopping {name} for the backup"));
+        if !c.shutdown(60) {
+            progress.warn(&format!("{name} did not shut down within 60s: killing it"));
+            c.stop().map_err(lxc)?;
+        }
+        resume.restart = true;
+        note = "stopped cleanly for the backup (--stop), started again after".to_string();
+    } else if was_running {
+        progress.step(&format!("freezing {name}"));
+        c.freeze().map_err(lxc)?;
+        resume.thaw = true;
+        note = "every process frozen (cgroup freezer) while the filesystem was read".to_string();
+    } else {
+        note = "the container was stopped".to_string();
+    }
+    interrupt::check()?;
+    progress.step(&format!("archiving {name}'s filesystem"));
+    let source = if was_running && !req.stop {
+        let pid = c
+            .init_pid()
+            .ok_or_else(|| Error::Backend(format!("{name} has no init process")))?;
+        Source::Dir(PathBuf::from(format!("/proc/{pid}/root")))
+    } else {
+        Source::from_rootfs(&on_disk.rootfs, &dir)?
+    };
+    let entry = archive(&source, staging, progress)?;
+    drop(resume);
+    progress.done();
+
+    Ok(Manifest {
+        format: FORMAT,
+        nox_version: env!("CARGO_PKG_VERSION").into(),
+        id: req.id.into(),
+        instance: name.to_string(),
+        backend: BackendKind::Lxc,
+        created_at,
+        kind: BackupKind::Full,
+        parent: None,
+        consistency: Consistency::Application,
+        note: Some(note),
+        spec: rec.spec.clone(),
+        autostart: rec.spec.autostart,
+        was_running,
+        vm: None,
+        lxc: Some(LxcBackup {
+            idmap: on_disk.idmap,
+            tun: rec.tun,
+            mac: rec.mac.clone(),
+            cloud_init: rec.cloud_init,
+            provisioned: rec.provisioned,
+            rootfs_file: ROOTFS_FILE.into(),
+        }),
+        files: vec![entry],
+    })
+}
+
+/// What tar reads.
+enum Source {
+    /// A directory as it is (a running container's root, or a plain rootfs).
+    Dir(PathBuf),
+    /// A stopped overlay container: mounted in tar's own mount namespace only, so the mount
+    /// can never outlive tar (not even when nox is killed).
+    Overlay {
+        lower: PathBuf,
+        upper: PathBuf,
+        work: PathBuf,
+        mountpoint: PathBuf,
+    },
+}
+
+impl Source {
+    fn from_rootfs(rootfs: &str, dir: &Path) -> Result<Source, Error> {
+        if let Some(rest) = rootfs.strip_prefix("overlay:") {
+            let (lower, upper) = rest.split_once(':').ok_or_else(|| {
+                Error::Backend(format!("cannot read the overlay rootfs {rootfs:?}"))
+            })?;
+            return Ok(Source::Overlay {
+                lower: lower.into(),
+                upper: upper.into(),
+                work: dir.join("work"),
+                mountpoint: dir.join(".nox-backup-root"),
+            });
+        }
+        Ok(Source::Dir(
+            rootfs.strip_prefix("dir:").unwrap_or(rootfs).into(),
+        ))
+    }
+
+    fn root(&self) -> &Path {
+        match self {
+            Source::Dir(d) => d,
+            Source::Overlay { mountpoint, .. } => mountpoint,
+        }
+    }
+}
+
+/// Runs tar over `source` and streams its output through zstd into `staging/rootfs.tar.zst`.
+fn archive(
+    source: &Source,
+    staging: &Path,
+    progress: &dyn Progress,
+) -> Result<nox_core::backup::FileEntry, Error> {
+    let mut cmd = Command::new("tar");
+    cmd.args([
+        "--create",
+        "--file=-",
+        "--numeric-owner",
+        "--xattrs",
+        "--xattrs-include=*",
+        "--acls",
+        "--sparse",
+        // The container's own mounts (proc, sys, dev, run) are not its filesystem.
+        "--one-file-system",
+        "--directory",
+    ])
+    .arg(source.root())
+    .arg(".")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    if let Source::Overlay {
+        lower,
+        upper,
+        work,
+        mountpoint,
+    } = source
+    {
+        std::fs::create_dir_all(mountpoint)
+            .map_err(|e| Error::io(format!("creating {}", mountpoint.display()), e))?;
+        let opts = std::ffi::CString::new(format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        ))
+        .map_err(|_| Error::Backend("a rootfs path holds a NUL byte".into()))?;
+        let target = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes())
+            .map_err(|_| Error::Backend("a rootfs path holds a NUL byte".into()))?;
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec the closure makes only raw syscalls (unshare, mount)
+        // on memory prepared before the fork; no allocation, no locks.
+        unsafe {
+            cmd.pre_exec(move || {
+                use nix::libc;
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let root = c"/";
+                if libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let fstype = c"overlay";
+                if libc::mount(
+                    fstype.as_ptr(),
+                    target.as_ptr(),
+                    fstype.as_ptr(),
+                    0,
+                    opts.as_ptr().cast(),
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::io("running tar (install tar)", e))?;
+    let path = staging.join(ROOTFS_FILE);
+    let file = private_file(&path)?;
+    let result = (|| -> std::io::Result<(u64, String)> {
+        let mut out = child.stdout.take().expect("piped");
+        let mut enc = zstd::stream::Encoder::new(HashingWriter::new(file), ZSTD_LEVEL)?;
+        // Both cores: zstd's worker threads compress while tar reads.
+        let _ = enc.multithread(2);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut read = 0u64;
+        loop {
+            let n = out.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            enc.write_all(&buf[..n])?;
+            read += n as u64;
+            progress.bytes(read, None);
+            if interrupt::requested() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    "interrupted",
+                ));
+            }
+        }
+        let hw = enc.finish()?;
+        let (_, size, sum) = hw.finish();
+        Ok((size, sum))
+    })();
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    let status = child.wait().map_err(|e| Error::io("waiting for tar", e))?;
+    if let Source::Overlay { mountpoint, .. } = source {
+        let _ = std::fs::remove_dir(mountpoint);
+    }
+    let (size, sha256) = result.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::Interrupted {
+            Error::failed("interrupted", "nothing was kept of this backup")
+        } else {
+            Error::io(format!("writing {}", path.display()), e)
+        }
+    })?;
+    // GNU tar exits 1 when "some files changed while being read". In a frozen or stopped
+    // container only the mountpoints of pseudo filesystems (sys, proc) can, whose contents
+    // are not archived; anything else is a failure.
+    let only_mountpoints_changed = status.code() == Some(1)
+        && stderr
+            .lines()
+            .all(|l| l.ends_with("file changed as we read it"));
+    if !status.success() && !only_mountpoints_changed {
+        return Err(Error::Backend(format!(
+            "tar failed ({status}): {}",
+            stderr.trim().lines().take(3).collect::<Vec<_>>().join("; ")
+        )));
+    }
+    Ok(nox_core::backup::FileEntry {
+        name: ROOTFS_FILE.into(),
+        size,
+        sha256,
+    })
+}
+
+/// Removes the half-restored container unless committed.
+struct Undo {
+    dir: PathBuf,
+    committed: bool,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub fn restore(
+    b: &LxcBackend,
+    chain: &[LocalBackup],
+    target: &InstanceName,
+    options: RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<Instance, Error> {
+    let backup = chain
+        .last()
+        .ok_or_else(|| Error::Backend("empty backup chain".into()))?;
+    let m = &backup.manifest;
+    let info = m.lxc.as_ref().ok_or_else(|| {
+        Error::failed(
+            format!("backup {}/{} has no container section", m.instance, m.id),
+            "the manifest is damaged",
+        )
+    })?;
+    let lxcpath = &b.config.lxc.lxcpath;
+    let dir = lxcpath.join(target.as_str());
+    if dir.join("config").exists() || dir.join(crate::record::FILE).exists() {
+        return Err(Error::AlreadyExists {
+            name: target.to_string(),
+            backend: "lxc".into(),
+        });
+    }
+    let mut spec: InstanceSpec = m.spec.clone();
+    spec.name = target.clone();
+    spec.autostart = m.autostart;
+    // The same checks as create (bridge, subordinate ids); TUN as the container had it.
+    let (mode, bridge) = create::preflight(&b.clone().with_tun(info.tun), &spec)?;
+    let owner = match (&mode, info.idmap) {
+        (
+            Mode::Unprivileged {
+                uid_start,
+                gid_start,
+                ..
+            },
+            Some(_),
+        ) => Some((*uid_start, *gid_start)),
+        (Mode::Privileged, None) => None,
+        _ => {
+            return Err(Error::failed(
+                "the backup's id map does not match its privileged flag",
+                "the manifest is damaged",
+            ))
+        }
+    };
+    let layout = CgroupLayout::detect().map_err(|e| Error::io("reading /sys/fs/cgroup", e))?;
+    let limits = create::limits(layout, &spec, progress);
+
+    let mut undo = Undo {
+        dir: dir.clone(),
+        committed: false,
+    };
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(&rootfs)
+        .map_err(|e| Error::io(format!("creating {}", rootfs.display()), e))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| Error::io(format!("setting the mode of {}", dir.display()), e))?;
+    create::chown(&rootfs, owner)?;
+
+    progress.step(&format!("unpacking {}'s filesystem", target));
+    extract(&backup.file(&info.rootfs_file), &rootfs, progress)?;
+    progress.done();
+    if let (Some(old), Some((uid, gid))) = (info.idmap, owner) {
+        if old.uid_start != uid || old.gid_start != gid {
+            progress.step("moving file owners into this host's id range");
+            shift_ids(&rootfs, old, uid, gid)?;
+            progress.done();
+        }
+    }
+    interrupt::check()?;
+
+    let mac = if options.new_identity {
+        create::random_mac()
+    } else {
+        info.mac.clone()
+    };
+    if options.new_identity {
+        // A new hostname, and for cloud-init a new instance id: it then treats the restored
+        // container as a new machine (hostname, SSH host keys), as after a clone.
+        create::write_file(
+            &rootfs,
+            &["etc"],
+            "hostname",
+            &format!("{target}\n"),
+            0o644,
+            owner,
+        )?;
+        if info.cloud_init {
+            create::write_seed(
+                &rootfs,
+                owner,
+                &Provisioning {
+                    instance_id: create::uuid_like(),
+                    hostname: target.to_string(),
+                    user: spec.user.clone(),
+                    ssh_keys: spec.ssh_keys.clone(),
+                    password_hash: None,
+                    mac: Some(mac.clone()),
+                },
+            )?;
+        }
+    }
+    let config = ContainerConfig {
+        name: target.to_string(),
+        // A plain directory: the restored container needs no base image.
+        rootfs: format!("dir:{}", rootfs.display()),
+        mode: mode.clone(),
+        bridge,
+        mac: mac.clone(),
+        limits,
+        autostart: m.autostart,
+        nesting: spec.nesting,
+        layout,
+        log_file: dir.join(LOG_FILE),
+    };
+    std::fs::write(dir.join("config"), config.render())
+        .map_err(|e| Error::io("writing the container config", e))?;
+    let record = CtRecord {
+        version: 1,
+        spec: spec.clone(),
+        tun: info.tun,
+        mac,
+        cloud_init: info.cloud_init,
+        provisioned: info.provisioned,
+        created_at: nox_core::backup::rfc3339(std::time::SystemTime::now()),
+    };
+    record
+        .write(&dir)
+        .map_err(|e| Error::io("writing nox's record", e))?;
+    interrupt::check()?;
+    if options.start {
+        let c = Container::new(target.as_str(), lxcpath).map_err(lxc)?;
+        c.start().map_err(lxc)?;
+        ready::wait(&c, options.timeout, info.cloud_init, progress)?;
+    }
+    undo.committed = true;
+    crate::list::status(b, target)
+}
+
+/// Unpacks a rootfs tarball (zstd) into `rootfs` as it was: owners, modes, xattrs, ACLs.
+fn extract(archive: &Path, rootfs: &Path, progress: &dyn Progress) -> Result<(), Error> {
+    let file = std::fs::File::open(archive)
+        .map_err(|e| Error::io(format!("reading {}", archive.display()), e))?;
+    let total = file.metadata().map(|m| m.len()).ok();
+    let mut child = Command::new("tar")
+        .args([
+            "--extract",
+            "--file=-",
+            "--numeric-owner",
+            "--same-owner",
+            "--preserve-permissions",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--acls",
+            "--directory",
+        ])
+        .arg(rootfs)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::io("running tar (install tar)", e))?;
+    let result = (|| -> std::io::Result<()> {
+        let mut input = child.stdin.take().expect("piped");
+        let counting = CountingReader {
+            inner: file,
+            read: 0,
+            total,
+            progress,
+        };
+        let mut dec = zstd::stream::Decoder::new(counting)?;
+        std::io::copy(&mut dec, &mut input)?;
+        Ok(())
+    })();
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    let status = child.wait().map_err(|e| Error::io("waiting for tar", e))?;
+    result.map_err(|e| Error::io(format!("unpacking {}", archive.display()), e))?;
+    if !status.success() {
+        return Err(Error::Backend(format!(
+            "tar could not unpack {} ({status}): {}",
+            archive.display(),
+            stderr.trim().lines().take(3).collect::<Vec<_>>().join("; ")
+        )));
+    }
+    Ok(())
+}
+
+struct CountingReader<'p, R> {
+    inner: R,
+    read: u64,
+    total: Option<u64>,
+    progress: &'p dyn Progress,
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        self.progress.bytes(self.read, self.total);
+        Ok(n)
+    }
+}
+
+/// Moves every owner from the backup's id range to this host's (ids outside the old range are
+/// left alone), keeping modes: chown clears set-id bits, so they are put back.
+fn shift_ids(root: &Path, old: IdMap, uid: u32, gid: u32) -> Result<(), Error> {
+    let shift = |id: u32, old_start: u32, new_start: u32| {
+        if id >= old_start && id - old_start < old.count.max(1) {
+            id - old_start + new_start
+        } else {
+            id
+        }
+    };
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p)
+            .map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+        let (nu, ng) = (
+            shift(meta.uid(), old.uid_start, uid),
+            shift(meta.gid(), old.gid_start, gid),
+        );
+        std::os::unix::fs::lchown(&p, Some(nu), Some(ng))
+            .map_err(|e| Error::io(format!("chowning {}", p.display()), e))?;
+        if !meta.file_type().is_symlink() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+                .map_err(|e| Error::io(format!("setting the mode of {}", p.display()), e))?;
+        }
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&p)
+                .map_err(|e| Error::io(format!("reading {}", p.display()), e))?
+                .flatten()
+            {
+                stack.push(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rootfs_and_idmap_from_the_config_nox_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config"),
+            "lxc.rootfs.path = overlay:/b/rootfs:/l/web/delta\nlxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 200000 65536\n",
+        )
+        .unwrap();
+        let d = read_config(dir.path()).unwrap();
+        assert_eq!(d.rootfs, "overlay:/b/rootfs:/l/web/delta");
+        assert_eq!(
+            d.idmap,
+            Some(IdMap {
+                uid_start: 100000,
+                gid_start: 200000,
+                count: 65536
+            })
+        );
+        match Source::from_rootfs(&d.rootfs, Path::new("/l/web")).unwrap() {
+            Source::Overlay {
+                lower, upper, work, ..
+            } => {
+                assert_eq!(lower, Path::new("/b/rootfs"));
+                assert_eq!(upper, Path::new("/l/web/delta"));
+                assert_eq!(work, Path::new("/l/web/work"));
+            }
+            Source::Dir(_) => panic!("overlay expected"),
+        }
+        std::fs::write(
+            dir.path().join("config"),
+            "lxc.rootfs.path = dir:/l/web/rootfs\n",
+        )
+        .unwrap();
+        let d = read_config(dir.path()).unwrap();
+        assert_eq!(d.idmap, None);
+        assert!(
+            matches!(Source::from_rootfs(&d.rootfs, dir.path()).unwrap(), Source::Dir(p) if p == Path::new("/l/web/rootfs"))
+        );
+    }
+}
