@@ -63,6 +63,31 @@ fn config(fx: &Fixture, image: &TestImage) -> PathBuf {
     )
 }
 
+/// The test config plus `[s3]` for `server`, with a 0600 credentials file.
+fn s3_config(fx: &Fixture, image: &TestImage, server: &nox_tests::s3::S3Server) -> PathBuf {
+    let creds = fx.dir.join("s3-credentials.toml");
+    std::fs::write(
+        &creds,
+        format!(
+            "access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+            server.access_key_id, server.secret_access_key
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+    fx.nox_config(
+        image,
+        &format!(
+            "[backup]\ndir = \"{}\"\nkeep = 5\n\n[s3]\nendpoint = \"{}\"\nbucket = \"{}\"\nprefix = \"it\"\npath_style = true\ncredentials_file = \"{}\"\n",
+            backup_dir(fx).display(),
+            server.endpoint,
+            server.bucket,
+            creds.display()
+        ),
+    )
+}
+
 fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -310,7 +335,16 @@ fn vm_full_and_incremental_backups_restore_each_point_in_time() {
             "--network",
             "user",
         ])
-        .args(["--cpus", "1", "--memory", "1G", "--disk", "4G"])
+        // Not the default, so the restore's copy of it is seen.
+        .args([
+            "--cpus",
+            "1",
+            "--memory",
+            "1G",
+            "--disk",
+            "4G",
+            "--no-autostart",
+        ])
         .output()
         .unwrap());
     let sum = "sha256sum /root/one /root/two 2>/dev/null; true";
@@ -452,12 +486,32 @@ fn vm_full_and_incremental_backups_restore_each_point_in_time() {
                 .unwrap(),
         );
         assert_eq!(st["network"], "user");
-        assert_eq!(st["autostart"], true);
+        assert_eq!(st["autostart"], false);
         ok(fx
             .nox(&cfg)
             .args(["delete", "--force", &copy])
             .output()
             .unwrap());
+    }
+
+    // --to s3 makes one more incremental and uploads its whole chain, not just itself: an
+    // incremental alone in a bucket could never be restored.
+    let server = nox_tests::s3::S3Server::start("nox-vm-chain");
+    let cfg = s3_config(&fx, &image, &server);
+    let out = ok(fx
+        .nox(&cfg)
+        .args(["backup", &name, "--to", "s3"])
+        .output()
+        .unwrap());
+    assert!(
+        text(&out.stdout).contains("incremental"),
+        "{}",
+        text(&out.stdout)
+    );
+    let listed = backups(&fx, &cfg);
+    assert!(listed.len() >= 3, "{listed:?}");
+    for b in &listed {
+        assert_eq!(b["locations"], serde_json::json!(["local", "s3"]), "{b}");
     }
 
     // A flipped byte in the full backup: a restore of the newest (which needs it) is refused,
@@ -543,26 +597,7 @@ fn s3_upload_list_download_restore_and_credential_errors() {
     let fx = Fixture::new("backup-s3");
     let server = nox_tests::s3::S3Server::start("nox-backups");
     let creds = fx.dir.join("s3-credentials.toml");
-    std::fs::write(
-        &creds,
-        format!(
-            "access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
-            server.access_key_id, server.secret_access_key
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let cfg = fx.nox_config(
-        &image,
-        &format!(
-            "[backup]\ndir = \"{}\"\n\n[s3]\nendpoint = \"{}\"\nbucket = \"{}\"\nprefix = \"it\"\npath_style = true\ncredentials_file = \"{}\"\n",
-            backup_dir(&fx).display(),
-            server.endpoint,
-            server.bucket,
-            creds.display()
-        ),
-    );
+    let cfg = s3_config(&fx, &image, &server);
     let name = fx.unique_name("ct");
     fx.own_container(&name);
     ok(fx
@@ -657,6 +692,7 @@ fn s3_upload_list_download_restore_and_credential_errors() {
     assert_eq!(backups(&fx, &cfg).len(), before);
 
     // A credentials file others can read is refused, as bad input.
+    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = fx
         .nox(&cfg)

@@ -403,6 +403,10 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub no_start: bool,
 
+    /// Confirm restoring a privileged container without the prompt
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
     /// How long to wait for the restored instance to be ready, e.g. 90s or 10m
     #[arg(long, value_parser = parse_duration, default_value = "10m")]
     pub timeout: Duration,

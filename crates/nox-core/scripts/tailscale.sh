@@ -8,6 +8,11 @@
 #     tailscale up --authkey=file:KEYFILE --hostname NAME
 # so the key is not on a command line that any user of the guest could read with ps.
 set -eu
+# The key file goes when this script ends, however it ends: nox removes it too, but nox may
+# be killed while the script runs.
+if [ -n "${NOX_TAILSCALE_AUTHKEY_FILE:-}" ]; then
+    trap 'rm -f "$NOX_TAILSCALE_AUTHKEY_FILE"' EXIT
+fi
 export DEBIAN_FRONTEND=noninteractive
 TAILSCALE_KEY_FINGERPRINT=2596A99EAAB33821893C0A79458CA832957F5868
 

@@ -664,6 +664,22 @@ pub fn prunable(all: &[Manifest], keep: usize) -> Vec<String> {
 /// before anything is touched. A mismatch names the file.
 pub fn verify(chain: &[LocalBackup], progress: &dyn Progress) -> Result<()> {
     for b in chain {
+        // The file a restore reads must be one that is checked below, never a path of its own.
+        let data = [
+            b.manifest.vm.as_ref().map(|v| &v.disk_file),
+            b.manifest.lxc.as_ref().map(|l| &l.rootfs_file),
+        ];
+        for name in data.into_iter().flatten() {
+            if !b.manifest.files.iter().any(|f| &f.name == name) {
+                return Err(Error::failed(
+                    format!(
+                        "backup {}/{} restores from {name:?}, which its file list does not cover",
+                        b.manifest.instance, b.manifest.id
+                    ),
+                    "the manifest was tampered with; do not restore this backup",
+                ));
+            }
+        }
         for f in &b.manifest.files {
             if f.name.contains('/') || f.name.starts_with('.') {
                 return Err(Error::failed(

@@ -177,22 +177,30 @@ pub fn enable_nesting(
         return Ok(None);
     }
     let dir = b.config.lxc.lxcpath.join(name.as_str());
-    let mut config = std::fs::read_to_string(dir.join("config"))
+    let before = std::fs::read_to_string(dir.join("config"))
         .map_err(|e| Error::io("reading the config", e))?;
-    config.push_str(&crate::config::render_entries(
-        &crate::config::nesting_entries(),
-    ));
-    std::fs::write(dir.join("config"), config).map_err(|e| Error::io("writing the config", e))?;
+    let after = before.clone() + &crate::config::render_entries(&crate::config::nesting_entries());
+    let write = |text: &str| {
+        std::fs::write(dir.join("config"), text).map_err(|e| Error::io("writing the config", e))
+    };
+    let running = c.is_running();
+    drop(c);
+    // The record says nesting only once the container runs with it (or will at its next
+    // start): a stop that fails leaves both config and record as they were.
+    if running {
+        b.stop(name, false, Duration::from_secs(60), progress)?;
+    }
+    write(&after)?;
     rec.spec.nesting = true;
-    rec.write(&dir)
-        .map_err(|e| Error::io("writing nox's record", e))?;
-    if !c.is_running() {
+    if let Err(e) = rec.write(&dir) {
+        let _ = write(&before);
+        return Err(Error::io("writing nox's record", e));
+    }
+    if !running {
         return Ok(Some(format!(
             "enabled nesting in {name} for Docker (LXC's nesting.conf lines)"
         )));
     }
-    drop(c);
-    b.stop(name, false, Duration::from_secs(60), progress)?;
     b.start(name, Some(Duration::from_secs(300)), progress)?;
     Ok(Some(format!(
         "enabled nesting in {name} for Docker (LXC's nesting.conf lines) and restarted it"

@@ -42,6 +42,9 @@ fn lxc(e: crate::liblxc::LxcError) -> Error {
 struct OnDisk {
     rootfs: String,
     idmap: Option<IdMap>,
+    /// `lxc.rootfs.options` has `userxattr`: the overlay keeps its whiteouts and opaque
+    /// markers in user.* xattrs, so nox's own mount of it must say so too.
+    userxattr: bool,
 }
 
 fn read_config(dir: &Path) -> Result<OnDisk, Error> {
@@ -49,6 +52,7 @@ fn read_config(dir: &Path) -> Result<OnDisk, Error> {
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let mut rootfs = None;
+    let mut userxattr = false;
     let (mut uid, mut gid, mut count) = (None, None, 0);
     for line in text.lines() {
         let Some((k, v)) = line.split_once('=') else {
@@ -57,6 +61,7 @@ fn read_config(dir: &Path) -> Result<OnDisk, Error> {
         let (k, v) = (k.trim(), v.trim());
         match k {
             "lxc.rootfs.path" => rootfs = Some(v.to_string()),
+            "lxc.rootfs.options" => userxattr = v.split(',').any(|o| o.trim() == "userxattr"),
             "lxc.idmap" => {
                 let f: Vec<&str> = v.split_whitespace().collect();
                 if let [kind, "0", start, n] = f[..] {
@@ -82,7 +87,11 @@ fn read_config(dir: &Path) -> Result<OnDisk, Error> {
         }),
         _ => None,
     };
-    Ok(OnDisk { rootfs, idmap })
+    Ok(OnDisk {
+        rootfs,
+        idmap,
+        userxattr,
+    })
 }
 
 /// Thaws (or restarts) the container however the backup ends.
@@ -153,7 +162,7 @@ pub fn backup(
             .ok_or_else(|| Error::Backend(format!("{name} has no init process")))?;
         Source::Dir(PathBuf::from(format!("/proc/{pid}/root")))
     } else {
-        Source::from_rootfs(&on_disk.rootfs, &dir)?
+        Source::from_rootfs(&on_disk.rootfs, &dir)?.with_userxattr(on_disk.userxattr)
     };
     let entry = archive(&source, staging, progress)?;
     drop(resume);
@@ -197,6 +206,7 @@ enum Source {
         upper: PathBuf,
         work: PathBuf,
         mountpoint: PathBuf,
+        userxattr: bool,
     },
 }
 
@@ -211,11 +221,19 @@ impl Source {
                 upper: upper.into(),
                 work: dir.join("work"),
                 mountpoint: dir.join(".nox-backup-root"),
+                userxattr: false,
             });
         }
         Ok(Source::Dir(
             rootfs.strip_prefix("dir:").unwrap_or(rootfs).into(),
         ))
+    }
+
+    fn with_userxattr(mut self, on: bool) -> Source {
+        if let Source::Overlay { userxattr, .. } = &mut self {
+            *userxattr = on;
+        }
+        self
     }
 
     fn root(&self) -> &Path {
@@ -254,15 +272,17 @@ fn archive(
         upper,
         work,
         mountpoint,
+        userxattr,
     } = source
     {
         std::fs::create_dir_all(mountpoint)
             .map_err(|e| Error::io(format!("creating {}", mountpoint.display()), e))?;
         let opts = std::ffi::CString::new(format!(
-            "lowerdir={},upperdir={},workdir={}",
+            "lowerdir={},upperdir={},workdir={}{}",
             lower.display(),
             upper.display(),
-            work.display()
+            work.display(),
+            if *userxattr { ",userxattr" } else { "" }
         ))
         .map_err(|_| Error::Backend("a rootfs path holds a NUL byte".into()))?;
         let target = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes())
@@ -371,7 +391,8 @@ fn archive(
     })
 }
 
-/// Removes the half-restored container unless committed.
+/// Removes the half-restored container unless committed, stopping it first if it was started
+/// (its files gone, a running one would be an orphan nox cannot see, holding its address).
 struct Undo {
     dir: PathBuf,
     committed: bool,
@@ -379,9 +400,18 @@ struct Undo {
 
 impl Drop for Undo {
     fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_dir_all(&self.dir);
+        if self.committed {
+            return;
         }
+        let (Some(lxcpath), Some(name)) = (self.dir.parent(), self.dir.file_name()) else {
+            return;
+        };
+        if let Ok(c) = Container::new(&name.to_string_lossy(), lxcpath) {
+            if c.is_running() {
+                let _ = c.stop();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -474,6 +504,9 @@ pub fn restore(
             0o644,
             owner,
         )?;
+        // An empty machine-id makes systemd draw a new one at boot; a copied one would make
+        // systemd-networkd's DHCP client id, and so the address, the original's.
+        create::write_file(&rootfs, &["etc"], "machine-id", "", 0o444, owner)?;
         if info.cloud_init {
             create::write_seed(
                 &rootfs,

@@ -275,15 +275,31 @@ pub(crate) fn write_file(
     mode: u32,
     owner: Option<(u32, u32)>,
 ) -> Result<(), Error> {
+    // `delta` may be a restored root filesystem, whose symlinks its old root chose: every
+    // call below follows links as host root, so none may be on the way (`/etc -> /`).
+    let refuse_link = |p: &Path| -> Result<(), Error> {
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.file_type().is_symlink() => Err(Error::failed(
+                format!("refusing to write through the symlink {}", p.display()),
+                "the container's filesystem points outside itself there; fix or remove that link inside it",
+            )),
+            _ => Ok(()),
+        }
+    };
     let mut dir = delta.to_path_buf();
     for part in dirs {
         dir.push(part);
+        refuse_link(&dir)?;
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
         chown(&dir, owner)?;
     }
     let f = dir.join(name);
+    // A link in the file's own place is replaced by the file, as writing it inside would.
+    if std::fs::symlink_metadata(&f).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(&f).map_err(|e| Error::io(format!("removing {}", f.display()), e))?;
+    }
     std::fs::write(&f, text).map_err(|e| Error::io(format!("writing {}", f.display()), e))?;
     std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode))
         .map_err(|e| Error::io(format!("setting the mode of {}", f.display()), e))?;

@@ -18,6 +18,10 @@ pub fn start(
     progress: &dyn Progress,
 ) -> Result<(), Error> {
     let (c, mut rec) = find(b, name)?;
+    // A backup killed while it had the container frozen leaves it so; start thaws it.
+    if c.state() == "FROZEN" {
+        c.unfreeze().map_err(lxc)?;
+    }
     if !c.is_running() {
         c.start().map_err(lxc)?;
     }

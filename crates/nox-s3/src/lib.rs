@@ -98,12 +98,21 @@ impl Secret {
 }
 
 /// The configured bucket.
-#[derive(Debug)]
 pub struct Remote {
     bucket: Box<Bucket>,
     prefix: String,
     /// For messages: `s3://BUCKET/PREFIX` at `ENDPOINT`.
     pub label: String,
+}
+
+/// By hand: the bucket holds the credentials, which must never reach a log.
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("label", &self.label)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One backup in the bucket.

@@ -60,13 +60,25 @@ pub fn backup(a: &BackupArgs) -> anyhow::Result<ExitCode> {
     super::for_each(&a.names, |name| {
         let b = backup_one(&config, &store, name, a, keep)?;
         if let Some(r) = &remote {
-            let progress = Terminal::default();
-            r.upload(&b, &progress)?;
-            progress.done();
-            println!(
-                "{}/{}: uploaded to {}",
-                b.manifest.instance, b.manifest.id, r.label
-            );
+            // An incremental is useless in S3 without the backups it builds on: upload every
+            // member of its chain the bucket does not have yet, oldest first.
+            let present: Vec<String> = r
+                .list()?
+                .into_iter()
+                .filter(|x| x.manifest.instance == b.manifest.instance)
+                .map(|x| x.manifest.id)
+                .collect();
+            // Oldest first, so a parent is always in the bucket before its child.
+            let chain = store.chain(&b)?;
+            for member in chain.iter().filter(|m| !present.contains(&m.manifest.id)) {
+                let progress = Terminal::default();
+                r.upload(member, &progress)?;
+                progress.done();
+                println!(
+                    "{}/{}: uploaded to {}",
+                    member.manifest.instance, member.manifest.id, r.label
+                );
+            }
         }
         let m = &b.manifest;
         let size: u64 = m.files.iter().map(|f| f.size).sum();
@@ -236,7 +248,15 @@ fn fetch_from_s3(
     })?;
     let store = store(config);
     let mut next = Some(wanted.clone());
+    let mut seen = std::collections::HashSet::new();
     while let Some(m) = next.take() {
+        // Manifests in a bucket are not trusted: a parent cycle must not loop forever.
+        if !seen.insert(m.id.clone()) {
+            return Err(Error::failed(
+                format!("backup {}/{} has a parent cycle in S3", m.instance, m.id),
+                "the bucket's manifests were tampered with; do not restore from them",
+            ));
+        }
         remote.download(&store, &m, progress)?;
         if let Some(p) = &m.parent {
             next = Some(all.iter().find(|x| &x.id == p).cloned().ok_or_else(|| {
@@ -337,6 +357,11 @@ pub fn restore(a: &RestoreArgs) -> anyhow::Result<ExitCode> {
         Some(n) => n.clone(),
         None => m.instance.parse::<InstanceName>()?,
     };
+    // A backup is not a confirmation: a privileged container (host root) is restored only
+    // after the same warning and explicit yes as creating one.
+    if m.spec.privileged {
+        super::create::confirm_privileged(a.yes)?;
+    }
     if let (Some(existing), _) = super::locate(&config, &target) {
         if !a.force {
             return Err(Error::Refused {

@@ -4,11 +4,18 @@ use std::process::ExitCode;
 
 use nox_core::backend::ExecIo;
 use nox_core::compat::{self, Probe};
-use nox_core::{Error, InstanceName};
+use nox_core::{Backend, Error, InstanceName};
 
 pub fn run(name: &InstanceName, json: bool) -> anyhow::Result<ExitCode> {
     let config = super::load_config(&[])?.config;
     let backend = super::find(&config, name)?;
+    let report = probe(&*backend, name)?;
+    print(name, &report, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the probe in the instance and decides.
+pub fn probe(backend: &dyn Backend, name: &InstanceName) -> Result<compat::Report, Error> {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     // The probe goes in on stdin: `sh -s` reads it, so nothing of it is a command line.
     let code = backend.exec_with(
@@ -21,7 +28,7 @@ pub fn run(name: &InstanceName, json: bool) -> anyhow::Result<ExitCode> {
         },
     )?;
     let text = String::from_utf8_lossy(&out);
-    let report = compat::report(name.as_str(), backend.kind(), &text).ok_or_else(|| {
+    compat::report(name.as_str(), backend.kind(), &text).ok_or_else(|| {
         Error::failed(
             format!(
                 "the check did not run in {name} (exit code {code}): {}",
@@ -29,10 +36,13 @@ pub fn run(name: &InstanceName, json: bool) -> anyhow::Result<ExitCode> {
             ),
             "nox check needs a POSIX shell and iproute2 in the guest",
         )
-    })?;
+    })
+}
+
+fn print(name: &InstanceName, report: &compat::Report, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(ExitCode::SUCCESS);
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
     }
     let yn = |p: &Probe| match (&p.ok, &p.error) {
         (true, _) => "yes".to_string(),
@@ -91,5 +101,5 @@ pub fn run(name: &InstanceName, json: bool) -> anyhow::Result<ExitCode> {
         "docker:    {} ({})",
         report.docker_verdict.verdict, report.docker_verdict.reason
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

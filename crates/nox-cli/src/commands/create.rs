@@ -235,7 +235,7 @@ WARNING: a privileged container is not isolated from this host.
 An unprivileged container (the default) also gets /dev/net/tun, so Tailscale works there too.";
 
 /// The warning, then `Continue? [y/N]`; never a prompt without a terminal.
-fn confirm_privileged(yes: bool) -> Result<(), Error> {
+pub(crate) fn confirm_privileged(yes: bool) -> Result<(), Error> {
     use std::io::IsTerminal;
     eprintln!("{PRIVILEGED_WARNING}");
     if yes {

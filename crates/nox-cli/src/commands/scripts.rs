@@ -79,6 +79,21 @@ pub fn run_plan(
     plan: &Plan,
     json: bool,
 ) -> Result<(), Error> {
+    // Docker in a container: nesting is enabled by now; if the probe still finds what Docker
+    // needs missing (no cgroup delegation, say), refuse with its reason instead of failing
+    // halfway through an install.
+    if plan.needs_nesting() && backend.kind() == nox_core::BackendKind::Lxc {
+        let report = super::check::probe(backend, name)?;
+        if report.docker_verdict.verdict == nox_core::compat::DockerVerdict::No {
+            return Err(Error::failed(
+                format!(
+                    "refusing to install Docker in container {name}: {}",
+                    report.docker_verdict.reason
+                ),
+                format!("`nox check {name}` shows the details; a VM (--backend vm) runs Docker anywhere"),
+            ));
+        }
+    }
     for s in &plan.scripts {
         run_one(backend, name, user, s, plan.authkey.as_ref(), json)?;
     }
