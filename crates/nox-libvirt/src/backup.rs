@@ -28,9 +28,7 @@ use serde::Serialize;
 use virt::domain::Domain;
 use virt::sys;
 
-use crate::domain::{DomainSpec, Nic};
-use crate::record::{VmRecord, RECORD_VERSION};
-use crate::{accel, images, network, readiness, LibvirtBackend};
+use crate::{accel, images, LibvirtBackend};
 
 /// The disk nox backs up: the VM's one data disk. The seed CD-ROM is regenerated on restore.
 const DISK: &str = "vda";
@@ -795,56 +793,22 @@ pub fn restore(
         &seed,
     )
     .map_err(|e| Error::Backend(e.to_string()))?;
-    let used_ports: Vec<u16> = crate::list::records(&conn)
-        .iter()
-        .filter_map(|(_, r)| r.ssh_port)
-        .collect();
-    let nic = network::resolve(&conn, &spec.network, &used_ports)?;
-    let ssh_port = match nic {
-        Nic::User { ssh_port } => Some(ssh_port),
-        _ => None,
-    };
-    let record = VmRecord {
-        version: RECORD_VERSION,
-        spec: spec.clone(),
-        image_checksum: info.image_checksum.clone(),
-        dir: dir.clone(),
-        mac: mac.clone(),
-        ssh_port,
-        created_at: nox_core::backup::rfc3339(std::time::SystemTime::now()),
-        labels: Default::default(),
-    };
-    let xml = DomainSpec {
-        name: name.into(),
-        uuid,
-        accel,
-        vcpus: spec.cpus,
-        memory_mib: spec.memory_bytes >> 20,
-        disk: disk.display().to_string(),
-        seed: Some(seed.display().to_string()),
-        mac,
-        nic,
-        console_log: dir.join("console.log").display().to_string(),
-        metadata_json: record.to_json(),
-    }
-    .to_xml();
-    let dom = conn.define_domain_xml(&xml).map_err(|e| {
-        Error::Backend(format!(
-            "libvirt refused the domain for {name}: {}",
-            e.message()
-        ))
-    })?;
-    undo.domain = Some(name.to_string());
-    dom.set_autostart(m.autostart)
-        .map_err(|e| crate::connection::err("setting autostart", e))?;
-    interrupt::check()?;
-    if options.start {
-        progress.step(&format!("starting {name}"));
-        dom.create()
-            .map_err(|e| Error::Backend(format!("starting {name}: {}", e.message())))?;
-        progress.done();
-        readiness::wait(&dom, name, options.timeout, progress)?;
-    }
+    crate::create::define_and_boot(
+        &conn,
+        crate::create::Define {
+            spec: &spec,
+            uuid,
+            mac,
+            image_checksum: info.image_checksum.clone(),
+            dir: dir.clone(),
+            disk,
+            seed,
+            accel,
+        },
+        &mut undo.domain,
+        options.start.then_some(Some(options.timeout)),
+        progress,
+    )?;
     undo.committed = true;
     crate::list::status(b, target)
 }

@@ -106,36 +106,81 @@ pub fn create(
     )
     .map_err(|e| Error::Backend(e.to_string()))?;
 
-    let used_ports: Vec<u16> = crate::list::records(&conn)
+    define_and_boot(
+        &conn,
+        Define {
+            spec,
+            uuid,
+            mac,
+            image_checksum: image.checksum.clone(),
+            dir: dir.clone(),
+            disk,
+            seed,
+            accel,
+        },
+        &mut undo.domain,
+        options
+            .start
+            .then_some(options.wait.then_some(options.timeout)),
+        progress,
+    )?;
+    undo.committed = true;
+    crate::list::status(b, &spec.name)
+}
+
+/// What a new domain is made of once its disk and seed exist (create and restore alike).
+pub(crate) struct Define<'s> {
+    pub spec: &'s InstanceSpec,
+    pub uuid: String,
+    pub mac: String,
+    pub image_checksum: String,
+    pub dir: PathBuf,
+    pub disk: PathBuf,
+    pub seed: PathBuf,
+    pub accel: crate::domain::Accel,
+}
+
+/// Picks the NIC, puts the record into the typed domain XML, defines the domain (naming it in
+/// `undo_domain` only then), sets autostart, and with `boot` starts it, waiting for readiness
+/// when `boot` holds a timeout.
+pub(crate) fn define_and_boot(
+    conn: &Connect,
+    d: Define<'_>,
+    undo_domain: &mut Option<String>,
+    boot: Option<Option<std::time::Duration>>,
+    progress: &dyn Progress,
+) -> Result<(), Error> {
+    let name = d.spec.name.as_str();
+    let used_ports: Vec<u16> = crate::list::records(conn)
         .iter()
         .filter_map(|(_, r)| r.ssh_port)
         .collect();
-    let nic = network::resolve(&conn, &spec.network, &used_ports)?;
+    let nic = network::resolve(conn, &d.spec.network, &used_ports)?;
     let ssh_port = match nic {
         Nic::User { ssh_port } => Some(ssh_port),
         _ => None,
     };
     let record = VmRecord {
         version: RECORD_VERSION,
-        spec: spec.clone(),
-        image_checksum: image.checksum.clone(),
-        dir: dir.clone(),
-        mac: mac.clone(),
+        spec: d.spec.clone(),
+        image_checksum: d.image_checksum,
+        dir: d.dir.clone(),
+        mac: d.mac.clone(),
         ssh_port,
         created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         labels: Default::default(),
     };
     let xml = DomainSpec {
         name: name.into(),
-        uuid,
-        accel,
-        vcpus: spec.cpus,
-        memory_mib: spec.memory_bytes >> 20,
-        disk: disk.display().to_string(),
-        seed: Some(seed.display().to_string()),
-        mac,
+        uuid: d.uuid,
+        accel: d.accel,
+        vcpus: d.spec.cpus,
+        memory_mib: d.spec.memory_bytes >> 20,
+        disk: d.disk.display().to_string(),
+        seed: Some(d.seed.display().to_string()),
+        mac: d.mac,
         nic,
-        console_log: dir.join("console.log").display().to_string(),
+        console_log: d.dir.join("console.log").display().to_string(),
         metadata_json: record.to_json(),
     }
     .to_xml();
@@ -147,22 +192,21 @@ pub fn create(
     })?;
     // Only now is the domain ours to remove: a define that failed (the name taken meanwhile by
     // virsh, say) must never make the rollback delete somebody else's domain.
-    undo.domain = Some(name.to_string());
-    dom.set_autostart(spec.autostart)
+    *undo_domain = Some(name.to_string());
+    dom.set_autostart(d.spec.autostart)
         .map_err(|e| crate::connection::err("setting autostart", e))?;
     interrupt::check()?;
 
-    if options.start {
+    if let Some(wait) = boot {
         progress.step(&format!("starting {name}"));
         dom.create()
             .map_err(|e| Error::Backend(format!("starting {name}: {}", e.message())))?;
         progress.done();
-        if options.wait {
-            readiness::wait(&dom, name, options.timeout, progress)?;
+        if let Some(timeout) = wait {
+            readiness::wait(&dom, name, timeout, progress)?;
         }
     }
-    undo.committed = true;
-    crate::list::status(b, &spec.name)
+    Ok(())
 }
 
 pub(crate) fn create_dir(dir: &Path, storage_dir: &Path) -> Result<(), Error> {
