@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use nox_core::backup::{
     BackupKind, BackupRequest, Consistency, LocalBackup, Manifest, RestoreOptions, VmBackup, FORMAT,
 };
-use nox_core::cloud_init::Provisioning;
 use nox_core::instance::{Instance, InstanceState};
 use nox_core::{interrupt, BackendKind, Error, InstanceName, Progress};
 use serde::Serialize;
@@ -778,21 +777,8 @@ pub fn restore(
     } else {
         (info.uuid.clone(), info.mac.clone())
     };
-    let seed = dir.join("seed.iso");
-    // cloud-init keys its per-instance work on the instance id: a new one (the new UUID) makes
-    // the restored guest take its new hostname and new SSH host keys.
-    crate::seed::write_seed_iso(
-        &Provisioning {
-            instance_id: uuid.clone(),
-            hostname: name.into(),
-            user: spec.user.clone(),
-            ssh_keys: spec.ssh_keys.clone(),
-            password_hash: None,
-            mac: Some(mac.clone()),
-        },
-        &seed,
-    )
-    .map_err(|e| Error::Backend(e.to_string()))?;
+    // cloud-init keys its per-instance work on the instance id, which is the UUID: a new one
+    // makes the restored guest take its new hostname and new SSH host keys.
     crate::create::define_and_boot(
         &conn,
         crate::create::Define {
@@ -802,7 +788,6 @@ pub fn restore(
             image_checksum: info.image_checksum.clone(),
             dir: dir.clone(),
             disk,
-            seed,
             accel,
         },
         &mut undo.domain,

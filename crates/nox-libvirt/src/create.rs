@@ -92,19 +92,6 @@ pub fn create(
 
     let mac = random_mac();
     let uuid = uuid::Uuid::new_v4().to_string();
-    let seed = dir.join("seed.iso");
-    crate::seed::write_seed_iso(
-        &Provisioning {
-            instance_id: uuid.clone(),
-            hostname: name.into(),
-            user: spec.user.clone(),
-            ssh_keys: spec.ssh_keys.clone(),
-            password_hash: None,
-            mac: Some(mac.clone()),
-        },
-        &seed,
-    )
-    .map_err(|e| Error::Backend(e.to_string()))?;
 
     define_and_boot(
         &conn,
@@ -115,7 +102,6 @@ pub fn create(
             image_checksum: image.checksum.clone(),
             dir: dir.clone(),
             disk,
-            seed,
             accel,
         },
         &mut undo.domain,
@@ -136,11 +122,12 @@ pub(crate) struct Define<'s> {
     pub image_checksum: String,
     pub dir: PathBuf,
     pub disk: PathBuf,
-    pub seed: PathBuf,
     pub accel: crate::domain::Accel,
 }
 
-/// Picks the NIC, puts the record into the typed domain XML, defines the domain (naming it in
+/// Writes the cloud-init seed (`DIR/seed.iso`; its instance id is the UUID, so a new UUID
+/// makes cloud-init treat the guest as a new machine), picks the NIC, puts the record into the
+/// typed domain XML, defines the domain (naming it in
 /// `undo_domain` only then), sets autostart, and with `boot` starts it, waiting for readiness
 /// when `boot` holds a timeout.
 pub(crate) fn define_and_boot(
@@ -151,6 +138,19 @@ pub(crate) fn define_and_boot(
     progress: &dyn Progress,
 ) -> Result<(), Error> {
     let name = d.spec.name.as_str();
+    let seed = d.dir.join("seed.iso");
+    crate::seed::write_seed_iso(
+        &Provisioning {
+            instance_id: d.uuid.clone(),
+            hostname: name.into(),
+            user: d.spec.user.clone(),
+            ssh_keys: d.spec.ssh_keys.clone(),
+            password_hash: None,
+            mac: Some(d.mac.clone()),
+        },
+        &seed,
+    )
+    .map_err(|e| Error::Backend(e.to_string()))?;
     let used_ports: Vec<u16> = crate::list::records(conn)
         .iter()
         .filter_map(|(_, r)| r.ssh_port)
@@ -177,7 +177,7 @@ pub(crate) fn define_and_boot(
         vcpus: d.spec.cpus,
         memory_mib: d.spec.memory_bytes >> 20,
         disk: d.disk.display().to_string(),
-        seed: Some(d.seed.display().to_string()),
+        seed: Some(seed.display().to_string()),
         mac: d.mac,
         nic,
         console_log: d.dir.join("console.log").display().to_string(),
