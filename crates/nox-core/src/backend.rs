@@ -8,8 +8,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::backup::BackupBackend;
 use crate::check::Check;
 use crate::error::Result;
+use crate::image::ImageCache;
 use crate::instance::{BackendKind, Instance, InstanceSpec};
 use crate::name::InstanceName;
 use crate::progress::Progress;
@@ -58,12 +60,24 @@ impl std::fmt::Debug for ExecIo<'_> {
     }
 }
 
-pub trait Backend {
+/// One technology that runs instances. Backups are part of it ([`BackupBackend`]): every
+/// backend can back up and restore what it runs.
+pub trait Backend: BackupBackend + std::fmt::Debug {
     /// Which backend this is.
     fn kind(&self) -> BackendKind;
 
     /// What this backend needs of the host, checked live (`nox doctor`).
     fn host_checks(&self) -> Vec<Check>;
+
+    /// The checks `create` makes before anything exists (networks, bridges, id ranges), so
+    /// a question asked afterwards (the privileged warning) never meets an error the user
+    /// could have been told first. `create` makes them again itself.
+    fn preflight(&self, spec: &InstanceSpec) -> Result<()>;
+
+    /// The image cache this backend keeps, if it keeps one `nox image` manages.
+    fn image_cache(&self) -> Option<&dyn ImageCache> {
+        None
+    }
 
     /// Creates an instance. On any failure, everything made so far is removed.
     fn create(

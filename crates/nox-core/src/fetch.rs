@@ -66,7 +66,7 @@ impl Hasher {
             Hasher::Sha256(h) => h.finalize().to_vec(),
             Hasher::Sha512(h) => h.finalize().to_vec(),
         };
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(bytes)
     }
 }
 
@@ -462,10 +462,7 @@ mod tests {
     }
 
     fn sha256_hex(b: &[u8]) -> String {
-        Sha256::digest(b)
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect()
+        hex::encode(Sha256::digest(b))
     }
 
     #[test]

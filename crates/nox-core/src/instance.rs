@@ -144,6 +144,10 @@ pub struct InstanceSpec {
     /// launch script; VMs need nothing for it.
     #[serde(default)]
     pub nesting: bool,
+    /// Unprivileged containers only: `/dev/net/tun` passed through (`[lxc] tun`, `--no-tun`).
+    /// Records and backups from before this field say it in their own `tun`.
+    #[serde(default)]
+    pub tun: bool,
 }
 
 /// An instance as `list` and `status` report it. This is the `--json` shape (see docs/cli.md).

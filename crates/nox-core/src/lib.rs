@@ -14,14 +14,17 @@ pub mod error;
 pub mod fetch;
 pub mod golden;
 pub mod host;
+pub mod image;
 pub mod instance;
 pub mod interrupt;
+pub mod lock;
 pub mod name;
 pub mod progress;
 pub mod resources;
 pub mod script;
 pub mod spec;
 pub mod ssh_identity;
+pub mod wait;
 
 pub use backend::Backend;
 pub use check::{Check, CheckStatus};

@@ -6,7 +6,7 @@
 //! - a share of the host: `50%`, or a number strictly between 0 and 1 (`0.5`). For cpus, `1`
 //!   is one CPU, not the whole host.
 //!
-//! Limits (checked by [`resolve`](CpuRequest::resolve) against [`HostFacts`]): zero, negative
+//! Limits (checked by [`resolve`](CpuRequest::resolve) against [`Capacity`]): zero, negative
 //! and more-than-the-host-has are refused.
 
 use std::fmt;
@@ -15,7 +15,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::host::HostFacts;
+use crate::host::Capacity;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -181,7 +181,7 @@ impl FromStr for DiskRequest {
 
 impl CpuRequest {
     /// The number of vCPUs this request means on this host.
-    pub fn resolve(self, host: &HostFacts) -> Result<u32> {
+    pub fn resolve(self, host: &Capacity) -> Result<u32> {
         match self {
             CpuRequest::Count(n) if n > host.cpus => Err(invalid(
                 "cpus",
@@ -222,15 +222,32 @@ fn resolve_size(what: &'static str, req: SizeRequest, available: u64, of: &str) 
 
 impl MemoryRequest {
     /// Bytes of memory, a whole number of MiB, no more than the host's total.
-    pub fn resolve(self, host: &HostFacts) -> Result<u64> {
+    pub fn resolve(self, host: &Capacity) -> Result<u64> {
         resolve_size("memory", self.0, host.memory_bytes, "memory")
     }
 }
 
 impl DiskRequest {
     /// Bytes of disk, a whole number of MiB, no more than the free space where disks live.
-    pub fn resolve(self, host: &HostFacts) -> Result<u64> {
+    pub fn resolve(self, host: &Capacity) -> Result<u64> {
         resolve_size("disk", self.0, host.disk_free_bytes, "free disk space")
+    }
+}
+
+/// Sizes as people read them, one decimal: `1.5 GiB`, `312 B`. (For sizes that must stay
+/// exact, [`format_bytes`].)
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
     }
 }
 
@@ -331,8 +348,8 @@ serde_via_str!(
 mod tests {
     use super::*;
 
-    fn host() -> HostFacts {
-        HostFacts {
+    fn host() -> Capacity {
+        Capacity {
             cpus: 4,
             memory_bytes: 8 * GIB,
             disk_free_bytes: 100 * GIB,

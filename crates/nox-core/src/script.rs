@@ -3,8 +3,8 @@
 //! Built-ins (docker, tailscale, claude) are shell scripts embedded in the binary from
 //! `scripts/`; anything else is a path to the user's own script. This module resolves them,
 //! finds the Tailscale auth key, and builds the sinks that stream a script's output to the
-//! terminal and its log at once, with the key redacted from both. Running them is the CLI's
-//! job, through `Backend::exec_with`.
+//! terminal and its log at once, with the key redacted from both. Running them is nox-ops'
+//! job (`scripts.rs`), through `Backend::exec_with`.
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -210,12 +210,6 @@ fn check_key(k: String, from: &str) -> Result<Secret> {
         )));
     }
     Ok(Secret(k))
-}
-
-/// `$XDG_STATE_HOME/nox/logs/NAME`, else `~/.local/state/nox/logs/NAME`: script logs.
-pub fn log_dir(instance: &str) -> Option<PathBuf> {
-    crate::ssh_identity::xdg_dir("XDG_STATE_HOME", ".local/state")
-        .map(|d| d.join("nox/logs").join(instance))
 }
 
 const REDACTED: &[u8] = b"[redacted]";

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Defaults;
 use crate::error::{Error, Result};
-use crate::host::HostFacts;
+use crate::host::Capacity;
 use crate::instance::{BackendKind, InstanceSpec};
 use crate::name::InstanceName;
 
@@ -106,19 +106,29 @@ fn read_key_file(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
+/// What kind of instance, beyond `[defaults]`: the backend, and the container choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind {
+    pub backend: BackendKind,
+    pub privileged: bool,
+    /// `/dev/net/tun` for an unprivileged container (`[lxc] tun` and `--no-tun`).
+    pub tun: bool,
+    pub nesting: bool,
+}
+
 /// Resolves the effective `[defaults]` (flags already layered on top) into a spec.
 pub fn resolve(
     name: InstanceName,
-    backend: BackendKind,
-    privileged: bool,
+    kind: Kind,
     d: &Defaults,
-    host: &HostFacts,
+    host: &Capacity,
     home: Option<&Path>,
 ) -> Result<InstanceSpec> {
     check_user(&d.user)?;
+    let container = kind.backend == BackendKind::Lxc;
     Ok(InstanceSpec {
         name,
-        backend,
+        backend: kind.backend,
         image: d.image.clone(),
         cpus: d.cpus.resolve(host)?,
         memory_bytes: d.memory.resolve(host)?,
@@ -127,66 +137,60 @@ pub fn resolve(
         autostart: d.autostart,
         user: d.user.clone(),
         ssh_keys: read_ssh_keys(&d.ssh_keys, home)?,
-        privileged,
-        nesting: false,
+        privileged: container && kind.privileged,
+        nesting: container && kind.nesting,
+        // A privileged container sees the host's /dev/net; a VM has its own TUN.
+        tun: container && !kind.privileged && kind.tun,
     })
 }
 
 /// Quotes one argument for the remote shell that ssh (or `su -c`) hands a command to, so
-/// `nox ssh NAME -- ARGS` runs ARGS as argv, like `nox exec`.
-pub fn sh_quote(arg: &str) -> String {
-    if !arg.is_empty()
-        && arg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
-    {
-        return arg.to_string();
-    }
-    format!("'{}'", arg.replace('\'', r"'\''"))
-}
-
-/// 20 characters from [A-Za-z0-9], from the OS's CSPRNG, without modulo bias.
-pub fn random_password() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut out = String::new();
-    while out.len() < 20 {
-        let mut byte = [0u8; 1];
-        getrandom(&mut byte);
-        // 248 = 4 * 62: reject the top values so every character is equally likely.
-        if byte[0] < 248 {
-            out.push(ALPHABET[(byte[0] % 62) as usize] as char);
-        }
-    }
-    out
-}
-
-fn getrandom(buf: &mut [u8]) {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(buf))
-        .expect("/dev/urandom is readable");
+/// `nox ssh NAME -- ARGS` runs ARGS as argv, like `nox exec`. An argument holding a NUL byte
+/// cannot reach a program at all and is refused.
+pub fn sh_quote(arg: &str) -> Result<String> {
+    shlex::try_quote(arg).map(|q| q.into_owned()).map_err(|_| {
+        Error::Usage(format!(
+            "argument {arg:?} holds a NUL byte, which no program can receive"
+        ))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Whatever the quoting looks like, a POSIX shell must hand the program the argument
+    /// back byte for byte.
     #[test]
     fn quoting_keeps_arguments_whole() {
-        assert_eq!(sh_quote("ls"), "ls");
-        assert_eq!(sh_quote("a b"), "'a b'");
-        assert_eq!(sh_quote("it's"), r"'it'\''s'");
-        assert_eq!(sh_quote("$HOME;rm -rf /"), "'$HOME;rm -rf /'");
-        assert_eq!(sh_quote(""), "''");
-        assert_eq!(sh_quote("a\nb"), "'a\nb'");
-    }
-
-    #[test]
-    fn passwords_are_long_and_alphanumeric() {
-        let a = random_password();
-        assert_eq!(a.len(), 20);
-        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()));
-        assert_ne!(a, random_password());
+        let args = [
+            "ls",
+            "a b",
+            "it's",
+            "$HOME;rm -rf /",
+            "",
+            "a\nb",
+            "`id`",
+            "\"q\"",
+            "*",
+            "~root",
+            "-n",
+        ];
+        let quoted: Vec<String> = args.iter().map(|a| sh_quote(a).unwrap()).collect();
+        let script = format!("printf '%s\\0' {}", quoted.join(" "));
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let got: Vec<&[u8]> = out.stdout.split(|b| *b == 0).collect();
+        let want: Vec<&[u8]> = args
+            .iter()
+            .map(|a| a.as_bytes())
+            .chain([&b""[..]])
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(sh_quote("ls").unwrap(), "ls");
+        assert!(sh_quote("a\0b").unwrap_err().is_bad_input());
     }
 
     #[test]

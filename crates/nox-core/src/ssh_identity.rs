@@ -1,11 +1,19 @@
 //! nox's own SSH key, as Lima and Multipass keep one: every guest trusts it, and `nox ssh`
 //! uses it, so logging in works without touching the user's `~/.ssh`. The user's own public
 //! keys are installed too.
+//!
+//! The key is made in-process (the `ssh-key` crate, seeded from the host's CSPRNG), so nox
+//! needs no `ssh-keygen` on the host.
 
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use ssh_key::private::{Ed25519Keypair, KeypairData};
+use ssh_key::{LineEnding, PrivateKey};
 
 use crate::error::{Error, Result};
+use crate::host::HostFacts;
 
 /// `$XDG_DATA_HOME/nox`, else `~/.local/share/nox`.
 pub fn data_dir() -> Option<PathBuf> {
@@ -32,34 +40,97 @@ pub fn key_path(data_dir: &Path) -> PathBuf {
 
 /// Creates the key pair on first use (0600 private key in a 0700 directory) and returns the
 /// public key text.
-pub fn ensure(data_dir: &Path) -> Result<String> {
-    use std::os::unix::fs::PermissionsExt;
+pub fn ensure(data_dir: &Path, host: &dyn HostFacts) -> Result<String> {
     let key = key_path(data_dir);
     let public = key.with_extension("pub");
-    if !key.is_file() {
-        let dir = key.parent().expect("key has a directory");
-        std::fs::create_dir_all(dir)
+    if !key.is_file() || !public.is_file() {
+        let dir = key.parent().unwrap_or(data_dir);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io(format!("securing {}", dir.display()), e))?;
-        let out = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "nox", "-f"])
-            .arg(&key)
-            .output()
-            .map_err(|e| {
-                Error::failed(
-                    format!("cannot run ssh-keygen: {e}"),
-                    "install openssh-client",
-                )
-            })?;
-        if !out.status.success() {
-            return Err(Error::Backend(format!(
-                "ssh-keygen failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
+        let (private_text, public_text) = generate(host)?;
+        // Written beside, then renamed: a reader never sees half a key, and two nox processes
+        // making the key at once each leave a whole pair.
+        write_new(&public, public_text.as_bytes(), 0o644)?;
+        write_new(&key, private_text.as_bytes(), 0o600)?;
     }
     std::fs::read_to_string(&public)
         .map(|s| s.trim().to_string())
         .map_err(|e| Error::io(format!("reading {}", public.display()), e))
+}
+
+/// A new Ed25519 pair: the private key in OpenSSH's format, the public key as one line.
+fn generate(host: &dyn HostFacts) -> Result<(String, String)> {
+    let mut seed = [0u8; 32];
+    host.fill_random(&mut seed)?;
+    let pair = Ed25519Keypair::from_seed(&seed);
+    seed.fill(0);
+    let key = PrivateKey::new(KeypairData::Ed25519(pair), "nox")
+        .map_err(|e| Error::Backend(format!("making nox's SSH key: {e}")))?;
+    let private_text = key
+        .to_openssh(LineEnding::LF)
+        .map_err(|e| Error::Backend(format!("encoding nox's SSH key: {e}")))?;
+    let public_text = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| Error::Backend(format!("encoding nox's SSH key: {e}")))?;
+    Ok((private_text.to_string(), public_text + "\n"))
+}
+
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let io = |e| Error::io(format!("writing {}", path.display()), e);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::LocalHost;
+
+    #[test]
+    fn a_key_pair_ssh_can_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let public = ensure(dir.path(), &LocalHost).unwrap();
+        assert!(public.starts_with("ssh-ed25519 AAAA"), "{public}");
+        assert!(public.ends_with(" nox"), "{public}");
+        let key = key_path(dir.path());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(mode(key.parent().unwrap()), 0o700);
+        // The same key next time.
+        assert_eq!(ensure(dir.path(), &LocalHost).unwrap(), public);
+        // OpenSSH reads it back and derives the same public key, when it is installed.
+        if let Ok(out) = std::process::Command::new("ssh-keygen")
+            .arg("-y")
+            .arg("-f")
+            .arg(&key)
+            .output()
+        {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let derived = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                derived.split_whitespace().take(2).collect::<Vec<_>>(),
+                public.split_whitespace().take(2).collect::<Vec<_>>()
+            );
+        }
+        let private = std::fs::read_to_string(&key).unwrap();
+        assert!(private.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+    }
 }
