@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use nox_core::config::DomainType;
+use nox_core::host::Runner;
 use nox_core::{Error, Progress};
 
 use crate::domain::Accel;
@@ -21,7 +22,7 @@ fn boot_id() -> String {
 }
 
 /// `Ok(None)` means KVM works; `Ok(Some(reason))` that it cannot run ordinary guests.
-fn kvm_unusable_reason() -> Option<String> {
+fn kvm_unusable_reason(runner: &dyn Runner) -> Option<String> {
     let boot = boot_id();
     if let Ok(text) = std::fs::read_to_string(CACHE) {
         if let Some((id, verdict)) = text.split_once('\n') {
@@ -30,11 +31,13 @@ fn kvm_unusable_reason() -> Option<String> {
             }
         }
     }
-    let verdict = match kvm_probe::probe() {
+    let verdict = match kvm_probe::probe(runner) {
         KvmVerdict::Usable { .. } => None,
         KvmVerdict::Unusable(why) => Some(why),
     };
-    let _ = std::fs::create_dir_all(Path::new(CACHE).parent().unwrap());
+    if let Some(dir) = Path::new(CACHE).parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
     let _ = std::fs::write(
         CACHE,
         format!("{boot}\n{}", verdict.as_deref().unwrap_or("usable")),
@@ -42,10 +45,14 @@ fn kvm_unusable_reason() -> Option<String> {
     verdict
 }
 
-pub fn choose(configured: DomainType, progress: &dyn Progress) -> Result<Accel, Error> {
+pub fn choose(
+    configured: DomainType,
+    runner: &dyn Runner,
+    progress: &dyn Progress,
+) -> Result<Accel, Error> {
     match configured {
         DomainType::Qemu => Ok(Accel::Qemu),
-        DomainType::Kvm => match kvm_unusable_reason() {
+        DomainType::Kvm => match kvm_unusable_reason(runner) {
             None => Ok(Accel::Kvm),
             Some(why) => Err(Error::failed(
                 format!(
@@ -54,7 +61,7 @@ pub fn choose(configured: DomainType, progress: &dyn Progress) -> Result<Accel, 
                 "set [vm] domain_type = \"auto\" to fall back to software emulation",
             )),
         },
-        DomainType::Auto => match kvm_unusable_reason() {
+        DomainType::Auto => match kvm_unusable_reason(runner) {
             None => Ok(Accel::Kvm),
             Some(_) => {
                 progress.warn("KVM cannot run ordinary guests on this host: using software emulation (slow); `nox doctor` says why");

@@ -62,7 +62,9 @@ pub fn ssh(b: &LibvirtBackend, name: &InstanceName, command: &[String]) -> Resul
     ]);
     if !command.is_empty() {
         args.push("--".into());
-        args.extend(command.iter().map(|a| nox_core::spec::sh_quote(a)));
+        for a in command {
+            args.push(nox_core::spec::sh_quote(a)?);
+        }
     }
     Ok(Handoff {
         program: PathBuf::from("ssh"),
@@ -91,7 +93,8 @@ pub fn console(b: &LibvirtBackend, name: &InstanceName) -> Result<Handoff, Error
 pub fn passwd(b: &LibvirtBackend, name: &InstanceName, user: &str) -> Result<String, Error> {
     let conn = b.conn()?;
     let (dom, _) = find(&conn, name)?;
-    let password = nox_core::spec::random_password();
+    let facts: &dyn nox_core::host::HostFacts = &*b.host.facts;
+    let password = facts.random_password()?;
     dom.set_user_password(user, &password, 0).map_err(|e| {
         Error::failed(
             format!("setting the password of {user} in {name}: {}", e.message()),

@@ -1,7 +1,9 @@
 //! The QEMU guest agent, through libvirt: how nox runs commands in a VM and knows it is up,
 //! without any network path to the guest.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use nox_core::wait::wait_until;
 
 use base64::Engine;
 use serde::Deserialize;
@@ -98,19 +100,14 @@ impl<'d> GuestAgent<'d> {
         timeout: Duration,
         tick: &dyn Fn(Duration) -> Result<(), E>,
     ) -> Result<Duration, E> {
-        let start = Instant::now();
-        loop {
+        let answered = wait_until(timeout, POLL, |waited| {
             if self.ping() {
-                return Ok(start.elapsed());
+                return Ok(Some(waited));
             }
-            if start.elapsed() > timeout {
-                return Err(
-                    AgentError::Timeout(timeout, "the guest agent to answer".into()).into(),
-                );
-            }
-            tick(start.elapsed())?;
-            std::thread::sleep(POLL);
-        }
+            tick(waited).map(|_| None)
+        })?;
+        answered
+            .ok_or_else(|| AgentError::Timeout(timeout, "the guest agent to answer".into()).into())
     }
 
     /// Starts `argv` (argv[0] an absolute path, or a name on the agent's PATH) as root in the
@@ -163,19 +160,8 @@ impl<'d> GuestAgent<'d> {
         timeout: Duration,
     ) -> Result<ExecOutput, AgentError> {
         let pid = self.spawn(argv, stdin, true)?;
-        let start = Instant::now();
-        loop {
-            if let Some(out) = self.exec_status(pid)? {
-                return Ok(out);
-            }
-            if start.elapsed() > timeout {
-                return Err(AgentError::Timeout(
-                    timeout,
-                    format!("`{}` to finish", argv.join(" ")),
-                ));
-            }
-            std::thread::sleep(POLL);
-        }
+        wait_until(timeout, POLL, |_| self.exec_status(pid))?
+            .ok_or_else(|| AgentError::Timeout(timeout, format!("`{}` to finish", argv.join(" "))))
     }
 
     /// Opens a guest file for reading; `None` if it does not exist (yet).

@@ -2,18 +2,18 @@
 //! failure or Ctrl-C.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use nox_core::backend::CreateOptions;
 use nox_core::cloud_init::Provisioning;
 use nox_core::fetch::io_or_disk_full;
+use nox_core::host::{Host, HostFacts};
 use nox_core::instance::{Instance, InstanceSpec};
 use nox_core::{interrupt, Error, Progress};
 use virt::connect::Connect;
 
 use crate::domain::{DomainSpec, Nic};
 use crate::record::{VmRecord, RECORD_VERSION};
-use crate::{accel, images, network, readiness, LibvirtBackend};
+use crate::{accel, images, network, qemu_img, readiness, LibvirtBackend};
 
 /// What create has made so far; dropped without `commit`, it removes all of it.
 struct Undo<'c> {
@@ -53,8 +53,10 @@ pub fn create(
             backend: "vm".into(),
         });
     }
+    // Checked before the download: a wrong --network fails at once.
+    network::preflight(&b.host, &spec.network)?;
     let source = b.image_source(&spec.image)?;
-    let image = images::ensure(&b.config.vm.storage_dir, &spec.image, source, progress)?;
+    let image = images::ensure(b, &spec.image, source, progress)?;
     if spec.disk_bytes < image.virtual_size_bytes {
         return Err(Error::Refused {
             message: format!(
@@ -70,7 +72,7 @@ pub fn create(
         });
     }
     // Chosen once the inputs are known good, so a refused create prints only its error.
-    let accel = accel::choose(b.config.vm.domain_type, progress)?;
+    let accel = accel::choose(b.config.vm.domain_type, &*b.host.runner, progress)?;
     // Everything the VM owns lives in one directory, removed whole by delete.
     let dir = b.instance_dir(name);
     // A directory without a domain is what a killed create left: nothing else uses it.
@@ -85,16 +87,18 @@ pub fn create(
 
     progress.step("creating the disk");
     let disk = dir.join("disk.qcow2");
-    overlay(&image.path, &disk, spec.disk_bytes)?;
+    qemu_img::create_overlay(&*b.host.runner, &image.path, &disk, spec.disk_bytes)?;
     // The guest's data is nobody else's: libvirt hands the file to QEMU's user itself.
     images::set_mode(&disk, 0o600);
     interrupt::check()?;
 
-    let mac = random_mac();
-    let uuid = uuid::Uuid::new_v4().to_string();
+    let facts: &dyn HostFacts = &*b.host.facts;
+    let mac = facts.random_mac(QEMU_OUI)?;
+    let uuid = facts.random_uuid()?;
 
     define_and_boot(
         &conn,
+        &b.host,
         Define {
             spec,
             uuid,
@@ -114,6 +118,9 @@ pub fn create(
     crate::list::status(b, &spec.name)
 }
 
+/// The MAC prefix QEMU's own NICs use.
+pub(crate) const QEMU_OUI: [u8; 3] = [0x52, 0x54, 0x00];
+
 /// What a new domain is made of once its disk and seed exist (create and restore alike).
 pub(crate) struct Define<'s> {
     pub spec: &'s InstanceSpec,
@@ -125,21 +132,22 @@ pub(crate) struct Define<'s> {
     pub accel: crate::domain::Accel,
 }
 
-/// Writes the cloud-init seed (`DIR/seed.iso`; its instance id is the UUID, so a new UUID
+/// Writes the cloud-init seed (`DIR/seed.img`; its instance id is the UUID, so a new UUID
 /// makes cloud-init treat the guest as a new machine), picks the NIC, puts the record into the
 /// typed domain XML, defines the domain (naming it in
 /// `undo_domain` only then), sets autostart, and with `boot` starts it, waiting for readiness
 /// when `boot` holds a timeout.
 pub(crate) fn define_and_boot(
     conn: &Connect,
+    host: &Host,
     d: Define<'_>,
     undo_domain: &mut Option<String>,
     boot: Option<Option<std::time::Duration>>,
     progress: &dyn Progress,
 ) -> Result<(), Error> {
     let name = d.spec.name.as_str();
-    let seed = d.dir.join("seed.iso");
-    crate::seed::write_seed_iso(
+    let seed = d.dir.join("seed.img");
+    crate::seed::write_seed(
         &Provisioning {
             instance_id: d.uuid.clone(),
             hostname: name.into(),
@@ -155,7 +163,7 @@ pub(crate) fn define_and_boot(
         .iter()
         .filter_map(|(_, r)| r.ssh_port)
         .collect();
-    let nic = network::resolve(conn, &d.spec.network, &used_ports)?;
+    let nic = network::resolve(conn, host, &d.spec.network, &used_ports)?;
     let ssh_port = match nic {
         Nic::User { ssh_port } => Some(ssh_port),
         _ => None,
@@ -231,7 +239,7 @@ pub(crate) fn create_dir(dir: &Path, storage_dir: &Path) -> Result<(), Error> {
 /// when the create ends, so nothing of the name outlives it.
 pub(crate) struct NameLock {
     path: PathBuf,
-    _lock: nix::fcntl::Flock<std::fs::File>,
+    _lock: nox_core::lock::LockGuard,
 }
 
 impl NameLock {
@@ -240,7 +248,7 @@ impl NameLock {
         create_dir(&dir, storage_dir)?;
         let path = dir.join(format!("{name}.lock"));
         Ok(NameLock {
-            _lock: lock(&path)?,
+            _lock: nox_core::lock::lock(&path)?,
             path,
         })
     }
@@ -250,45 +258,4 @@ impl Drop for NameLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
-}
-
-/// An exclusive lock on `path`, held until the returned guard drops.
-pub fn lock(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
-    let f = std::fs::File::create(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| Error::io(format!("locking {}", path.display()), e.into()))
-}
-
-/// A qcow2 overlay on the cached base, grown to `size`: the VM writes only its differences.
-fn overlay(base: &Path, disk: &Path, size: u64) -> Result<(), Error> {
-    let out = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-        .arg(base)
-        .arg(disk)
-        .arg(size.to_string())
-        .output()
-        .map_err(|e| Error::io("running qemu-img (install qemu-utils)", e))?;
-    if !out.status.success() {
-        let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        if msg.contains("No space left") {
-            return Err(io_or_disk_full(
-                "creating the disk".into(),
-                std::io::Error::from_raw_os_error(28),
-                disk.parent().unwrap_or(Path::new("/")),
-            ));
-        }
-        return Err(Error::Backend(format!(
-            "qemu-img could not create {}: {msg}",
-            disk.display()
-        )));
-    }
-    Ok(())
-}
-
-/// A locally administered MAC in QEMU's 52:54:00 prefix.
-pub fn random_mac() -> String {
-    let b = uuid::Uuid::new_v4();
-    let b = b.as_bytes();
-    format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }

@@ -41,7 +41,7 @@ pub struct DomainSpec {
     pub memory_mib: u64,
     /// The VM's qcow2 overlay.
     pub disk: String,
-    /// The cloud-init NoCloud seed (an ISO labelled CIDATA).
+    /// The cloud-init NoCloud seed (a FAT image labelled CIDATA, attached as the CD-ROM).
     pub seed: Option<String>,
     pub mac: String,
     pub nic: Nic,
@@ -491,20 +491,35 @@ fn render<T: Serialize>(value: &T) -> String {
     let mut out = String::new();
     let mut ser = quick_xml::se::Serializer::new(&mut out);
     ser.indent(' ', 2);
-    value.serialize(ser).expect("domain XML serializes");
+    // Strings and numbers only: serializing cannot fail.
+    let _ = value.serialize(ser);
     out.push('\n');
     out
 }
 
 /// Extracts nox's record (JSON text) from a domain's `<metadata>` element as libvirt returns
-/// it for our namespace: `<instance xmlns="…">JSON</instance>` (XML-escaped).
+/// it for our namespace: `<instance xmlns="…">JSON</instance>` (XML-escaped). Read with an XML
+/// reader, so comments, CDATA or a changed prefix cannot confuse it.
 pub fn record_from_metadata(xml: &str) -> Option<String> {
-    let start = xml.find('>')? + 1;
-    let end = xml.rfind("</")?;
-    let text = xml.get(start..end)?;
-    quick_xml::escape::unescape(text)
-        .ok()
-        .map(|t| t.into_owned())
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut depth = 0;
+    let mut text = String::new();
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(_) => depth += 1,
+            Event::End(_) => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(text);
+                }
+            }
+            Event::Text(t) if depth == 1 => text.push_str(&t.unescape().ok()?),
+            Event::CData(c) if depth == 1 => text.push_str(std::str::from_utf8(&c).ok()?),
+            Event::Eof => return None,
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -519,7 +534,7 @@ mod tests {
             vcpus: 2,
             memory_mib: 2048,
             disk: "/var/lib/nox/vm/web/disk.qcow2".into(),
-            seed: Some("/var/lib/nox/vm/web/seed.iso".into()),
+            seed: Some("/var/lib/nox/vm/web/seed.img".into()),
             mac: "52:54:00:12:34:56".into(),
             nic,
             console_log: "/var/log/libvirt/qemu/web-console.log".into(),
@@ -577,5 +592,15 @@ mod tests {
             record_from_metadata(&xml[start..end]).unwrap(),
             r#"{"name":"web","note":"<&>"}"#
         );
+        // As libvirt hands it back: its own prefix and namespace, text split by a comment.
+        assert_eq!(
+            record_from_metadata(
+                r#"<instance xmlns="https://nox.dev/xmlns/instance/1">{"a":<!-- x -->"&lt;"}</instance>"#
+            )
+            .unwrap(),
+            r#"{"a":"<"}"#
+        );
+        assert_eq!(record_from_metadata("<instance>unclosed"), None);
+        assert_eq!(record_from_metadata("not xml"), None);
     }
 }

@@ -1,30 +1,30 @@
 //! What the VM backend needs of the host, checked live for `nox doctor`.
 
 use nox_core::config::{DomainType, VmConfig};
+use nox_core::host::{Cmd, Runner};
 use nox_core::{BackendKind, Check};
 
-use crate::kvm_probe::{self, KvmVerdict};
-use crate::programs;
+use crate::kvm_probe::{self, qemu_system_name, KvmVerdict};
 
 const VM: Option<BackendKind> = Some(BackendKind::Vm);
 
-pub fn run(config: &VmConfig) -> Vec<Check> {
+pub fn run(config: &VmConfig, runner: &dyn Runner) -> Vec<Check> {
     vec![
-        kvm(config),
+        kvm(config, runner),
         libvirtd(&config.uri),
         program(
+            runner,
             "qemu-system",
-            &programs::qemu_system_name(),
+            &qemu_system_name(),
             "qemu-system-x86",
         ),
-        program("qemu-img", "qemu-img", "qemu-utils"),
-        passt(),
-        seed_tool(),
+        program(runner, "qemu-img", "qemu-img", "qemu-utils"),
+        passt(runner),
     ]
 }
 
-fn kvm(config: &VmConfig) -> Check {
-    let verdict = kvm_probe::probe();
+fn kvm(config: &VmConfig, runner: &dyn Runner) -> Check {
+    let verdict = kvm_probe::probe(runner);
     match (config.domain_type, verdict) {
         (DomainType::Qemu, _) => Check::warn(
             "kvm",
@@ -75,10 +75,20 @@ fn libvirtd(uri: &str) -> Check {
     }
 }
 
-fn program(id: &str, name: &str, package: &str) -> Check {
-    match programs::find(name) {
+/// The first line `program --version` prints, if it runs.
+fn version_line(runner: &dyn Runner, program: &std::path::Path) -> Option<String> {
+    let out = runner.run(&Cmd::new(program).arg("--version")).ok()?;
+    out.stdout_text()
+        .lines()
+        .next()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+}
+
+fn program(runner: &dyn Runner, id: &str, name: &str, package: &str) -> Check {
+    match runner.find_program(name) {
         Some(path) => {
-            let version = programs::version_line(&path).unwrap_or_default();
+            let version = version_line(runner, &path).unwrap_or_default();
             Check::pass(
                 id,
                 VM,
@@ -96,8 +106,8 @@ fn program(id: &str, name: &str, package: &str) -> Check {
     }
 }
 
-fn passt() -> Check {
-    match programs::find("passt") {
+fn passt(runner: &dyn Runner) -> Check {
+    match runner.find_program("passt") {
         Some(path) => Check::pass(
             "passt",
             VM,
@@ -108,23 +118,6 @@ fn passt() -> Check {
             VM,
             "passt not found: --network user is unavailable",
             "install the passt package",
-        ),
-    }
-}
-
-fn seed_tool() -> Check {
-    let tools = ["cloud-localds", "genisoimage", "xorriso", "mkisofs"];
-    match tools.iter().find_map(|t| programs::find(t)) {
-        Some(path) => Check::pass(
-            "seed-tool",
-            VM,
-            format!("{} (builds cloud-init seeds)", path.display()),
-        ),
-        None => Check::fail(
-            "seed-tool",
-            VM,
-            "no tool to build a cloud-init seed (cloud-localds, genisoimage, xorriso or mkisofs)",
-            "install the genisoimage package",
         ),
     }
 }

@@ -2,22 +2,12 @@
 //! each with a small JSON note of where it came from (`nox image list`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use nox_core::config::ImageSource;
+pub use nox_core::image::CachedImage;
 use nox_core::{fetch, Error, Progress};
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CachedImage {
-    /// The `[images]` name it was pulled as.
-    pub name: String,
-    pub checksum: String,
-    pub path: PathBuf,
-    pub url: String,
-    pub size_bytes: u64,
-    pub virtual_size_bytes: u64,
-}
+use crate::{qemu_img, LibvirtBackend};
 
 pub fn cache_dir(storage_dir: &Path) -> PathBuf {
     storage_dir.join("images")
@@ -25,11 +15,12 @@ pub fn cache_dir(storage_dir: &Path) -> PathBuf {
 
 /// Pulls (or finds) the image and checks it is a qcow2 that QEMU can open.
 pub fn ensure(
-    storage_dir: &Path,
+    b: &LibvirtBackend,
     name: &str,
     source: &ImageSource,
     progress: &dyn Progress,
 ) -> Result<CachedImage, Error> {
+    let storage_dir = &b.config.vm.storage_dir;
     let dir = cache_dir(storage_dir);
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
@@ -38,7 +29,7 @@ pub fn ensure(
     let locks = storage_dir.join("locks");
     std::fs::create_dir_all(&locks)
         .map_err(|e| Error::io(format!("creating {}", locks.display()), e))?;
-    let _lock = crate::create::lock(&locks.join("images.lock"))?;
+    let _lock = nox_core::lock::lock(&locks.join("images.lock"))?;
     let (path, sum) = fetch::fetch_verified(source, &dir, ".qcow2", progress)?;
     let note = path.with_extension("json");
     if let Some(img) = std::fs::read(&note)
@@ -47,7 +38,7 @@ pub fn ensure(
     {
         return Ok(img);
     }
-    let info = qemu_img_info(&path)?;
+    let info = qemu_img::info(&*b.host.runner, &path)?;
     let refuse = |why: String| {
         let _ = std::fs::remove_file(&path);
         Err(Error::failed(
@@ -75,8 +66,9 @@ pub fn ensure(
         size_bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
         virtual_size_bytes: virtual_size,
     };
-    std::fs::write(&note, serde_json::to_vec_pretty(&img).expect("serializes"))
-        .map_err(|e| Error::io(format!("writing {}", note.display()), e))?;
+    let json = serde_json::to_vec_pretty(&img)
+        .map_err(|e| Error::Backend(format!("recording image {name}: {e}")))?;
+    std::fs::write(&note, json).map_err(|e| Error::io(format!("writing {}", note.display()), e))?;
     Ok(img)
 }
 
@@ -122,41 +114,6 @@ pub fn remove(
         let _ = std::fs::remove_file(img.path.with_extension("json"));
     }
     Ok(matching)
-}
-
-struct ImgInfo {
-    format: String,
-    virtual_size: u64,
-    /// A backing file or an external data file, if the image names one.
-    external: Option<String>,
-}
-
-fn qemu_img_info(path: &Path) -> Result<ImgInfo, Error> {
-    let out = Command::new("qemu-img")
-        .args(["info", "--output=json"])
-        .arg(path)
-        .output()
-        .map_err(|e| Error::io("running qemu-img (install qemu-utils)", e))?;
-    if !out.status.success() {
-        return Err(Error::failed(
-            format!(
-                "qemu-img cannot read {}: {}",
-                path.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-            "the image is damaged: `nox image rm` it and pull again",
-        ));
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::Backend(format!("qemu-img info output: {e}")))?;
-    Ok(ImgInfo {
-        format: v["format"].as_str().unwrap_or("unknown").to_string(),
-        virtual_size: v["virtual-size"].as_u64().unwrap_or(0),
-        external: v["backing-filename"]
-            .as_str()
-            .or_else(|| v["format-specific"]["data"]["data-file"].as_str())
-            .map(String::from),
-    })
 }
 
 pub fn set_mode(path: &Path, mode: u32) {

@@ -10,10 +10,14 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::programs;
+use nox_core::host::{Cmd, Runner};
+
+/// The QEMU system emulator for the host's architecture.
+pub fn qemu_system_name() -> String {
+    format!("qemu-system-{}", std::env::consts::ARCH)
+}
 
 /// Assembled from this source with `as --32` and `ld -Ttext 0x7c00 --oformat binary`:
 ///
@@ -80,7 +84,7 @@ pub enum KvmVerdict {
 }
 
 /// Runs the probe. Takes well under a second on a healthy KVM host.
-pub fn probe() -> KvmVerdict {
+pub fn probe(runner: &dyn Runner) -> KvmVerdict {
     if std::env::consts::ARCH != "x86_64" {
         // The boot sector is x86 code. Elsewhere, trust the device node and say so.
         return if Path::new("/dev/kvm").exists() {
@@ -96,28 +100,29 @@ pub fn probe() -> KvmVerdict {
             "/dev/kvm is missing (no KVM module loaded, or no hardware virtualization)".into(),
         );
     }
-    let Some(qemu) = programs::find(&programs::qemu_system_name()) else {
+    let Some(qemu) = runner.find_program(&qemu_system_name()) else {
         return KvmVerdict::Unusable(format!(
             "cannot probe KVM: {} is not installed",
-            programs::qemu_system_name()
+            qemu_system_name()
         ));
     };
-    match run_guest(&qemu) {
+    match run_guest(runner, &qemu) {
         Ok(v) => v,
         Err(e) => KvmVerdict::Unusable(format!("cannot probe KVM: {e}")),
     }
 }
 
-fn run_guest(qemu: &Path) -> std::io::Result<KvmVerdict> {
+fn run_guest(runner: &dyn Runner, qemu: &Path) -> nox_core::Result<KvmVerdict> {
+    let io = |e| nox_core::Error::io("writing the probe's disk", e);
     let mut disk = tempfile::Builder::new()
         .prefix("nox-kvm-probe")
-        .tempfile()?;
-    disk.write_all(&boot_sector())?;
+        .tempfile()
+        .map_err(io)?;
+    disk.write_all(&boot_sector()).map_err(io)?;
     // A disk of a few sectors: SeaBIOS ignores drives smaller than its geometry expects.
-    disk.as_file().set_len(1 << 20)?;
+    disk.as_file().set_len(1 << 20).map_err(io)?;
     let drive = format!("file={},format=raw,if=virtio", disk.path().display());
-    let start = Instant::now();
-    let mut child = Command::new(qemu)
+    let cmd = Cmd::new(qemu)
         .args([
             "-accel", "kvm", "-cpu", "host", "-machine", "q35", "-m", "64",
         ])
@@ -131,42 +136,36 @@ fn run_guest(qemu: &Path) -> std::io::Result<KvmVerdict> {
         .args(["-serial", "none", "-monitor", "none"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
         .args(["-drive", &drive])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let elapsed = start.elapsed();
-            if status.code() == Some(GUEST_SUCCESS) {
-                return Ok(KvmVerdict::Usable { elapsed });
-            }
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut err);
-            }
-            let first_error = err
-                .lines()
-                .find(|l| l.contains("error") || l.contains("failed"))
-                .or_else(|| err.lines().next())
-                .unwrap_or("no message")
-                .trim()
-                .to_string();
-            return Ok(KvmVerdict::Unusable(format!(
-                "a test guest failed under KVM: {first_error}"
-            )));
-        }
-        if start.elapsed() > PROBE_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(KvmVerdict::Unusable(format!(
-                "a test guest made no progress under KVM within {}s",
-                PROBE_TIMEOUT.as_secs()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        .timeout(PROBE_TIMEOUT);
+    let start = Instant::now();
+    let end = runner.execute(
+        &cmd,
+        nox_core::host::Stdin::Null,
+        nox_core::host::Stdout::Capture,
+    )?;
+    Ok(verdict(&end, start.elapsed()))
+}
+
+/// What the probe guest's end says about KVM.
+fn verdict(end: &nox_core::host::Finished, elapsed: Duration) -> KvmVerdict {
+    if end.timed_out {
+        return KvmVerdict::Unusable(format!(
+            "a test guest made no progress under KVM within {}s",
+            PROBE_TIMEOUT.as_secs()
+        ));
     }
+    if end.code == Some(GUEST_SUCCESS) {
+        return KvmVerdict::Usable { elapsed };
+    }
+    let err = String::from_utf8_lossy(&end.stderr);
+    let first_error = err
+        .lines()
+        .find(|l| l.contains("error") || l.contains("failed"))
+        .or_else(|| err.lines().next())
+        .unwrap_or("no message")
+        .trim()
+        .to_string();
+    KvmVerdict::Unusable(format!("a test guest failed under KVM: {first_error}"))
 }
 
 #[cfg(test)]
@@ -182,5 +181,38 @@ mod tests {
         assert_eq!(&s[0xb0..0xb6], &GDT_DESC);
         // The descriptor's base points at the GDT (offset 0x90), whose first entry is null.
         assert_eq!(&s[0x90..0x98], &[0; 8]);
+    }
+
+    #[test]
+    fn verdicts_from_the_probe_guest_s_end() {
+        use nox_core::host::Finished;
+        let end = |code, stderr: &str, timed_out| Finished {
+            code,
+            stderr: stderr.as_bytes().to_vec(),
+            timed_out,
+            ..Default::default()
+        };
+        let t = Duration::from_millis(300);
+        assert_eq!(
+            verdict(&end(Some(3), "", false), t),
+            KvmVerdict::Usable { elapsed: t }
+        );
+        let v = verdict(
+            &end(
+                Some(1),
+                "qemu: warning: x\nqemu: error: failed to set MSR 0x10a\n",
+                false,
+            ),
+            t,
+        );
+        assert_eq!(
+            v,
+            KvmVerdict::Unusable(
+                "a test guest failed under KVM: qemu: error: failed to set MSR 0x10a".into()
+            )
+        );
+        assert!(
+            matches!(verdict(&end(None, "", true), t), KvmVerdict::Unusable(w) if w.contains("no progress"))
+        );
     }
 }

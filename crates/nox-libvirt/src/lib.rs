@@ -4,6 +4,24 @@
 //! Each VM is a persistent libvirt domain whose `<metadata>` holds nox's record of it, a qcow2
 //! overlay on a cached base image, and a cloud-init seed, all in
 //! `[vm] storage_dir/instances/NAME/`.
+//!
+//! Where things live:
+//! - `create.rs` makes a VM (disk, seed, domain, boot), `lifecycle.rs` starts, stops and
+//!   deletes it, `list.rs` reads records and states, `readiness.rs` waits for a booted guest;
+//! - `domain.rs` renders domain XML and `network_xml.rs` libvirt's `default` network, both
+//!   from typed structs pinned by golden files; `record.rs` is nox's record in `<metadata>`;
+//! - `seed.rs` writes the cloud-init seed, `images.rs` keeps the image cache, `qemu_img.rs`
+//!   holds every qemu-img call;
+//! - `agent.rs` talks to the QEMU guest agent, which `exec.rs`, `access.rs` (ssh, console,
+//!   passwd) and `resize.rs` use;
+//! - `backup/` backs VMs up through libvirt's backup API and restores them;
+//! - `accel.rs` and `kvm_probe.rs` decide between KVM and software emulation,
+//!   `host_checks.rs` is what `nox doctor` asks of this backend;
+//! - `network.rs` turns `--network` into a NIC, `connection.rs` opens libvirt.
+//!
+//! Programs run through the host's [`Runner`](nox_core::host::Runner), and what the backend
+//! reads of the host (interfaces, randomness) through its
+//! [`HostFacts`](nox_core::host::HostFacts).
 
 mod accel;
 mod access;
@@ -19,7 +37,8 @@ pub mod kvm_probe;
 mod lifecycle;
 pub mod list;
 mod network;
-pub mod programs;
+mod network_xml;
+mod qemu_img;
 mod readiness;
 pub mod record;
 mod resize;
@@ -30,6 +49,8 @@ use std::time::Duration;
 
 use nox_core::backend::{CreateOptions, ExecIo, Handoff, Resize};
 use nox_core::config::{Config, ImageSource};
+use nox_core::host::Host;
+use nox_core::image::{CachedImage, ImageCache};
 use nox_core::instance::{Instance, InstanceSpec};
 use nox_core::{Backend, BackendKind, Check, Error, InstanceName, Progress};
 use virt::connect::Connect;
@@ -38,11 +59,12 @@ use virt::connect::Connect;
 #[derive(Debug, Clone)]
 pub struct LibvirtBackend {
     config: Config,
+    host: Host,
 }
 
 impl LibvirtBackend {
-    pub fn new(config: Config) -> Self {
-        LibvirtBackend { config }
+    pub fn new(config: Config, host: Host) -> Self {
+        LibvirtBackend { config, host }
     }
 
     fn conn(&self) -> Result<Connect, Error> {
@@ -58,7 +80,7 @@ impl LibvirtBackend {
     }
 
     /// Checksums of the base images existing VMs use (so `image rm` can refuse them).
-    pub fn images_in_use(&self) -> Result<Vec<String>, Error> {
+    fn images_in_use(&self) -> Result<Vec<String>, Error> {
         let conn = self.conn()?;
         Ok(list::records(&conn)
             .into_iter()
@@ -73,7 +95,15 @@ impl Backend for LibvirtBackend {
     }
 
     fn host_checks(&self) -> Vec<Check> {
-        host_checks::run(&self.config.vm)
+        host_checks::run(&self.config.vm, &*self.host.runner)
+    }
+
+    fn preflight(&self, spec: &InstanceSpec) -> Result<(), Error> {
+        network::preflight(&self.host, &spec.network)
+    }
+
+    fn image_cache(&self) -> Option<&dyn ImageCache> {
+        Some(self)
     }
 
     fn create(
@@ -166,6 +196,21 @@ impl Backend for LibvirtBackend {
         progress: &dyn Progress,
     ) -> Result<String, Error> {
         resize::resize(self, name, resize, progress)
+    }
+}
+
+impl ImageCache for LibvirtBackend {
+    fn list(&self) -> Result<Vec<CachedImage>, Error> {
+        Ok(images::list(&self.config.vm.storage_dir))
+    }
+
+    fn pull(&self, name: &str, progress: &dyn Progress) -> Result<CachedImage, Error> {
+        let source = self.image_source(name)?;
+        images::ensure(self, name, source, progress)
+    }
+
+    fn remove(&self, which: &str) -> Result<Vec<CachedImage>, Error> {
+        images::remove(&self.config.vm.storage_dir, which, &self.images_in_use()?)
     }
 }
 

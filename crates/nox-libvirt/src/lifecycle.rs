@@ -1,8 +1,9 @@
 //! start, stop, delete.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nox_core::instance::{InstanceState, NetworkSpec};
+use nox_core::wait::wait_until;
 use nox_core::{interrupt, Error, InstanceName, Progress};
 use virt::connect::Connect;
 
@@ -47,17 +48,17 @@ pub fn stop(
         progress.step(&format!("shutting {name} down"));
         // ACPI power button: the guest shuts down cleanly if it listens.
         let _ = dom.shutdown();
-        let start = Instant::now();
-        while start.elapsed() < timeout {
+        let stopped = wait_until(timeout, POLL, |waited| {
             if state(&dom) == InstanceState::Stopped || !dom.is_active().unwrap_or(false) {
-                progress.done();
-                return Ok(());
+                return Ok(Some(()));
             }
-            progress.waiting("the guest to shut down", start.elapsed());
-            interrupt::check()?;
-            std::thread::sleep(POLL);
-        }
+            progress.waiting("the guest to shut down", waited);
+            interrupt::check().map(|_| None)
+        })?;
         progress.done();
+        if stopped.is_some() {
+            return Ok(());
+        }
         progress.warn(&format!(
             "{name} did not shut down within {}s: forcing it off",
             timeout.as_secs()
@@ -79,7 +80,7 @@ pub fn delete(b: &LibvirtBackend, name: &InstanceName, force: bool) -> Result<()
     }
     remove_domain(&conn, name.as_str())?;
     if matches!(rec.spec.network, NetworkSpec::Macvtap(_)) {
-        network::remove_macvtap_for(&rec.mac);
+        network::remove_macvtap_for(&b.host, &rec.mac);
     }
     // Only nox's own directory for this VM: the record must name exactly the directory nox
     // would have made, whatever the metadata was edited to say.

@@ -1,76 +1,80 @@
 //! Turning `--network` into the VM's NIC, and the host-side pieces that go with it.
 
 use std::net::TcpListener;
-use std::path::Path;
 
+use nox_core::host::{Cmd, Host, InterfaceKind};
 use nox_core::instance::NetworkSpec;
 use nox_core::Error;
 use virt::connect::Connect;
 
 use crate::connection::err;
 use crate::domain::Nic;
+use crate::network_xml::NatNetwork;
 
-/// libvirt's stock NAT network, as Debian's libvirt-daemon-config-network defines it; nox
-/// defines it only where it is missing.
-const DEFAULT_NETWORK_XML: &str = "<network>
-  <name>default</name>
-  <forward mode='nat'/>
-  <bridge name='virbr0' stp='on' delay='0'/>
-  <ip address='192.168.122.1' netmask='255.255.255.0'>
-    <dhcp><range start='192.168.122.2' end='192.168.122.254'/></dhcp>
-  </ip>
-</network>";
-
-/// The NIC for `spec`. `used_ports` are forwards other nox VMs already own (running or not).
-pub fn resolve(conn: &Connect, spec: &NetworkSpec, used_ports: &[u16]) -> Result<Nic, Error> {
+/// What `--network` needs of the host, checked before anything is made.
+pub fn preflight(host: &Host, spec: &NetworkSpec) -> Result<(), Error> {
     match spec {
-        NetworkSpec::Default => {
-            ensure_default_network(conn)?;
-            Ok(Nic::Network {
-                network: "default".into(),
-            })
-        }
+        NetworkSpec::Default => Ok(()),
         NetworkSpec::Bridge(name) => {
-            if !Path::new("/sys/class/net")
-                .join(name)
-                .join("bridge")
-                .is_dir()
-            {
+            if !host.facts.is_bridge(name) {
                 return Err(Error::Refused {
                     message: format!("bridge {name} does not exist on this host"),
                     hint: "create the bridge first, or use --network default".into(),
                 });
             }
-            Ok(Nic::Bridge {
-                bridge: name.clone(),
-            })
+            Ok(())
         }
         NetworkSpec::Macvtap(dev) => {
-            if !Path::new("/sys/class/net").join(dev).exists() {
+            if host.facts.interface(dev)?.is_none() {
                 return Err(Error::Refused {
                     message: format!("network interface {dev} does not exist on this host"),
                     hint: "`ip link` lists the host's interfaces".into(),
                 });
             }
-            Ok(Nic::Macvtap {
-                device: dev.clone(),
-            })
+            Ok(())
         }
         NetworkSpec::User => {
-            if crate::programs::find("passt").is_none() {
+            if host.runner.find_program("passt").is_none() {
                 return Err(Error::failed(
                     "--network user needs passt, which is not installed",
                     "install the passt package",
                 ));
             }
-            Ok(Nic::User {
-                ssh_port: free_port(used_ports)?,
-            })
+            Ok(())
         }
         NetworkSpec::Ask => Err(Error::Usage(
             "--network ask needs an interactive terminal; pick a network with --network".into(),
         )),
     }
+}
+
+/// The NIC for `spec`. `used_ports` are forwards other nox VMs already own (running or not).
+pub fn resolve(
+    conn: &Connect,
+    host: &Host,
+    spec: &NetworkSpec,
+    used_ports: &[u16],
+) -> Result<Nic, Error> {
+    preflight(host, spec)?;
+    Ok(match spec {
+        NetworkSpec::Default => {
+            ensure_default_network(conn)?;
+            Nic::Network {
+                network: "default".into(),
+            }
+        }
+        NetworkSpec::Bridge(name) => Nic::Bridge {
+            bridge: name.clone(),
+        },
+        NetworkSpec::Macvtap(dev) => Nic::Macvtap {
+            device: dev.clone(),
+        },
+        NetworkSpec::User => Nic::User {
+            ssh_port: free_port(used_ports)?,
+        },
+        // Refused by preflight.
+        NetworkSpec::Ask => return Err(Error::Usage("--network ask needs a terminal".into())),
+    })
 }
 
 /// Creates and starts libvirt's `default` NAT network if it is missing or inactive.
@@ -79,7 +83,7 @@ pub fn ensure_default_network(conn: &Connect) -> Result<(), Error> {
         Ok(n) => n,
         Err(_) => {
             let n = conn
-                .define_network_xml(DEFAULT_NETWORK_XML)
+                .define_network_xml(&NatNetwork::libvirt_default().to_xml())
                 .map_err(|e| err("defining libvirt's default network", e))?;
             let _ = n.set_autostart(true);
             n
@@ -108,19 +112,74 @@ fn free_port(used: &[u16]) -> Result<u16, Error> {
 
 /// Removes a macvtap device left for `mac` (libvirt normally removes it with the domain).
 /// Matched by the VM's MAC, never by a name pattern.
-pub fn remove_macvtap_for(mac: &str) {
-    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
+pub fn remove_macvtap_for(host: &Host, mac: &str) {
+    let Ok(ifaces) = host.facts.interfaces() else {
         return;
     };
-    for e in entries.flatten() {
-        let p = e.path();
-        let is_macvtap = p.join("macvtap").exists();
-        let addr = std::fs::read_to_string(p.join("address")).unwrap_or_default();
-        if is_macvtap && addr.trim().eq_ignore_ascii_case(mac) {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let _ = std::process::Command::new("ip")
-                .args(["link", "delete", &name])
-                .status();
+    for i in ifaces {
+        let ours = i.kind == InterfaceKind::Macvtap
+            && i.mac
+                .as_deref()
+                .is_some_and(|m| m.eq_ignore_ascii_case(mac));
+        if ours {
+            let cmd = Cmd::new("ip")
+                .args(["link", "delete"])
+                .arg(&i.name)
+                .package("iproute2");
+            if let Err(e) = host.runner.run(&cmd) {
+                tracing::warn!("removing {}: {e}", i.name);
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nox_core::host::Interface;
+    use std::sync::Arc;
+
+    #[test]
+    fn preflight_checks_what_each_network_needs() {
+        let (host, _, _) = Host::fake();
+        assert!(preflight(&host, &NetworkSpec::Default).is_ok());
+        assert!(preflight(&host, &NetworkSpec::Bridge("br0".into())).is_ok());
+        let e = preflight(&host, &NetworkSpec::Bridge("eth0".into())).unwrap_err();
+        assert!(e.is_bad_input() && e.to_string().contains("eth0"), "{e}");
+        assert!(preflight(&host, &NetworkSpec::Macvtap("eth0".into())).is_ok());
+        assert!(preflight(&host, &NetworkSpec::Macvtap("nope0".into())).is_err());
+        assert!(preflight(&host, &NetworkSpec::User).is_ok());
+        let no_passt = Host {
+            runner: Arc::new(nox_core::host::fake::FakeRunner::with_programs(&[])),
+            ..host
+        };
+        let e = preflight(&no_passt, &NetworkSpec::User).unwrap_err();
+        assert!(e.hint().unwrap().contains("passt"), "{e}");
+    }
+
+    #[test]
+    fn only_the_vm_s_own_macvtap_is_removed() {
+        let facts = nox_core::host::fake::FakeHost::with_interfaces(vec![
+            Interface {
+                name: "macvtap0".into(),
+                kind: InterfaceKind::Macvtap,
+                mac: Some("52:54:00:aa:bb:cc".into()),
+            },
+            Interface {
+                name: "macvtap1".into(),
+                kind: InterfaceKind::Macvtap,
+                mac: Some("52:54:00:11:22:33".into()),
+            },
+        ]);
+        let runner = Arc::new(nox_core::host::fake::FakeRunner::default());
+        let host = Host {
+            facts: Arc::new(facts),
+            runner: runner.clone(),
+        };
+        remove_macvtap_for(&host, "52:54:00:AA:BB:CC");
+        assert_eq!(
+            runner.argvs(),
+            vec![vec!["ip", "link", "delete", "macvtap0"]]
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use nox_core::wait::wait_until;
 use nox_core::{interrupt, Error, Progress};
 use virt::domain::Domain;
 
@@ -42,25 +43,23 @@ pub fn wait(
     progress.step(&format!("waiting for cloud-init in {name}"));
     // cloud-init writes result.json when its last stage ends. Reading it through the agent is
     // cheaper and quicker than `cloud-init status --wait`, which starts Python and polls at 250 ms.
-    loop {
+    let left = timeout.saturating_sub(start.elapsed());
+    let result = wait_until(left, POLL, |_| {
         if let Some(result) = read_file(&agent, RESULT_JSON)? {
-            progress.done();
-            return match nox_core::cloud_init::result_errors(&result) {
-                None => Ok(()),
-                Some(errors) => Err(Error::failed(
-                    format!("cloud-init reported errors in {name}: {errors}"),
-                    format!("`nox exec {name} -- cloud-init status --long` says more"),
-                )),
-            };
-        }
-        if start.elapsed() > timeout {
-            progress.done();
-            return Err(Error::timed_out(name, "cloud-init to finish", timeout));
+            return Ok(Some(result));
         }
         progress.waiting("cloud-init", start.elapsed());
         interrupt::check()?;
-        still_running(dom, name)?;
-        std::thread::sleep(POLL);
+        still_running(dom, name).map(|_| None)
+    });
+    progress.done();
+    let result = result?.ok_or_else(|| Error::timed_out(name, "cloud-init to finish", timeout))?;
+    match nox_core::cloud_init::result_errors(&result) {
+        None => Ok(()),
+        Some(errors) => Err(Error::failed(
+            format!("cloud-init reported errors in {name}: {errors}"),
+            format!("`nox exec {name} -- cloud-init status --long` says more"),
+        )),
     }
 }
 

@@ -73,18 +73,7 @@ pub fn resize(
                 format_bytes(disk)
             ));
         } else {
-            let out = std::process::Command::new("qemu-img")
-                .args(["resize", "-q"])
-                .arg(rec.dir.join("disk.qcow2"))
-                .arg(disk.to_string())
-                .output()
-                .map_err(|e| Error::io("running qemu-img", e))?;
-            if !out.status.success() {
-                return Err(Error::Backend(format!(
-                    "qemu-img resize: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
+            crate::qemu_img::resize(&*b.host.runner, &rec.dir.join("disk.qcow2"), disk)?;
             notes.push(format!(
                 "disk grown to {}; the guest grows its filesystem at the next boot",
                 format_bytes(disk)

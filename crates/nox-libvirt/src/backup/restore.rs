@@ -1,0 +1,200 @@
+//! Restoring a VM from a verified chain: one `qemu-img convert` reads every backup over its
+//! parent through a `json:` image spec and writes a standalone disk; the domain is then
+//! defined as `create` defines one, with a new identity when restored under a new name.
+
+use std::path::PathBuf;
+
+use nox_core::backup::{LocalBackup, RestoreOptions};
+use nox_core::host::HostFacts;
+use nox_core::instance::Instance;
+use nox_core::{interrupt, Error, InstanceName, Progress};
+use serde::Serialize;
+
+use super::DISK_FILE;
+use crate::{accel, images, qemu_img, LibvirtBackend};
+
+/// The image spec qemu-img reads a chain through: each backup over its parent, the full
+/// backup at the bottom, no backing file names taken from the files themselves.
+#[derive(Debug, Serialize)]
+struct ImageSpec {
+    driver: &'static str,
+    file: FileSpec,
+    /// `null` at the bottom: the full backup stands alone.
+    backing: Option<Box<ImageSpec>>,
+}
+
+#[derive(Debug, Serialize)]
+struct FileSpec {
+    driver: &'static str,
+    filename: String,
+}
+
+fn chain_spec(files: &[PathBuf]) -> Option<ImageSpec> {
+    let mut spec: Option<ImageSpec> = None;
+    for f in files {
+        spec = Some(ImageSpec {
+            driver: "qcow2",
+            file: FileSpec {
+                driver: "file",
+                filename: f.display().to_string(),
+            },
+            backing: spec.map(Box::new),
+        });
+    }
+    spec
+}
+
+/// Removes a half-restored VM unless committed.
+struct Undo<'c> {
+    conn: &'c virt::connect::Connect,
+    dir: PathBuf,
+    domain: Option<String>,
+    committed: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        if let Some(name) = &self.domain {
+            let _ = crate::lifecycle::remove_domain(self.conn, name);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn restore(
+    b: &LibvirtBackend,
+    chain: &[LocalBackup],
+    target: &InstanceName,
+    options: RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<Instance, Error> {
+    let last = chain
+        .last()
+        .ok_or_else(|| Error::Backend("empty backup chain".into()))?;
+    let m = &last.manifest;
+    let info = m.vm.as_ref().ok_or_else(|| {
+        Error::failed(
+            format!("backup {}/{} has no VM section", m.instance, m.id),
+            "the manifest is damaged",
+        )
+    })?;
+    let conn = b.conn()?;
+    let name = target.as_str();
+    let _lock = crate::create::NameLock::take(&b.config.vm.storage_dir, name)?;
+    if conn.lookup_domain_by_name(name).is_ok() {
+        return Err(Error::AlreadyExists {
+            name: name.into(),
+            backend: "vm".into(),
+        });
+    }
+    let accel = accel::choose(b.config.vm.domain_type, &*b.host.runner, progress)?;
+    let dir = b.instance_dir(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut undo = Undo {
+        conn: &conn,
+        dir: dir.clone(),
+        domain: None,
+        committed: false,
+    };
+    crate::create::create_dir(&dir, &b.config.vm.storage_dir)?;
+
+    progress.step(&format!(
+        "rebuilding the disk from {} backup{}",
+        chain.len(),
+        if chain.len() == 1 { "" } else { "s" }
+    ));
+    let files: Vec<PathBuf> = chain
+        .iter()
+        .map(|c| {
+            let f = c
+                .manifest
+                .vm
+                .as_ref()
+                .map(|v| v.disk_file.clone())
+                .unwrap_or_else(|| DISK_FILE.into());
+            c.file(&f)
+        })
+        .collect();
+    let spec = chain_spec(&files).ok_or_else(|| Error::Backend("empty backup chain".into()))?;
+    let source = format!(
+        "json:{}",
+        serde_json::to_string(&spec)
+            .map_err(|e| Error::Backend(format!("the chain's image spec: {e}")))?
+    );
+    let disk = dir.join("disk.qcow2");
+    qemu_img::convert(
+        &*b.host.runner,
+        source.as_ref(),
+        &disk,
+        qemu_img::Output::Plain,
+        None,
+        progress,
+    )?;
+    images::set_mode(&disk, 0o600);
+    progress.done();
+    interrupt::check()?;
+
+    let mut spec = m.spec.clone();
+    spec.name = target.clone();
+    spec.autostart = m.autostart;
+    let facts: &dyn HostFacts = &*b.host.facts;
+    let (uuid, mac) = if options.new_identity {
+        (
+            facts.random_uuid()?,
+            facts.random_mac(crate::create::QEMU_OUI)?,
+        )
+    } else {
+        (info.uuid.clone(), info.mac.clone())
+    };
+    // cloud-init keys its per-instance work on the instance id, which is the UUID: a new one
+    // makes the restored guest take its new hostname and new SSH host keys.
+    crate::create::define_and_boot(
+        &conn,
+        &b.host,
+        crate::create::Define {
+            spec: &spec,
+            uuid,
+            mac,
+            image_checksum: info.image_checksum.clone(),
+            dir: dir.clone(),
+            disk,
+            accel,
+        },
+        &mut undo.domain,
+        options.start.then_some(Some(options.timeout)),
+        progress,
+    )?;
+    undo.committed = true;
+    crate::list::status(b, target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_reads_each_backup_over_its_parent() {
+        let spec = chain_spec(&[
+            "/b/full.qcow2".into(),
+            "/b/inc1.qcow2".into(),
+            "/b/inc2.qcow2".into(),
+        ])
+        .unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["file"]["filename"], "/b/inc2.qcow2");
+        assert_eq!(json["backing"]["file"]["filename"], "/b/inc1.qcow2");
+        assert_eq!(
+            json["backing"]["backing"]["file"]["filename"],
+            "/b/full.qcow2"
+        );
+        // The bottom names no backing: never the one written in the file's header.
+        assert!(json["backing"]["backing"]["backing"].is_null());
+        assert!(json["backing"]["backing"]
+            .as_object()
+            .unwrap()
+            .contains_key("backing"));
+    }
+}
