@@ -45,10 +45,10 @@ pub fn ssh(b: &LxcBackend, name: &InstanceName, command: &[String]) -> Result<Ha
         rec.spec.user.clone(),
     ];
     if !command.is_empty() {
-        let quoted: Vec<String> = command
+        let quoted = command
             .iter()
             .map(|a| nox_core::spec::sh_quote(a))
-            .collect();
+            .collect::<Result<Vec<String>, Error>>()?;
         args.extend(["-c".into(), quoted.join(" ")]);
     }
     Ok(Handoff {

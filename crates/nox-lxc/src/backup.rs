@@ -14,13 +14,13 @@
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use nox_core::backup::{
     private_file, BackupKind, BackupRequest, Consistency, HashingWriter, IdMap, LocalBackup,
     LxcBackup, Manifest, RestoreOptions, FORMAT,
 };
 use nox_core::cloud_init::Provisioning;
+use nox_core::host::{Cmd, PrivateMount, Runner, Stdin, Stdout};
 use nox_core::instance::{Instance, InstanceSpec};
 use nox_core::{interrupt, BackendKind, Error, InstanceName, Progress};
 
@@ -164,7 +164,7 @@ pub fn backup(
     } else {
         Source::from_rootfs(&on_disk.rootfs, &dir)?.with_userxattr(on_disk.userxattr)
     };
-    let entry = archive(&source, staging, progress)?;
+    let entry = archive(&*b.host.runner, &source, staging, progress)?;
     drop(resume);
     progress.done();
 
@@ -246,27 +246,27 @@ impl Source {
 
 /// Runs tar over `source` and streams its output through zstd into `staging/rootfs.tar.zst`.
 fn archive(
+    runner: &dyn Runner,
     source: &Source,
     staging: &Path,
     progress: &dyn Progress,
 ) -> Result<nox_core::backup::FileEntry, Error> {
-    let mut cmd = Command::new("tar");
-    cmd.args([
-        "--create",
-        "--file=-",
-        "--numeric-owner",
-        "--xattrs",
-        "--xattrs-include=*",
-        "--acls",
-        "--sparse",
-        // The container's own mounts (proc, sys, dev, run) are not its filesystem.
-        "--one-file-system",
-        "--directory",
-    ])
-    .arg(source.root())
-    .arg(".")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    let mut cmd = Cmd::new("tar")
+        .package("tar")
+        .args([
+            "--create",
+            "--file=-",
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--acls",
+            "--sparse",
+            // The container's own mounts (proc, sys, dev, run) are not its filesystem.
+            "--one-file-system",
+            "--directory",
+        ])
+        .arg(source.root())
+        .arg(".");
     if let Source::Overlay {
         lower,
         upper,
@@ -277,118 +277,61 @@ fn archive(
     {
         std::fs::create_dir_all(mountpoint)
             .map_err(|e| Error::io(format!("creating {}", mountpoint.display()), e))?;
-        let opts = std::ffi::CString::new(format!(
-            "lowerdir={},upperdir={},workdir={}{}",
-            lower.display(),
-            upper.display(),
-            work.display(),
-            if *userxattr { ",userxattr" } else { "" }
-        ))
-        .map_err(|_| Error::Backend("a rootfs path holds a NUL byte".into()))?;
-        let target = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes())
-            .map_err(|_| Error::Backend("a rootfs path holds a NUL byte".into()))?;
-        use std::os::unix::process::CommandExt;
-        // SAFETY: between fork and exec the closure makes only raw syscalls (unshare, mount)
-        // on memory prepared before the fork; no allocation, no locks.
-        unsafe {
-            cmd.pre_exec(move || {
-                use nix::libc;
-                if libc::unshare(libc::CLONE_NEWNS) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let root = c"/";
-                if libc::mount(
-                    std::ptr::null(),
-                    root.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let fstype = c"overlay";
-                if libc::mount(
-                    fstype.as_ptr(),
-                    target.as_ptr(),
-                    fstype.as_ptr(),
-                    0,
-                    opts.as_ptr().cast(),
-                ) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        cmd = cmd.in_private_mount(PrivateMount::overlay(
+            lower, upper, work, mountpoint, *userxattr,
+        )?);
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::io("running tar (install tar)", e))?;
     let path = staging.join(ROOTFS_FILE);
+    let io = |e| Error::io(format!("writing {}", path.display()), e);
     let file = private_file(&path)?;
-    let result = (|| -> std::io::Result<(u64, String)> {
-        let mut out = child.stdout.take().expect("piped");
-        let mut enc = zstd::stream::Encoder::new(HashingWriter::new(file), ZSTD_LEVEL)?;
-        // Both cores: zstd's worker threads compress while tar reads.
-        let _ = enc.multithread(2);
-        let mut buf = vec![0u8; 1 << 20];
-        let mut read = 0u64;
-        loop {
-            let n = out.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            enc.write_all(&buf[..n])?;
-            read += n as u64;
-            progress.bytes(read, None);
-            if interrupt::requested() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::Interrupted,
-                    "interrupted",
-                ));
-            }
-        }
-        let hw = enc.finish()?;
-        let (_, size, sum) = hw.finish();
-        Ok((size, sum))
-    })();
-    if result.is_err() {
-        let _ = child.kill();
-    }
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut stderr);
-    }
-    let status = child.wait().map_err(|e| Error::io("waiting for tar", e))?;
+    let mut enc = zstd::stream::Encoder::new(HashingWriter::new(file), ZSTD_LEVEL).map_err(io)?;
+    // Both cores: zstd's worker threads compress while tar reads.
+    let _ = enc.multithread(2);
+    let mut sink = CountingWriter {
+        inner: &mut enc,
+        written: 0,
+        progress,
+    };
+    let end = runner.execute(&cmd, Stdin::Null, Stdout::Stream(&mut sink));
     if let Source::Overlay { mountpoint, .. } = source {
         let _ = std::fs::remove_dir(mountpoint);
     }
-    let (size, sha256) = result.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::Interrupted {
-            Error::failed("interrupted", "nothing was kept of this backup")
-        } else {
-            Error::io(format!("writing {}", path.display()), e)
-        }
-    })?;
+    let end = end?;
     // GNU tar exits 1 when "some files changed while being read". In a frozen or stopped
     // container only the mountpoints of pseudo filesystems (sys, proc) can, whose contents
     // are not archived; anything else is a failure.
-    let only_mountpoints_changed = status.code() == Some(1)
-        && stderr
+    let only_mountpoints_changed = end.code == Some(1)
+        && String::from_utf8_lossy(&end.stderr)
             .lines()
             .all(|l| l.ends_with("file changed as we read it"));
-    if !status.success() && !only_mountpoints_changed {
-        return Err(Error::Backend(format!(
-            "tar failed ({status}): {}",
-            stderr.trim().lines().take(3).collect::<Vec<_>>().join("; ")
-        )));
+    if !only_mountpoints_changed {
+        end.check(&cmd)?;
     }
+    let (_, size, sha256) = enc.finish().map_err(io)?.finish();
     Ok(nox_core::backup::FileEntry {
         name: ROOTFS_FILE.into(),
         size,
         sha256,
     })
+}
+
+/// Counts what passes through into progress.
+struct CountingWriter<'p, W> {
+    inner: W,
+    written: u64,
+    progress: &'p dyn Progress,
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        self.progress.bytes(self.written, None);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Removes the half-restored container unless committed, stopping it first if it was started
@@ -444,7 +387,8 @@ pub fn restore(
     spec.name = target.clone();
     spec.autostart = m.autostart;
     // The same checks as create (bridge, subordinate ids); TUN as the container had it.
-    let (mode, bridge) = create::preflight(&b.clone().with_tun(info.tun), &spec)?;
+    spec.tun = info.tun;
+    let (mode, bridge) = create::preflight(b, &spec)?;
     let owner = match (&mode, info.idmap) {
         (
             Mode::Unprivileged {
@@ -477,7 +421,12 @@ pub fn restore(
     create::chown(&rootfs, owner)?;
 
     progress.step(&format!("unpacking {}'s filesystem", target));
-    extract(&backup.file(&info.rootfs_file), &rootfs, progress)?;
+    extract(
+        &*b.host.runner,
+        &backup.file(&info.rootfs_file),
+        &rootfs,
+        progress,
+    )?;
     progress.done();
     if let (Some(old), Some((uid, gid))) = (info.idmap, owner) {
         if old.uid_start != uid || old.gid_start != gid {
@@ -489,7 +438,7 @@ pub fn restore(
     interrupt::check()?;
 
     let mac = if options.new_identity {
-        create::random_mac()
+        create::random_mac(&*b.host.facts)?
     } else {
         info.mac.clone()
     };
@@ -512,7 +461,7 @@ pub fn restore(
                 &rootfs,
                 owner,
                 &Provisioning {
-                    instance_id: create::uuid_like(),
+                    instance_id: create::instance_id(&*b.host.facts)?,
                     hostname: target.to_string(),
                     user: spec.user.clone(),
                     ssh_keys: spec.ssh_keys.clone(),
@@ -560,11 +509,25 @@ pub fn restore(
 }
 
 /// Unpacks a rootfs tarball (zstd) into `rootfs` as it was: owners, modes, xattrs, ACLs.
-fn extract(archive: &Path, rootfs: &Path, progress: &dyn Progress) -> Result<(), Error> {
+fn extract(
+    runner: &dyn Runner,
+    archive: &Path,
+    rootfs: &Path,
+    progress: &dyn Progress,
+) -> Result<(), Error> {
     let file = std::fs::File::open(archive)
         .map_err(|e| Error::io(format!("reading {}", archive.display()), e))?;
     let total = file.metadata().map(|m| m.len()).ok();
-    let mut child = Command::new("tar")
+    let counting = CountingReader {
+        inner: file,
+        read: 0,
+        total,
+        progress,
+    };
+    let mut dec = zstd::stream::Decoder::new(counting)
+        .map_err(|e| Error::io(format!("reading {}", archive.display()), e))?;
+    let cmd = Cmd::new("tar")
+        .package("tar")
         .args([
             "--extract",
             "--file=-",
@@ -576,37 +539,11 @@ fn extract(archive: &Path, rootfs: &Path, progress: &dyn Progress) -> Result<(),
             "--acls",
             "--directory",
         ])
-        .arg(rootfs)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::io("running tar (install tar)", e))?;
-    let result = (|| -> std::io::Result<()> {
-        let mut input = child.stdin.take().expect("piped");
-        let counting = CountingReader {
-            inner: file,
-            read: 0,
-            total,
-            progress,
-        };
-        let mut dec = zstd::stream::Decoder::new(counting)?;
-        std::io::copy(&mut dec, &mut input)?;
-        Ok(())
-    })();
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut stderr);
-    }
-    let status = child.wait().map_err(|e| Error::io("waiting for tar", e))?;
-    result.map_err(|e| Error::io(format!("unpacking {}", archive.display()), e))?;
-    if !status.success() {
-        return Err(Error::Backend(format!(
-            "tar could not unpack {} ({status}): {}",
-            archive.display(),
-            stderr.trim().lines().take(3).collect::<Vec<_>>().join("; ")
-        )));
-    }
-    Ok(())
+        .arg(rootfs);
+    runner
+        .feed(&cmd, &mut dec)
+        .map(|_| ())
+        .map_err(|e| Error::Backend(format!("unpacking {}: {e}", archive.display())))
 }
 
 struct CountingReader<'p, R> {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use nox_core::backend::CreateOptions;
 use nox_core::cloud_init::Provisioning;
+use nox_core::host::HostFacts;
 use nox_core::instance::{Instance, InstanceSpec, NetworkSpec};
 use nox_core::{interrupt, Error, Progress};
 
@@ -43,7 +44,7 @@ impl Drop for Undo {
 pub fn preflight(b: &LxcBackend, spec: &InstanceSpec) -> Result<(Mode, String), Error> {
     let bridge = match &spec.network {
         NetworkSpec::Bridge(name) => {
-            if !is_bridge(name) {
+            if !b.host.facts.is_bridge(name) {
                 return Err(Error::Refused {
                     message: format!("bridge {name} does not exist on this host"),
                     hint: "create the bridge first, or use --network default".into(),
@@ -60,7 +61,7 @@ pub fn preflight(b: &LxcBackend, spec: &InstanceSpec) -> Result<(Mode, String), 
     };
     if spec.privileged {
         let bridge = bridge.unwrap_or_else(|| b.config.lxc.privileged_bridge.clone());
-        if !is_bridge(&bridge) {
+        if !b.host.facts.is_bridge(&bridge) {
             return Err(Error::Refused {
                 message: format!("the bridge for privileged containers, {bridge}, does not exist"),
                 hint: "create it, or set [lxc] privileged_bridge to an existing bridge".into(),
@@ -69,7 +70,7 @@ pub fn preflight(b: &LxcBackend, spec: &InstanceSpec) -> Result<(Mode, String), 
         return Ok((Mode::Privileged, bridge));
     }
     let bridge = bridge.unwrap_or_else(|| b.config.lxc.bridge.clone());
-    if !is_bridge(&bridge) {
+    if !b.host.facts.is_bridge(&bridge) {
         return Err(Error::failed(
             format!("bridge {bridge} ([lxc] bridge) does not exist"),
             "start it (`/usr/libexec/lxc/lxc-net start`, or `cargo xtask setup`), or set [lxc] bridge",
@@ -89,17 +90,10 @@ pub fn preflight(b: &LxcBackend, spec: &InstanceSpec) -> Result<(Mode, String), 
         Mode::Unprivileged {
             uid_start: uid.start,
             gid_start: gid.start,
-            tun: b.tun,
+            tun: spec.tun,
         },
         bridge,
     ))
-}
-
-fn is_bridge(name: &str) -> bool {
-    Path::new("/sys/class/net")
-        .join(name)
-        .join("bridge")
-        .is_dir()
 }
 
 pub fn create(
@@ -130,7 +124,7 @@ pub fn create(
         },
         Mode::Privileged => Mapping::Host,
     };
-    let base = images::ensure_base(lxcpath, source, mapping, progress)?;
+    let base = images::ensure_base(&*b.host.runner, lxcpath, source, mapping, progress)?;
     let layout = CgroupLayout::detect().map_err(|e| Error::io("reading /sys/fs/cgroup", e))?;
     let limits = limits(layout, spec, progress);
     interrupt::check()?;
@@ -154,7 +148,7 @@ pub fn create(
         chown(d, owner)?;
     }
 
-    let mac = random_mac();
+    let mac = random_mac(&*b.host.facts)?;
     let cloud_init = base.join("usr/bin/cloud-init").exists();
     if !cloud_init {
         // systemd sets the hostname from /etc/hostname at boot; cloud-init would otherwise.
@@ -172,7 +166,7 @@ pub fn create(
             &delta,
             owner,
             &Provisioning {
-                instance_id: uuid_like(),
+                instance_id: instance_id(&*b.host.facts)?,
                 hostname: name.into(),
                 user: spec.user.clone(),
                 ssh_keys: spec.ssh_keys.clone(),
@@ -322,22 +316,12 @@ pub(crate) fn write_seed(
     Ok(())
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
-    use std::io::Read;
-    let mut b = [0u8; N];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .expect("/dev/urandom is readable");
-    b
-}
-
 /// A MAC in the 00:16:3e prefix LXC uses.
-pub(crate) fn random_mac() -> String {
-    let b: [u8; 3] = random_bytes();
-    format!("00:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
+pub(crate) fn random_mac(host: &dyn HostFacts) -> Result<String, Error> {
+    host.random_mac([0x00, 0x16, 0x3e])
 }
 
-pub(crate) fn uuid_like() -> String {
-    let b: [u8; 16] = random_bytes();
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// A new cloud-init instance id: a new one makes cloud-init treat the guest as a new machine.
+pub(crate) fn instance_id(host: &dyn HostFacts) -> Result<String, Error> {
+    host.random_uuid()
 }

@@ -1,9 +1,9 @@
 //! What the LXC backend needs of the host, checked live for `nox doctor`.
 
 use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
 
 use nox_core::config::LxcConfig;
+use nox_core::host::HostFacts;
 use nox_core::{BackendKind, Check};
 
 use crate::cgroup::CgroupLayout;
@@ -11,26 +11,19 @@ use crate::{liblxc, subid};
 
 const LXC: Option<BackendKind> = Some(BackendKind::Lxc);
 
-pub fn run(config: &LxcConfig) -> Vec<Check> {
+pub fn run(config: &LxcConfig, host: &dyn HostFacts) -> Vec<Check> {
     vec![
         Check::pass("liblxc", LXC, format!("liblxc {}", liblxc::version())),
-        bridge(&config.bridge),
-        privileged_bridge(&config.privileged_bridge),
+        bridge(host, &config.bridge),
+        privileged_bridge(host, &config.privileged_bridge),
         subids(),
         cgroup(),
         tun(config.tun),
     ]
 }
 
-fn is_bridge(name: &str) -> bool {
-    Path::new("/sys/class/net")
-        .join(name)
-        .join("bridge")
-        .is_dir()
-}
-
-fn bridge(name: &str) -> Check {
-    if is_bridge(name) {
+fn bridge(host: &dyn HostFacts, name: &str) -> Check {
+    if host.is_bridge(name) {
         Check::pass(
             "bridge",
             LXC,
@@ -46,8 +39,8 @@ fn bridge(name: &str) -> Check {
     }
 }
 
-fn privileged_bridge(name: &str) -> Check {
-    if is_bridge(name) {
+fn privileged_bridge(host: &dyn HostFacts, name: &str) -> Check {
+    if host.is_bridge(name) {
         Check::pass(
             "privileged-bridge",
             LXC,

@@ -7,11 +7,10 @@
 //! `images:DIST/RELEASE`, the LXC image server through the `download` template, which checks
 //! the server's GPG signatures.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use nox_core::config::ImageSource;
+use nox_core::host::{Cmd, Runner};
 use nox_core::{fetch, Error, Progress};
 
 use crate::liblxc::Container;
@@ -40,6 +39,7 @@ pub fn images_dir(lxcpath: &Path) -> PathBuf {
 
 /// Returns the base rootfs for `source` under `mapping`, building it if needed.
 pub fn ensure_base(
+    runner: &dyn Runner,
     lxcpath: &Path,
     source: &ImageSource,
     mapping: Mapping,
@@ -49,10 +49,7 @@ pub fn ensure_base(
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     // One builder per image at a time; others wait, then find it built.
-    let lock =
-        File::create(dir.join(".lock")).map_err(|e| Error::io("locking the image cache", e))?;
-    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| Error::io("locking the image cache", e.into()))?;
+    let _guard = nox_core::lock::lock(&dir.join(".lock"))?;
 
     if let Some(rest) = source.url.strip_prefix("images:") {
         return download_base(&dir, rest, mapping, progress);
@@ -67,7 +64,7 @@ pub fn ensure_base(
     progress.step("unpacking the image (once per image)");
     let staging = dir.join(format!(".{key}-{}.unpacking", mapping.suffix()));
     let _ = std::fs::remove_dir_all(&staging);
-    let result = unpack(&tarball, &staging.join("rootfs"), mapping);
+    let result = unpack(runner, &tarball, &staging.join("rootfs"), mapping);
     progress.done();
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&staging);
@@ -78,53 +75,41 @@ pub fn ensure_base(
     Ok(rootfs)
 }
 
-fn unpack(tarball: &Path, rootfs: &Path, mapping: Mapping) -> Result<(), Error> {
+fn unpack(
+    runner: &dyn Runner,
+    tarball: &Path,
+    rootfs: &Path,
+    mapping: Mapping,
+) -> Result<(), Error> {
     std::fs::create_dir_all(rootfs)
         .map_err(|e| Error::io(format!("creating {}", rootfs.display()), e))?;
-    let tar_args = |cmd: &mut Command| {
-        cmd.args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpJf"])
-            .arg(tarball)
-            .arg("-C")
-            .arg(rootfs);
-    };
-    let mut cmd = match mapping {
-        Mapping::Host => Command::new("tar"),
+    let cmd = match mapping {
+        Mapping::Host => Cmd::new("tar").package("tar"),
         Mapping::Shifted { uid, gid } => {
             // The rootfs directory belongs to the container's root; tar then runs as that root
             // inside a user namespace, so every file lands shifted, device nodes excepted.
             nix::unistd::chown(rootfs, Some(uid.into()), Some(gid.into()))
                 .map_err(|e| Error::io("chowning the base rootfs", e.into()))?;
-            let mut c = Command::new("lxc-usernsexec");
-            c.args([
-                "-m",
-                &format!("u:0:{uid}:65536"),
-                "-m",
-                &format!("g:0:{gid}:65536"),
-                "--",
-                "tar",
-            ]);
-            c
+            Cmd::new("lxc-usernsexec")
+                .package("lxc")
+                .arg("-m")
+                .arg(format!("u:0:{uid}:65536"))
+                .arg("-m")
+                .arg(format!("g:0:{gid}:65536"))
+                .args(["--", "tar"])
         }
     };
-    tar_args(&mut cmd);
-    let out = cmd
-        .output()
-        .map_err(|e| Error::io("running tar (and lxc-usernsexec)", e))?;
-    if !out.status.success() {
-        return Err(Error::failed(
-            format!(
-                "unpacking {} failed: {}",
-                tarball.display(),
-                String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .take(3)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
+    let cmd = cmd
+        .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpJf"])
+        .arg(tarball)
+        .arg("-C")
+        .arg(rootfs);
+    runner.run(&cmd).map(|_| ()).map_err(|e| {
+        Error::failed(
+            format!("unpacking {} failed: {e}", tarball.display()),
             "check that the image is a rootfs tarball (tar.xz)",
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 /// `images:DIST/RELEASE`: a base container made once with LXC's `download` template.

@@ -3,6 +3,23 @@
 //! The default container is unprivileged (mapped into root's subordinate id ranges) and gets
 //! `/dev/net/tun`, so Tailscale and other VPNs work without handing the container the host.
 //! Each container is an overlay on a base unpacked once per image, in `[lxc] lxcpath/NAME/`.
+//!
+//! Where things live:
+//! - `create.rs` makes a container (base, overlay, seed, config), `lifecycle.rs` starts, stops
+//!   and deletes it, `list.rs` reads records and states, `ready.rs` waits for systemd and
+//!   cloud-init and provisions images without cloud-init;
+//! - `config.rs` renders the LXC config from typed structs (golden files), `record.rs` is
+//!   nox's record beside it, `cgroup.rs` reads the host's cgroup layout, `subid.rs` root's
+//!   subordinate ids;
+//! - `images.rs` unpacks and caches base root filesystems;
+//! - `liblxc.rs` is the safe face of liblxc (`lxc-sys`); `access.rs` (ssh, console, passwd,
+//!   resize, nesting) and `exec_io.rs` (exec with pipes) use it;
+//! - `backup.rs` backs containers up (frozen tar + zstd) and restores them;
+//! - `host_checks.rs` is what `nox doctor` asks of this backend.
+//!
+//! Programs (tar, lxc-usernsexec) run through the host's
+//! [`Runner`](nox_core::host::Runner); bridges and randomness come from its
+//! [`HostFacts`](nox_core::host::HostFacts).
 
 mod access;
 pub mod backup;
@@ -23,6 +40,7 @@ use std::time::Duration;
 
 use nox_core::backend::{CreateOptions, ExecIo, Handoff, Resize};
 use nox_core::config::{Config, ImageSource};
+use nox_core::host::Host;
 use nox_core::instance::{Instance, InstanceSpec};
 use nox_core::{Backend, BackendKind, Check, Error, InstanceName, Progress};
 
@@ -30,29 +48,16 @@ use nox_core::{Backend, BackendKind, Check, Error, InstanceName, Progress};
 #[derive(Debug, Clone)]
 pub struct LxcBackend {
     config: Config,
-    /// Pass /dev/net/tun to new unprivileged containers (`[lxc] tun`, `--no-tun`).
-    tun: bool,
+    host: Host,
 }
 
 impl LxcBackend {
-    pub fn new(config: Config) -> Self {
-        let tun = config.lxc.tun;
-        LxcBackend { config, tun }
-    }
-
-    /// The same backend, with TUN for new containers turned on or off.
-    pub fn with_tun(mut self, tun: bool) -> Self {
-        self.tun = tun;
-        self
+    pub fn new(config: Config, host: Host) -> Self {
+        LxcBackend { config, host }
     }
 
     fn image_source(&self, image: &str) -> Result<&ImageSource, Error> {
         self.config.image_source(image, BackendKind::Lxc)
-    }
-
-    /// The checks `create --privileged` makes before anything exists (the bridge).
-    pub fn preflight(&self, spec: &InstanceSpec) -> Result<(), Error> {
-        create::preflight(self, spec).map(|_| ())
     }
 }
 
@@ -62,7 +67,12 @@ impl Backend for LxcBackend {
     }
 
     fn host_checks(&self) -> Vec<Check> {
-        host_checks::run(&self.config.lxc)
+        host_checks::run(&self.config.lxc, &*self.host.facts)
+    }
+
+    /// The bridge, and for an unprivileged container root's subordinate ids.
+    fn preflight(&self, spec: &InstanceSpec) -> Result<(), Error> {
+        create::preflight(self, spec).map(|_| ())
     }
 
     fn create(
@@ -145,7 +155,8 @@ impl Backend for LxcBackend {
     }
 
     fn passwd(&self, name: &InstanceName, user: &str) -> Result<String, Error> {
-        let password = nox_core::spec::random_password();
+        let facts: &dyn nox_core::host::HostFacts = &*self.host.facts;
+        let password = facts.random_password()?;
         access::passwd(self, name, user, &password)?;
         Ok(password)
     }

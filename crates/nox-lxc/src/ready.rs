@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nox_core::instance::InstanceSpec;
+use nox_core::wait::wait_until;
 use nox_core::{interrupt, Error, Progress};
 
 use crate::liblxc::Container;
@@ -23,20 +24,14 @@ pub fn wait(
     let name = c.name().to_string();
     let start = Instant::now();
     progress.step(&format!("booting {name}"));
-    loop {
-        if let Some(pid) = c.init_pid() {
-            if Path::new(&format!("/proc/{pid}/root/run/systemd/private")).exists() {
-                break;
-            }
-        }
-        if start.elapsed() > limit {
-            progress.done();
-            return Err(Error::timed_out(&name, "systemd to start", limit));
-        }
-        interrupt::check()?;
-        std::thread::sleep(POLL);
-    }
+    let started = wait_until(limit, POLL, |_| {
+        let up = c.init_pid().is_some_and(|pid| {
+            Path::new(&format!("/proc/{pid}/root/run/systemd/private")).exists()
+        });
+        interrupt::check().map(|_| up.then_some(()))
+    });
     progress.done();
+    started?.ok_or_else(|| Error::timed_out(&name, "systemd to start", limit))?;
     // Answers as soon as boot is over and prints the final state; `timeout` bounds it by
     // what is left of --timeout, so a unit stuck activating cannot hang create.
     let left = limit
@@ -79,19 +74,14 @@ pub fn wait(
     // as the container's root (paths inside are the container's to point anywhere), capped,
     // and with no Python started.
     if cloud_init {
-        let result = loop {
+        let result = wait_until(limit.saturating_sub(start.elapsed()), POLL, |_| {
             let out = c
                 .attach_run(&["head", "-c", "1048576", "/run/cloud-init/result.json"])
                 .map_err(|e| Error::Backend(e.to_string()))?;
-            if out.code == 0 {
-                break out.stdout;
-            }
-            if start.elapsed() > limit {
-                return Err(Error::timed_out(&name, "cloud-init to finish", limit));
-            }
             interrupt::check()?;
-            std::thread::sleep(POLL);
-        };
+            Ok::<_, Error>((out.code == 0).then_some(out.stdout))
+        })?
+        .ok_or_else(|| Error::timed_out(&name, "cloud-init to finish", limit))?;
         if let Some(errors) = nox_core::cloud_init::result_errors(&result) {
             return Err(Error::failed(
                 format!("cloud-init reported errors in {name}: {errors}"),
