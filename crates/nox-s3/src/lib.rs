@@ -351,12 +351,7 @@ impl Remote {
             s3::error::S3Error::HttpFailWithBody(status, body) => (Some(*status), body.clone()),
             _ => (None, String::new()),
         };
-        let code = body
-            .split("<Code>")
-            .nth(1)
-            .and_then(|r| r.split("</Code>").next())
-            .unwrap_or("")
-            .to_string();
+        let code = error_code(&body).unwrap_or_default();
         match (status, code.as_str()) {
             (Some(403), c)
                 if c.is_empty()
@@ -388,6 +383,27 @@ impl Remote {
                 format!("{what} on {}: {e}", self.label),
                 "check [s3] endpoint and that the server is reachable",
             ),
+        }
+    }
+}
+
+/// The `<Code>` of an S3 error document (`<Error><Code>AccessDenied</Code>...`), read with an
+/// XML reader.
+fn error_code(body: &str) -> Option<String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(body);
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(e) => path.push(e.local_name().as_ref().to_vec()),
+            Event::End(_) => {
+                path.pop();
+            }
+            Event::Text(t) if path == [b"Error".to_vec(), b"Code".to_vec()] => {
+                return Some(t.unescape().ok()?.trim().to_string());
+            }
+            Event::Eof => return None,
+            _ => {}
         }
     }
 }
@@ -444,6 +460,19 @@ impl<W: Write> Write for CountingWriter<'_, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_from_s3_error_documents() {
+        let doc = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>SignatureDoesNotMatch</Code><Message>The <Code> you gave</Message></Error>"#;
+        assert_eq!(error_code(doc).as_deref(), Some("SignatureDoesNotMatch"));
+        assert_eq!(
+            error_code("<Error><Message>no code</Message></Error>"),
+            None
+        );
+        assert_eq!(error_code("not xml at all"), None);
+        assert_eq!(error_code(""), None);
+    }
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
