@@ -1,8 +1,16 @@
-//! The `nox` binary: parse, load config, pick the backend, call it, render. Nothing else.
+//! The `nox` binary: parse, load config, build the backends, call one nox-ops workflow per
+//! verb, render. Nothing else.
+//!
+//! - `cli.rs`: the command line as clap types (also compiled by xtask for man pages);
+//! - `commands/`: one file per verb, each a short function over nox-ops;
+//! - `backends.rs`: the one place that names backend crates, per cargo feature;
+//! - `ui.rs` and `progress.rs`: questions, notes, spinners and bars on the terminal.
 
+mod backends;
 mod cli;
 mod commands;
 mod progress;
+mod ui;
 
 use std::process::ExitCode;
 

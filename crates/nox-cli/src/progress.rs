@@ -13,8 +13,16 @@ pub struct Terminal {
 }
 
 impl Terminal {
+    /// Runs `f` (which prints) with the spinner out of the way.
+    pub fn suspend(&self, f: impl FnOnce()) {
+        match self.bar.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(b) => b.suspend(f),
+            None => f(),
+        }
+    }
+
     fn with_bar(&self, f: impl FnOnce(&ProgressBar)) {
-        if let Some(b) = self.bar.lock().unwrap().as_ref() {
+        if let Some(b) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             f(b);
         }
     }
@@ -23,7 +31,8 @@ impl Terminal {
 fn spinner(message: &str) -> ProgressBar {
     let b = ProgressBar::new_spinner();
     b.set_style(
-        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     b.set_message(message.to_string());
     b.enable_steady_tick(Duration::from_millis(120));
@@ -32,7 +41,7 @@ fn spinner(message: &str) -> ProgressBar {
 
 impl nox_core::Progress for Terminal {
     fn step(&self, message: &str) {
-        let mut bar = self.bar.lock().unwrap();
+        let mut bar = self.bar.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = bar.take() {
             old.finish_and_clear();
         }
@@ -41,7 +50,7 @@ impl nox_core::Progress for Terminal {
 
     fn warn(&self, message: &str) {
         let line = format!("warning: {message}");
-        match self.bar.lock().unwrap().as_ref() {
+        match self.bar.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             Some(b) => b.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),
         }
@@ -52,13 +61,11 @@ impl nox_core::Progress for Terminal {
             if let Some(t) = total {
                 if b.length() != Some(t) {
                     b.set_length(t);
-                    b.set_style(
-                        ProgressStyle::with_template(
-                            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                        )
-                        .expect("valid template")
-                        .progress_chars("=> "),
-                    );
+                    if let Ok(style) = ProgressStyle::with_template(
+                        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    ) {
+                        b.set_style(style.progress_chars("=> "));
+                    }
                 }
             }
             b.set_position(done);
@@ -70,7 +77,7 @@ impl nox_core::Progress for Terminal {
     }
 
     fn done(&self) {
-        if let Some(b) = self.bar.lock().unwrap().take() {
+        if let Some(b) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
             b.finish_and_clear();
         }
     }

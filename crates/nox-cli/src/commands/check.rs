@@ -2,41 +2,14 @@
 
 use std::process::ExitCode;
 
-use nox_core::backend::ExecIo;
 use nox_core::compat::{self, Probe};
-use nox_core::{Backend, Error, InstanceName};
+use nox_core::InstanceName;
 
 pub fn run(name: &InstanceName, json: bool) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(&[])?.config;
-    let backend = super::find(&config, name)?;
-    let report = probe(&*backend, name)?;
+    let ctx = super::context(&[])?;
+    let report = nox_ops::check::check(&ctx, name)?;
     print(name, &report, json)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Runs the probe in the instance and decides.
-pub fn probe(backend: &dyn Backend, name: &InstanceName) -> Result<compat::Report, Error> {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    // The probe goes in on stdin: `sh -s` reads it, so nothing of it is a command line.
-    let code = backend.exec_with(
-        name,
-        &["/bin/sh".into(), "-s".into()],
-        ExecIo {
-            stdin: compat::PROBE.as_bytes(),
-            stdout: &mut out,
-            stderr: &mut err,
-        },
-    )?;
-    let text = String::from_utf8_lossy(&out);
-    compat::report(name.as_str(), backend.kind(), &text).ok_or_else(|| {
-        Error::failed(
-            format!(
-                "the check did not run in {name} (exit code {code}): {}",
-                String::from_utf8_lossy(&err).trim()
-            ),
-            "nox check needs a POSIX shell and iproute2 in the guest",
-        )
-    })
 }
 
 fn print(name: &InstanceName, report: &compat::Report, json: bool) -> anyhow::Result<()> {

@@ -2,14 +2,13 @@
 
 use std::process::ExitCode;
 
-use nox_core::backend::CreateOptions;
 use nox_core::config::Override;
-use nox_core::host::HostFacts;
-use nox_core::instance::NetworkSpec;
-use nox_core::{spec, ssh_identity, BackendKind, Error};
+use nox_core::instance::Instance;
+use nox_core::BackendKind;
+use nox_ops::create::CreateRequest;
 
 use crate::cli::CreateArgs;
-use crate::progress::Terminal;
+use crate::ui::TerminalUi;
 
 /// Flags become the highest config layer, so `[defaults]` and flags resolve in one place.
 fn overrides(a: &CreateArgs) -> Vec<Override> {
@@ -56,207 +55,45 @@ fn overrides(a: &CreateArgs) -> Vec<Override> {
 }
 
 pub fn run(a: CreateArgs) -> anyhow::Result<ExitCode> {
-    let loaded = super::load_config(&overrides(&a))?;
-    let mut config = loaded.config;
-    let kind = spec::choose_backend(
-        a.backend.map(Into::into),
-        a.privileged,
-        config.defaults.backend,
-    )?;
-    if kind == BackendKind::Vm && a.no_tun {
-        return Err(Error::Usage(
-            "--no-tun applies to containers; VMs always have their own TUN".into(),
-        )
-        .into());
-    }
-    if kind == BackendKind::Lxc && a.resources.disk.is_some() {
-        return Err(Error::Usage(
-            "--disk applies to VMs; a container's root is an overlay on the host's filesystem, with no size of its own".into(),
-        )
-        .into());
-    }
-    if a.privileged && a.no_tun {
-        return Err(Error::Usage(
-            "--no-tun applies to unprivileged containers; privileged ones see the host's /dev/net"
-                .into(),
-        )
-        .into());
-    }
-    if kind == BackendKind::Vm && a.nesting {
-        return Err(Error::Usage(
-            "--nesting applies to containers; a VM runs Docker as it is".into(),
-        )
-        .into());
-    }
-    if !a.scripts.is_empty() && (a.no_start || a.wait.no_wait) {
-        return Err(Error::Usage(
-            "--script runs in a ready instance: leave out --no-start and --no-wait, or use `nox run` later".into(),
-        )
-        .into());
-    }
-    // Scripts and the Tailscale key are checked before anything exists.
-    let plan = super::scripts::Plan::resolve(&a.scripts, &config)?;
-    if config.defaults.network == NetworkSpec::Ask {
-        config.defaults.network = ask_network(kind)?;
-    }
-    let host = HostFacts::probe(&config.vm.storage_dir)?;
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    let mut spec = spec::resolve(
-        a.name.clone(),
-        kind,
-        a.privileged,
-        &config.defaults,
-        &host,
-        home.as_deref(),
-    )?;
-    // Names are unique across backends: `nox exec NAME` must find one instance. A backend
-    // that cannot be asked (libvirtd down) must not stop a container from being created.
-    if let (Some(other), _) = super::locate(&config, &spec.name) {
-        return Err(Error::AlreadyExists {
-            name: spec.name.to_string(),
-            backend: other.kind().to_string(),
-        }
-        .into());
-    }
-    if kind == BackendKind::Lxc {
-        spec.nesting = a.nesting || plan.needs_nesting();
-        if spec.nesting && !a.nesting {
-            eprintln!(
-                "note: enabling nesting in container {} for Docker (LXC's nesting.conf lines)",
-                spec.name
-            );
-        }
-    }
-    // nox's own key, so `nox ssh` logs in whatever the user's ~/.ssh holds.
-    if let Some(data) = ssh_identity::data_dir() {
-        spec.ssh_keys.push(ssh_identity::ensure(&data)?);
-    }
-    let backend: Box<dyn nox_core::Backend> = match kind {
-        BackendKind::Lxc => {
-            let lxc =
-                nox_lxc::LxcBackend::new(config.clone()).with_tun(config.lxc.tun && !a.no_tun);
-            if a.privileged {
-                // Everything checkable is checked before the question, so a "yes" never
-                // meets an error the user could have been told first.
-                lxc.preflight(&spec)?;
-                confirm_privileged(a.yes)?;
-            }
-            Box::new(lxc)
-        }
-        BackendKind::Vm => super::backend(kind, &config)?,
+    let ctx = super::context(&overrides(&a))?;
+    let request = CreateRequest {
+        name: Some(a.name.clone()),
+        backend: a.backend.map(Into::into),
+        privileged: a.privileged,
+        yes: a.yes,
+        no_tun: a.no_tun,
+        nesting: a.nesting,
+        disk_given: a.resources.disk.is_some(),
+        scripts: a.scripts.clone(),
+        ts_authkey: std::env::var("TS_AUTHKEY").ok(),
+        start: !a.no_start,
+        wait: a.wait.wait_for(),
+        json: a.json,
     };
-    let progress = Terminal::default();
-    let instance = backend.create(
-        &spec,
-        CreateOptions {
-            start: !a.no_start,
-            wait: a.wait.wait_for().is_some(),
-            timeout: a.wait.timeout,
-        },
-        &progress,
-    )?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&instance)?);
-    } else {
-        let state = instance.state;
-        println!("created {} ({kind}, {state})", instance.name);
-        if let Some(ssh) = &instance.ssh {
-            println!(
-                "  ssh: nox ssh {} ({}@{}:{})",
-                instance.name, ssh.user, ssh.host, ssh.port
-            );
-        }
-    }
-    // A failing script leaves the instance as it is, for inspection; the error says where the
-    // log is.
-    super::scripts::run_plan(&*backend, &spec.name, &spec.user, &plan, a.json)?;
+    let ui = TerminalUi::default();
+    let mut printed = Ok(());
+    nox_ops::create::create(&ctx, &request, &ui, &mut |instance| {
+        printed = print_created(instance, a.json);
+    })?;
+    printed?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--network ask`: a picker on a terminal, never a prompt without one.
-fn ask_network(kind: BackendKind) -> Result<NetworkSpec, Error> {
-    use std::io::IsTerminal;
-    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-        return Err(Error::Usage(
-            "--network ask needs an interactive terminal; give --network default, user, bridge:NAME or macvtap:IFACE".into(),
-        ));
-    }
-    let mut choices: Vec<(String, NetworkSpec)> =
-        vec![("default: NAT behind the host".into(), NetworkSpec::Default)];
-    if kind == BackendKind::Vm {
-        choices.push((
-            "user: passt, SSH forwarded on 127.0.0.1".into(),
-            NetworkSpec::User,
-        ));
-    }
-    let mut ifaces: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    ifaces.sort();
-    for i in ifaces.iter().filter(|i| *i != "lo") {
-        let is_bridge = std::path::Path::new("/sys/class/net")
-            .join(i)
-            .join("bridge")
-            .is_dir();
-        if is_bridge {
-            choices.push((format!("bridge:{i}"), NetworkSpec::Bridge(i.clone())));
-        } else if kind == BackendKind::Vm
-            && std::path::Path::new("/sys/class/net")
-                .join(i)
-                .join("device")
-                .exists()
-        {
-            choices.push((
-                format!("macvtap:{i} (LAN; the host cannot reach the guest)"),
-                NetworkSpec::Macvtap(i.clone()),
-            ));
-        }
-    }
-    let labels: Vec<&str> = choices.iter().map(|(l, _)| l.as_str()).collect();
-    let pick = dialoguer::Select::new()
-        .with_prompt("Network")
-        .items(&labels)
-        .default(0)
-        .interact()
-        .map_err(|e| Error::Usage(format!("no network chosen: {e}")))?;
-    Ok(choices.swap_remove(pick).1)
-}
-
-const PRIVILEGED_WARNING: &str = "\
-WARNING: a privileged container is not isolated from this host.
-  - root in the container is root on the host, with full capabilities;
-  - it can reach host devices;
-  - software in it can escape to the host;
-  - it belongs only with trusted software on a dedicated host.
-An unprivileged container (the default) also gets /dev/net/tun, so Tailscale works there too.";
-
-/// The warning, then `Continue? [y/N]`; never a prompt without a terminal.
-pub(crate) fn confirm_privileged(yes: bool) -> Result<(), Error> {
-    use std::io::IsTerminal;
-    eprintln!("{PRIVILEGED_WARNING}");
-    if yes {
+/// Said as soon as the instance exists, before any launch script runs.
+fn print_created(instance: &Instance, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(instance)?);
         return Ok(());
     }
-    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-        return Err(Error::Usage(
-            "refusing to create a privileged container without confirmation: run nox on a terminal to answer, or pass --yes".into(),
-        ));
+    println!(
+        "created {} ({}, {})",
+        instance.name, instance.backend, instance.state
+    );
+    if let Some(ssh) = &instance.ssh {
+        println!(
+            "  ssh: nox ssh {} ({}@{}:{})",
+            instance.name, ssh.user, ssh.host, ssh.port
+        );
     }
-    let go = dialoguer::Confirm::new()
-        .with_prompt("Continue?")
-        .default(false)
-        .interact()
-        .map_err(|e| Error::Usage(format!("no answer: {e}")))?;
-    if go {
-        Ok(())
-    } else {
-        Err(Error::failed(
-            "not confirmed: nothing was created",
-            "leave out --privileged for an unprivileged container",
-        ))
-    }
+    Ok(())
 }

@@ -2,27 +2,18 @@
 
 use std::process::ExitCode;
 
-use nox_core::{Backend, BackendKind, Check, CheckStatus};
-use nox_libvirt::LibvirtBackend;
-use nox_lxc::LxcBackend;
+use nox_core::CheckStatus;
 
 pub fn run(json: bool) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(&[])?.config;
-    let default = config.defaults.backend;
-    let mut checks: Vec<Check> = LibvirtBackend::new(config.clone()).host_checks();
-    checks.extend(LxcBackend::new(config.clone()).host_checks());
-    let ready = |kind: BackendKind| !checks.iter().any(|c| c.blocks(kind));
-
+    let ctx = super::context(&[])?;
+    let report = nox_ops::doctor::doctor(&ctx);
+    let checks = &report.checks;
+    let default = report.default_backend;
     if json {
-        let doc = serde_json::json!({
-            "default_backend": default,
-            "ready": { "vm": ready(BackendKind::Vm), "lxc": ready(BackendKind::Lxc) },
-            "checks": checks,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let id_width = checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
-        for c in &checks {
+        for c in checks {
             let status = match c.status {
                 CheckStatus::Pass => "PASS",
                 CheckStatus::Warn => "WARN",
@@ -35,13 +26,13 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
             }
         }
         println!();
-        for kind in BackendKind::ALL {
-            let marker = if kind == default { " (default)" } else { "" };
-            let verdict = if ready(kind) { "ready" } else { "NOT ready" };
+        for (kind, ready) in &report.ready {
+            let marker = if *kind == default { " (default)" } else { "" };
+            let verdict = if *ready { "ready" } else { "NOT ready" };
             println!("{kind}{marker}: {verdict}");
         }
     }
-    Ok(if ready(default) {
+    Ok(if report.default_ready() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

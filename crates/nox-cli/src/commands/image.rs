@@ -4,17 +4,16 @@ use std::process::ExitCode;
 
 use comfy_table::{presets, Table};
 use nox_core::resources::format_bytes;
-use nox_libvirt::{images, LibvirtBackend};
+use nox_ops::images;
 
 use crate::cli::ImageCommand;
 use crate::progress::Terminal;
 
 pub fn run(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(&[])?.config;
-    let dir = &config.vm.storage_dir;
+    let ctx = super::context(&[])?;
     match cmd {
         ImageCommand::List(json) => {
-            let list = images::list(dir);
+            let list = images::list(&ctx)?;
             if json.json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
@@ -36,13 +35,13 @@ pub fn run(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             }
         }
         ImageCommand::Pull { name } => {
-            let source = config.image_source(&name, nox_core::BackendKind::Vm)?;
-            let img = images::ensure(dir, &name, source, &Terminal::default())?;
+            let progress = Terminal::default();
+            let img = images::pull(&ctx, &name, &progress)?;
+            nox_core::Progress::done(&progress);
             println!("{} {} {}", img.name, img.checksum, img.path.display());
         }
         ImageCommand::Rm { image } => {
-            let in_use = LibvirtBackend::new(config.clone()).images_in_use()?;
-            for img in images::remove(dir, &image, &in_use)? {
+            for img in images::remove(&ctx, &image)? {
                 println!("removed {} ({})", img.name, img.checksum);
             }
         }

@@ -1,54 +1,43 @@
 //! `nox start|stop|restart|delete`: each takes several names.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use nox_core::InstanceName;
+use nox_ops::lifecycle;
 
 use crate::cli::{StopArgs, WaitArgs};
-use crate::progress::Terminal;
+use crate::ui::TerminalUi;
 
 pub fn start(names: &[InstanceName], wait: WaitArgs) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(&[])?.config;
-    super::for_each(names, |n| {
-        super::find(&config, n)?.start(n, wait.wait_for(), &Terminal::default())
+    let ctx = super::context(&[])?;
+    let ui = TerminalUi::default();
+    nox_ops::for_each(names, &ui, |n| {
+        lifecycle::start(&ctx, n, wait.wait_for(), &ui)
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn stop(a: &StopArgs) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(&[])?.config;
-    super::for_each(&a.names, |n| {
-        super::find(&config, n)?.stop(n, a.force, a.stop_timeout, &Terminal::default())
+    let ctx = super::context(&[])?;
+    let ui = TerminalUi::default();
+    nox_ops::for_each(&a.names, &ui, |n| {
+        lifecycle::stop(&ctx, n, a.force, a.stop_timeout, &ui)
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn restart(a: &StopArgs, wait: WaitArgs) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(&[])?.config;
-    super::for_each(&a.names, |n| {
-        let b = super::find(&config, n)?;
-        let progress = Terminal::default();
-        b.stop(n, a.force, a.stop_timeout, &progress)?;
-        b.start(n, wait.wait_for(), &progress)
+    let ctx = super::context(&[])?;
+    let ui = TerminalUi::default();
+    nox_ops::for_each(&a.names, &ui, |n| {
+        lifecycle::restart(&ctx, n, a.force, a.stop_timeout, wait.wait_for(), &ui)
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn delete(names: &[InstanceName], force: bool) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(&[])?.config;
-    super::for_each(names, |n| {
-        super::find(&config, n)?.delete(n, force)?;
-        super::scripts::remove_logs(n);
-        Ok(())
-    })?;
+    let ctx = super::context(&[])?;
+    let ui = TerminalUi::default();
+    nox_ops::for_each(names, &ui, |n| lifecycle::delete(&ctx, n, force))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Shared by resize --restart.
-pub fn restart_one(config: &nox_core::Config, n: &InstanceName) -> Result<(), nox_core::Error> {
-    let b = super::find(config, n)?;
-    let progress = Terminal::default();
-    b.stop(n, false, Duration::from_secs(60), &progress)?;
-    b.start(n, Some(Duration::from_secs(600)), &progress)
 }

@@ -8,25 +8,13 @@ use nox_core::resources::format_bytes;
 use nox_core::InstanceName;
 
 pub fn list(json: bool) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(&[])?.config;
-    let mut all: Vec<Instance> = Vec::new();
-    let backends = super::backends(&config);
-    let mut failures = Vec::new();
-    for b in &backends {
-        match b.list() {
-            Ok(list) => all.extend(list),
-            Err(e) => failures.push(e),
-        }
-    }
-    // One backend down still lists the other's instances, with the reason on stderr; only
-    // when none answers is it a failure.
-    if failures.len() == backends.len() {
-        return Err(failures.remove(0).into());
-    }
-    for e in &failures {
+    let ctx = super::context(&[])?;
+    let listing = nox_ops::list::list(&ctx)?;
+    // One backend down still lists the other's instances, with the reason on stderr.
+    for e in &listing.unreachable {
         eprintln!("warning: {e}");
     }
-    all.sort_by(|a, b| a.name.cmp(&b.name));
+    let all = listing.instances;
     if json {
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
@@ -69,9 +57,8 @@ pub fn list(json: bool) -> anyhow::Result<ExitCode> {
 }
 
 pub fn status(name: &InstanceName, json: bool) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(&[])?.config;
-    let b = super::find(&config, name)?;
-    let i = b.status(name)?;
+    let ctx = super::context(&[])?;
+    let i = nox_ops::list::status(&ctx, name)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&i)?);
         return Ok(ExitCode::SUCCESS);
