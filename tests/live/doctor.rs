@@ -58,7 +58,6 @@ fn doctor_passes_on_a_set_up_host() {
         "qemu-system",
         "qemu-img",
         "passt",
-        "seed-tool",
         "liblxc",
         "bridge",
         "subids",

@@ -78,12 +78,12 @@ fn vm_boots_with_cloud_init_agent_and_ssh_on_loopback() {
         &random_hex(1),
         &random_hex(1)
     );
-    let seed = fx.dir.join("seed.iso");
+    let seed = fx.dir.join("seed.img");
     let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
         .unwrap()
         .trim()
         .to_string();
-    nox_libvirt::seed::write_seed_iso(
+    nox_libvirt::seed::write_seed(
         &Provisioning {
             instance_id: uuid.clone(),
             hostname: name.clone(),
@@ -97,7 +97,7 @@ fn vm_boots_with_cloud_init_agent_and_ssh_on_loopback() {
     .unwrap();
 
     // The domain type doctor would choose: kvm only if the probe guest ran under KVM.
-    let accel = match kvm_probe::probe() {
+    let accel = match kvm_probe::probe(&nox_core::host::SystemRunner) {
         KvmVerdict::Usable { .. } => Accel::Kvm,
         KvmVerdict::Unusable(_) => Accel::Qemu,
     };

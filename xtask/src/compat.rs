@@ -59,7 +59,7 @@ const KINDS: &[Kind] = &[
 
 pub fn run() -> Result<()> {
     // Privileged containers join [lxc] privileged_bridge; this lab host has only lxcbr0.
-    let b = crate::bench::prepare_at(ROOT, "privileged_bridge = \"lxcbr0\"")?;
+    let b = crate::bench::harness::prepare_at(ROOT, "privileged_bridge = \"lxcbr0\"")?;
     let mut rows = Vec::new();
     for (i, k) in KINDS.iter().enumerate() {
         let name = format!("compat-{i}");

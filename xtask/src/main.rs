@@ -4,7 +4,6 @@
 //! single step by hand.
 
 mod bench;
-mod bench_backup;
 mod ci;
 mod compat;
 mod man;

@@ -39,13 +39,11 @@ const BASE_PACKAGES: &[&str] = &[
     // lxc-net's bridge runs dnsmasq and sets up NAT with iptables.
     "dnsmasq-base",
     "iptables",
-    // Building the test image (cargo xtask test-image) and cloud-init seeds.
+    // Building the test image (cargo xtask test-image). nox writes cloud-init seeds itself.
     "debootstrap",
     "extlinux",
     "syslinux-common",
     "fdisk",
-    "genisoimage",
-    "cloud-image-utils",
     "e2fsprogs",
     "xz-utils",
     "zstd",

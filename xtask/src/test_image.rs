@@ -188,11 +188,7 @@ pub fn recipe_hash() -> String {
     let recipe = format!(
         "{RECIPE_VERSION}\n{PACKAGES:?}\n{KERNEL_CMDLINE}\n{TREE_FILES:?}\n{LXC_CONFIG}\n{LXC_CONFIG_USER}\n{LXC_FSTAB}\n{LXC_MASKED_UNITS:?}\n{MINIMAL_NETWORK}\n{SSH_HOSTKEYS_UNIT}"
     );
-    hex(&Sha256::digest(recipe.as_bytes()))[..16].to_string()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(recipe.as_bytes()))[..16].to_string()
 }
 
 /// Removes outputs of other recipes and half-built directories: each holds about 1 GB.
@@ -448,7 +444,7 @@ fn sha256_file(path: &Path) -> Result<String> {
     let mut f = fs::File::open(path)?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h)?;
-    Ok(hex(&h.finalize()))
+    Ok(hex::encode(h.finalize()))
 }
 
 /// Writes nox.toml into `work`, naming the files at their final place, `out`.

@@ -1,0 +1,21 @@
+//! `cargo xtask bench vm|lxc|backup`: nox's numbers, measured on this host against a
+//! baseline in the same run (see docs/benchmarks.md).
+//!
+//! - `harness.rs`: the private config, storage and binary every benchmark uses, and medians;
+//! - `instances.rs`: create, start and list for VMs and containers;
+//! - `backup.rs`: VM backups against `qemu-img convert`.
+
+mod backup;
+pub mod harness;
+mod instances;
+
+use anyhow::{bail, Result};
+
+pub fn run(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("vm") => instances::vm(),
+        Some("lxc") => instances::lxc(),
+        Some("backup") => backup::run(),
+        _ => bail!("usage: cargo xtask bench vm|lxc|backup"),
+    }
+}
