@@ -1,8 +1,9 @@
 //! Choosing the domain type: `[vm] domain_type`, with `auto` decided by the KVM probe.
 //!
 //! The probe boots a tiny guest, so its verdict is cached for the host's current boot in
-//! `/run/nox/kvm-probe` (keyed by the kernel's boot id): KVM does not appear or vanish without
-//! a reboot, and create stays fast.
+//! `/run/nox/kvm-probe` (keyed by the kernel's boot id and the probe's version): KVM does not
+//! appear or vanish without a reboot, and create stays fast. A new probe is a new key, so a
+//! verdict the old probe got wrong does not outlive it.
 
 use std::path::Path;
 
@@ -16,9 +17,10 @@ use crate::kvm_probe::{self, KvmVerdict};
 const CACHE: &str = "/run/nox/kvm-probe";
 
 fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    format!("{boot} probe-{}", kvm_probe::PROBE_VERSION)
 }
 
 /// `Ok(None)` means KVM works; `Ok(Some(reason))` that it cannot run ordinary guests.

@@ -28,6 +28,9 @@ pub struct Cmd {
     pub mount: Option<PrivateMount>,
     /// Kill the program once it has run this long ([`Finished::timed_out`] says so).
     pub timeout: Option<std::time::Duration>,
+    /// Kill the program (as at its timeout) once its stderr holds this text: for a program
+    /// that reports a fatal state but does not exit.
+    pub until_stderr: Option<String>,
 }
 
 impl Cmd {
@@ -39,6 +42,7 @@ impl Cmd {
             package: None,
             mount: None,
             timeout: None,
+            until_stderr: None,
         }
     }
 
@@ -71,6 +75,12 @@ impl Cmd {
     /// Kills the program when it has not ended after `limit`.
     pub fn timeout(mut self, limit: std::time::Duration) -> Cmd {
         self.timeout = Some(limit);
+        self
+    }
+
+    /// Kills the program once its stderr contains `text`.
+    pub fn until_stderr(mut self, text: &str) -> Cmd {
+        self.until_stderr = Some(text.into());
         self
     }
 
@@ -277,7 +287,7 @@ impl Runner for SystemRunner {
     fn execute(&self, cmd: &Cmd, stdin: Stdin<'_>, stdout: Stdout<'_>) -> Result<Finished> {
         tracing::debug!(argv = %cmd.display(), "running");
         let mut child = spawn(cmd, !matches!(stdin, Stdin::Null))?;
-        let result = pump(&mut child, stdin, stdout, cmd.timeout);
+        let result = pump(&mut child, stdin, stdout, cmd);
         if result.is_err() {
             let _ = child.kill();
         }
@@ -381,8 +391,9 @@ fn pump(
     child: &mut std::process::Child,
     mut stdin: Stdin<'_>,
     mut stdout: Stdout<'_>,
-    timeout: Option<std::time::Duration>,
+    cmd: &Cmd,
 ) -> Result<(Vec<u8>, Vec<u8>, bool)> {
+    let timeout = cmd.timeout;
     let started = std::time::Instant::now();
     let mut timed_out = false;
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -410,7 +421,11 @@ fn pump(
     let mut buf = vec![0u8; 1 << 16];
     loop {
         crate::interrupt::check()?;
-        if !timed_out && timeout.is_some_and(|t| started.elapsed() >= t) {
+        let said_enough = cmd
+            .until_stderr
+            .as_ref()
+            .is_some_and(|needle| contains(&errors, needle.as_bytes()));
+        if !timed_out && (said_enough || timeout.is_some_and(|t| started.elapsed() >= t)) {
             // Its pipes close when it dies; the loop then ends as for any exit.
             let _ = child.kill();
             timed_out = true;
@@ -520,6 +535,10 @@ fn pump(
     Ok((captured, errors, timed_out))
 }
 
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
 fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
@@ -607,6 +626,17 @@ mod tests {
         assert_eq!(f.stdout_text(), "started\n");
         assert!(t.elapsed() < std::time::Duration::from_secs(10));
         assert!(f.check(&cmd).unwrap_err().to_string().contains("timed out"));
+    }
+
+    #[test]
+    fn a_program_that_reports_a_fatal_state_is_stopped_there() {
+        let t = std::time::Instant::now();
+        let cmd = sh("echo 'KVM internal error' >&2; exec sleep 30").until_stderr("internal error");
+        let f = SystemRunner
+            .execute(&cmd, Stdin::Null, Stdout::Capture)
+            .unwrap();
+        assert!(f.timed_out && !f.success());
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
     }
 
     #[test]
