@@ -3,6 +3,19 @@
 //! This crate knows nothing of libvirt or LXC: it defines what an instance *is* (its name,
 //! resources, spec and state), how per-host configuration is layered, the [`Backend`] trait
 //! the backends implement, and the errors all of them speak.
+//!
+//! Where things live:
+//! - `backend.rs`: the [`Backend`] trait; `image.rs`: the image cache a backend may keep;
+//! - `instance.rs` (spec, state, networks), `name.rs`, `resources.rs` (sizes and shares),
+//!   `spec.rs` (from flags and `[defaults]` to a spec), `config.rs` (the layered files);
+//! - `host/`: the seam for the host: `HostFacts` and the `Runner` for external programs,
+//!   and their fakes for unit tests;
+//! - `backup/`: manifests, the local store, chains, retention and verification;
+//! - `cloud_init.rs` (the NoCloud documents), `fetch.rs` (verified downloads),
+//!   `ssh_identity.rs` (nox's own SSH key), `script.rs` (launch scripts and redaction),
+//!   `compat.rs` and `check.rs` (what `nox check` and `nox doctor` report);
+//! - `error.rs`, `progress.rs`, `interrupt.rs` (Ctrl-C), `wait.rs` (the one polling loop),
+//!   `lock.rs` (file locks), `golden.rs` (golden-file assertions for tests).
 
 pub mod backend;
 pub mod backup;

@@ -6,6 +6,9 @@
 //! once every file is there. Credentials come from `AWS_ACCESS_KEY_ID` and
 //! `AWS_SECRET_ACCESS_KEY`, or from `[s3] credentials_file`, which must be readable by its
 //! owner only; they are never printed, logged, or written anywhere.
+//!
+//! One file: [`Secret`] (credentials) and [`Remote`] (the bucket: check, list, upload,
+//! download). nox-ops reaches it through its `RemoteStore` trait.
 
 use std::fmt;
 use std::io::{Read, Write};
