@@ -14,7 +14,7 @@ use crate::api::{ClusterMember, Operation, Server};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::tls::{self, ClientIdentity, Fingerprint, Pin};
-use crate::transport::{Call, Connector, Envelope, Http};
+use crate::transport::{parse_envelope, Call, Connector, Envelope, Http};
 
 /// Timeouts. The defaults suit interactive use; `nox list` across remotes may shorten them.
 #[derive(Debug, Clone)]
@@ -219,7 +219,7 @@ impl Client {
 
     /// One operation as it stands.
     pub fn operation(&self, id: &str) -> Result<Operation> {
-        self.get(format!("/1.0/operations/{}", enc(id)))
+        self.block_on(self.operation_async(id))
     }
 
     // ---- plumbing shared by the area files ----
@@ -275,28 +275,36 @@ impl Client {
             let slice = left.min(Duration::from_secs(30)).as_secs().max(1);
             let path = self.scoped(&format!("/1.0/operations/{}/wait?timeout={slice}", enc(id)));
             let what = format!("GET {path}");
-            let env = self
+            let timeout = Duration::from_secs(slice) + self.options.request_timeout;
+            let (resp, method, path) = self
                 .http
-                .envelope(
-                    Call::new(Method::GET, path),
-                    Duration::from_secs(slice) + self.options.request_timeout,
-                )
+                .send(Call::new(Method::GET, path), timeout)
                 .await?;
-            let op: Operation =
-                serde_json::from_value(env.metadata).map_err(|e| Error::protocol(what, e))?;
-            if op.is_final() {
-                if op.succeeded() {
-                    return Ok(op);
+            let (status, body) = self.http.read_body(resp, timeout).await?;
+            let env = parse_envelope(status, &body, &method, &path);
+            let op = match env {
+                Ok(env) => serde_json::from_value::<Operation>(env.metadata)
+                    .map_err(|e| Error::protocol(what, e))?,
+                // Incus sends its 200 header before waiting, then an error envelope when the
+                // operation failed or when this wait slice ran out: the operation tells which.
+                Err(Error::Api { message, .. }) if status.is_success() => {
+                    match self.operation_async(id).await {
+                        Ok(op) if !op.is_final() => continue,
+                        Ok(op) => op,
+                        Err(e) if e.is_not_found() => {
+                            return Err(Error::Operation {
+                                id: id.to_string(),
+                                description: String::new(),
+                                message,
+                            })
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
-                return Err(Error::Operation {
-                    id: op.id.clone(),
-                    description: op.description.clone(),
-                    message: if op.err.is_empty() {
-                        op.status.clone()
-                    } else {
-                        op.err.clone()
-                    },
-                });
+                Err(e) => return Err(e),
+            };
+            if op.is_final() {
+                return finished(op);
             }
             if started.elapsed() >= self.options.operation_timeout {
                 return Err(Error::Timeout {
@@ -307,6 +315,29 @@ impl Client {
             }
         }
     }
+
+    async fn operation_async(&self, id: &str) -> Result<Operation> {
+        let path = self.scoped(&format!("/1.0/operations/{}", enc(id)));
+        let what = format!("GET {path}");
+        let env = self.call_async(Call::new(Method::GET, path)).await?;
+        serde_json::from_value(env.metadata).map_err(|e| Error::protocol(what, e))
+    }
+}
+
+/// A final operation: itself when it succeeded, its error otherwise.
+fn finished(op: Operation) -> Result<Operation> {
+    if op.succeeded() {
+        return Ok(op);
+    }
+    Err(Error::Operation {
+        id: op.id.clone(),
+        description: op.description.clone(),
+        message: if op.err.is_empty() {
+            op.status.clone()
+        } else {
+            op.err.clone()
+        },
+    })
 }
 
 /// The operation ID of an async envelope (`/1.0/operations/ID`, or the metadata's `id`).

@@ -190,8 +190,26 @@ impl Client {
         Ok(out)
     }
 
-    /// Connects one of an operation's websockets.
+    /// Connects one of an operation's websockets. When the client talks to a member other
+    /// than the instance's, that member looks the operation up in the cluster database and
+    /// proxies: seen failing once with a 500 under load. A refused connect registered nothing,
+    /// so it is retried briefly (Incus waits 5 s for all the websockets).
     async fn websocket(&self, operation: &str, secret: &str) -> Result<Ws> {
+        let mut attempt = 0;
+        loop {
+            match self.websocket_once(operation, secret).await {
+                Err(Error::Api { status, .. })
+                    if (status >= 500 || status == 404) && attempt < 3 =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn websocket_once(&self, operation: &str, secret: &str) -> Result<Ws> {
         let stream = self.http.connector.connect().await?;
         let host = match &self.endpoint {
             crate::Endpoint::Unix(_) => "incus.socket".to_string(),
@@ -210,7 +228,22 @@ impl Client {
                 what: "opening an exec websocket",
                 after: self.options.request_timeout,
             })?
-            .map_err(|e| Error::WebSocket(format!("connecting: {e}")))?;
+            .map_err(|e| match e {
+                // Incus's refusal, with its message.
+                tungstenite::Error::Http(resp) => {
+                    let body = resp.body().as_deref().unwrap_or_default();
+                    let status = resp.status();
+                    crate::transport::parse_envelope(
+                        status,
+                        body,
+                        "GET",
+                        "/1.0/operations/{id}/websocket",
+                    )
+                    .err()
+                    .unwrap_or_else(|| Error::WebSocket(format!("connecting: HTTP {status}")))
+                }
+                e => Error::WebSocket(format!("connecting: {e}")),
+            })?;
         Ok(ws)
     }
 }
