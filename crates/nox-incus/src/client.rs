@@ -396,6 +396,13 @@ mod tests {
     }
 
     #[test]
+    fn a_client_can_be_shared_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Client>();
+        send_sync::<Error>();
+    }
+
+    #[test]
     fn an_absent_socket_fails_fast_as_unreachable() {
         let c = Client::unix("/nonexistent/unix.socket").unwrap();
         let err = c.server().unwrap_err();

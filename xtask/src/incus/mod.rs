@@ -188,6 +188,7 @@ impl Cluster {
                      checked in {:.1} s",
                     t_cluster.elapsed().as_secs_f64()
                 );
+                self.refresh_test_image(&image_config, &image_toml)?;
             }
             Err(why) => {
                 if self.dir.exists() || host::bridge_exists(BRIDGE) {
@@ -464,6 +465,30 @@ impl Cluster {
             self.cluster_json(),
             serde_json::to_string_pretty(&doc)? + "\n",
         )?;
+        Ok(())
+    }
+
+    /// A test image rebuilt since `up` (its recipe changed) has a new path: point nox.toml and
+    /// cluster.json at it, leaving the cluster alone.
+    fn refresh_test_image(&self, image_config: &Path, image_toml: &str) -> Result<()> {
+        let mut doc: Value = serde_json::from_str(&fs::read_to_string(self.cluster_json())?)?;
+        if doc["test_image_config"].as_str() == Some(&image_config.display().to_string()) {
+            return Ok(());
+        }
+        let fingerprint = doc["fingerprint"]
+            .as_str()
+            .context("cluster.json has no fingerprint")?
+            .to_string();
+        self.write_nox_toml(&fingerprint, image_config, image_toml)?;
+        doc["test_image_config"] = json!(image_config);
+        fs::write(
+            self.cluster_json(),
+            serde_json::to_string_pretty(&doc)? + "\n",
+        )?;
+        eprintln!(
+            "xtask: nox.toml now names the current test image ({})",
+            image_config.display()
+        );
         Ok(())
     }
 
