@@ -386,11 +386,13 @@ pub fn ensure_packages(packages: &[&str]) -> Result<()> {
         missing.join(" ")
     );
     crate::setup::run()?;
+    // apt's chatter goes to stderr: stdout carries only the nox.toml path.
     let apt = |args: &[&str]| {
         sh(Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
             .args(["-y", "-q", "-o", "DPkg::Lock::Timeout=900"])
-            .args(args))
+            .args(args)
+            .stdout(std::io::stderr()))
     };
     apt(&["update"])?;
     // The postinst cannot start the daemon here (no init system; policy-rc.d refuses): expected,
