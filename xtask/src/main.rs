@@ -6,6 +6,7 @@
 mod bench;
 mod ci;
 mod compat;
+mod incus;
 mod man;
 mod setup;
 mod test_image;
@@ -26,6 +27,11 @@ tasks:
   compat     create one instance of each kind, run `nox check` in each, write docs/compatibility.md
   bench backup  benchmark VM backups: full vs qemu-img convert -c, incremental, restore
   man [DIR]  write nox's man pages (default: target/man)
+  incus up   start (or check) a three-member Incus 6.0 cluster on this machine, for the
+             nox-incus tests; prints its nox.toml path last (state: /var/lib/nox-incus-cluster)
+  incus down stop it and remove everything it made
+  incus status | stop-member N | start-member N
+             is it up; stop or start one member's incusd (for failure tests)
 ";
 
 fn main() -> ExitCode {
@@ -37,6 +43,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         Some("test-image") => test_image::run(),
         Some("compat") => compat::run(),
+        Some("incus") => incus::run(&args[1..]),
         Some("man") => man::run(args.get(1).map(String::as_str)),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
