@@ -17,7 +17,7 @@ use crate::name::InstanceName;
 use crate::progress::Progress;
 
 /// How `create` should finish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateOptions {
     /// Start the instance after creating it.
     pub start: bool,
@@ -25,6 +25,9 @@ pub struct CreateOptions {
     pub wait: bool,
     /// How long to wait for readiness.
     pub timeout: Duration,
+    /// The cluster member to place the instance on (`--target`); `None` lets a remote
+    /// cluster place it. Local backends refuse one.
+    pub target: Option<String>,
 }
 
 /// What `resize` changes; `None` leaves a resource as it is.
@@ -62,9 +65,14 @@ impl std::fmt::Debug for ExecIo<'_> {
 
 /// One technology that runs instances. Backups are part of it ([`BackupBackend`]): every
 /// backend can back up and restore what it runs.
-pub trait Backend: BackupBackend + std::fmt::Debug {
-    /// Which backend this is.
+pub trait Backend: BackupBackend + std::fmt::Debug + Send + Sync {
+    /// Which kind of instance this backend runs.
     fn kind(&self) -> BackendKind;
+
+    /// The `[remotes]` entry this backend drives; `None` for this host (the default).
+    fn remote(&self) -> Option<&str> {
+        None
+    }
 
     /// What this backend needs of the host, checked live (`nox doctor`).
     fn host_checks(&self) -> Vec<Check>;

@@ -9,8 +9,8 @@
 //!
 //! Each file is checked on its own against the typed schema, so an unknown key or a wrong type
 //! is reported with that file's line and column. Layers merge key by key, except that an
-//! `[images.NAME]` entry is replaced whole: mixing one layer's URL with another's checksum would
-//! verify nothing. Every effective value remembers where it came from (`nox config show --origin`).
+//! `[images.NAME]` or `[remotes.NAME]` entry is replaced whole: mixing one layer's URL with
+//! another's checksum (or pinned certificate) would verify nothing. Every effective value remembers where it came from (`nox config show --origin`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -35,6 +35,53 @@ pub struct Config {
     pub backup: BackupConfig,
     pub s3: S3Config,
     pub images: BTreeMap<String, ImageConfig>,
+    /// `[remotes.NAME]`: servers and clusters nox drives over their API (`nox create
+    /// --remote NAME`, `NAME:INSTANCE`). None by default: instances live on this host.
+    pub remotes: BTreeMap<crate::name::RemoteName, RemoteConfig>,
+}
+
+/// What drives a remote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteDriver {
+    /// An Incus server or cluster, through its REST API.
+    Incus,
+}
+
+/// `[remotes.NAME]`: one server or cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    pub driver: RemoteDriver,
+    /// `unix:///path/unix.socket` or `https://host[:8443]`.
+    pub url: String,
+    /// The Incus project instances live in.
+    #[serde(default = "default_project")]
+    pub project: String,
+    /// nox's client certificate and key (PEM) for HTTPS; the key must be readable by its
+    /// owner only. `nox remote add` makes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
+    /// The SHA-256 of the server's certificate (hex), pinned: HTTPS to any other is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The network privileged containers' NIC bridges to (the remote's own LAN bridge);
+    /// `--privileged` is refused on a remote without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileged_network: Option<String>,
+    /// The storage pool root disks go to (VMs get their `--disk` size there).
+    #[serde(default = "default_pool")]
+    pub storage_pool: String,
+}
+
+fn default_project() -> String {
+    "default".into()
+}
+
+fn default_pool() -> String {
+    "default".into()
 }
 
 /// `[backup]`: where local backups live and how many of each instance are kept.
@@ -321,11 +368,27 @@ impl Default for Config {
             backup: BackupConfig::default(),
             s3: S3Config::default(),
             images: BTreeMap::from([("debian-12".to_string(), debian_12)]),
+            remotes: BTreeMap::new(),
         }
     }
 }
 
 impl Config {
+    /// The `[remotes.NAME]` entry, or an error that lists what exists.
+    pub fn remote(&self, name: &crate::name::RemoteName) -> Result<&RemoteConfig> {
+        self.remotes.get(name).ok_or_else(|| {
+            let known: Vec<String> = self.remotes.keys().map(|k| k.to_string()).collect();
+            Error::Usage(format!(
+                "no remote named {name:?} in [remotes]{}; `nox remote add {name} URL --token TOKEN` adds one",
+                if known.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (known: {})", known.join(", "))
+                }
+            ))
+        })
+    }
+
     /// The `[images.NAME]` source for `backend`, or an error that lists what exists.
     pub fn image_source(&self, image: &str, backend: crate::BackendKind) -> Result<&ImageSource> {
         let entry = self.images.get(image).ok_or_else(|| {
@@ -404,6 +467,12 @@ impl ConfigFiles {
         }
     }
 
+    /// The file nox writes settings into (`nox remote add`): `NOX_CONFIG` when set (it is
+    /// read instead of the user file), else the user file.
+    pub fn writable(&self) -> Option<&Path> {
+        self.explicit.as_deref().or(self.user.as_deref())
+    }
+
     /// Every file that may be read, lowest layer first, with whether it must exist.
     pub fn candidates(&self) -> Vec<(PathBuf, bool)> {
         let mut files = vec![(self.host.clone(), false)];
@@ -414,6 +483,12 @@ impl ConfigFiles {
         }
         files
     }
+}
+
+/// The directory of `file` (a config file), where nox keeps what belongs with it (client
+/// certificates of remotes).
+pub fn config_dir_of(file: &Path) -> PathBuf {
+    file.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// The effective config and where each value came from.
@@ -538,8 +613,9 @@ fn merge(
         } else {
             format!("{prefix}.{k}")
         };
-        // `[images.NAME]` is replaced whole; every other table merges key by key.
-        let replace_whole = prefix == "images";
+        // `[images.NAME]` and `[remotes.NAME]` are replaced whole; every other table merges
+        // key by key.
+        let replace_whole = prefix == "images" || prefix == "remotes";
         match (base.get_mut(&k), v) {
             (Some(toml::Value::Table(b)), toml::Value::Table(t)) if !replace_whole => {
                 merge(b, t, &key, origin, origins);

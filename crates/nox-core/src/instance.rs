@@ -178,6 +178,15 @@ pub struct Instance {
     pub ssh: Option<SshEndpoint>,
     /// RFC 3339, UTC.
     pub created_at: String,
+    /// The login user nox created in the guest.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The `[remotes]` entry holding it; `null` for an instance on this host.
+    #[serde(default)]
+    pub remote: Option<String>,
+    /// The cluster member it runs on, for a remote that is a cluster; `null` otherwise.
+    #[serde(default)]
+    pub location: Option<String>,
 }
 
 /// Whether `ip` is in 100.64.0.0/10, the shared address space Tailscale gives its nodes.
@@ -210,6 +219,8 @@ pub enum InstanceState {
     Stopping,
     /// The backend reported something nox does not map (a crashed domain, say).
     Unknown,
+    /// What holds it does not answer (a cluster member that is down).
+    Unreachable,
 }
 
 impl fmt::Display for InstanceState {
@@ -221,6 +232,7 @@ impl fmt::Display for InstanceState {
             InstanceState::Starting => "starting",
             InstanceState::Stopping => "stopping",
             InstanceState::Unknown => "unknown",
+            InstanceState::Unreachable => "unreachable",
         };
         f.write_str(s)
     }

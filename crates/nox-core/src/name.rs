@@ -72,9 +72,144 @@ impl AsRef<str> for InstanceName {
     }
 }
 
+/// The name of a `[remotes.NAME]` entry: the same rule as instance names, so `REMOTE:NAME`
+/// splits at its only colon.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RemoteName(String);
+
+impl RemoteName {
+    pub fn new(name: &str) -> Result<Self> {
+        if name == "s3" {
+            return Err(Error::InvalidName {
+                name: name.into(),
+                reason: "\"s3\" is reserved: backups in S3 are named s3:NAME",
+            });
+        }
+        InstanceName::new(name)
+            .map(|n| RemoteName(n.0))
+            .map_err(|_| Error::InvalidName {
+                name: name.to_string(),
+                reason: "remote names are 1 to 63 characters: a lowercase letter, then lowercase letters, digits or '-'",
+            })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for RemoteName {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        RemoteName::new(s)
+    }
+}
+
+impl TryFrom<String> for RemoteName {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        RemoteName::new(&s)
+    }
+}
+
+impl From<RemoteName> for String {
+    fn from(n: RemoteName) -> String {
+        n.0
+    }
+}
+
+impl fmt::Display for RemoteName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An instance as the user names it: `NAME` on this host, or `REMOTE:NAME` on a configured
+/// remote (`[remotes.REMOTE]`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct InstanceRef {
+    pub remote: Option<RemoteName>,
+    pub name: InstanceName,
+}
+
+impl InstanceRef {
+    /// An instance on this host.
+    pub fn local(name: InstanceName) -> InstanceRef {
+        InstanceRef { remote: None, name }
+    }
+
+    pub fn remote(&self) -> Option<&str> {
+        self.remote.as_ref().map(RemoteName::as_str)
+    }
+
+    pub fn name(&self) -> &InstanceName {
+        &self.name
+    }
+}
+
+impl FromStr for InstanceRef {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.split_once(':') {
+            None => Ok(InstanceRef::local(s.parse()?)),
+            Some((remote, name)) => Ok(InstanceRef {
+                remote: Some(remote.parse()?),
+                name: name.parse()?,
+            }),
+        }
+    }
+}
+
+impl TryFrom<String> for InstanceRef {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<InstanceRef> for String {
+    fn from(r: InstanceRef) -> String {
+        r.to_string()
+    }
+}
+
+impl fmt::Display for InstanceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.remote {
+            Some(r) => write!(f, "{r}:{}", self.name),
+            None => write!(f, "{}", self.name),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_name_an_instance_here_or_on_a_remote() {
+        let r: InstanceRef = "web".parse().unwrap();
+        assert_eq!((r.remote(), r.name.as_str()), (None, "web"));
+        let r: InstanceRef = "cluster:web".parse().unwrap();
+        assert_eq!((r.remote(), r.name.as_str()), (Some("cluster"), "web"));
+        assert_eq!(r.to_string(), "cluster:web");
+        for bad in [
+            "",
+            ":web",
+            "cluster:",
+            "a:b:c",
+            "Cluster:web",
+            "cluster:Web",
+            "c l:web",
+        ] {
+            let e = bad.parse::<InstanceRef>().unwrap_err();
+            assert!(e.is_bad_input(), "{bad}");
+        }
+        let e = "C:web".parse::<InstanceRef>().unwrap_err();
+        assert!(e.to_string().contains("remote names"), "{e}");
+    }
 
     #[test]
     fn names_follow_the_hostname_rule() {

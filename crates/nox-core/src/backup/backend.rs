@@ -25,12 +25,15 @@ pub struct BackupRequest<'a> {
 }
 
 /// How a restore is to finish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreOptions {
     pub start: bool,
     /// The target name differs from the backed-up instance's: give it a new identity.
     pub new_identity: bool,
     pub timeout: std::time::Duration,
+    /// The cluster member to restore onto (remote clusters only); `None`: where the remote
+    /// places it.
+    pub target: Option<String>,
 }
 
 /// What a backend does for backups. Separate from [`crate::Backend`] so the backends' core

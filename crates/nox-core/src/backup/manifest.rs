@@ -43,6 +43,8 @@ pub struct Manifest {
     pub vm: Option<VmBackup>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lxc: Option<LxcBackup>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incus: Option<IncusBackup>,
     /// Every data file, with its size and SHA-256; the manifest itself is not listed.
     pub files: Vec<FileEntry>,
 }
@@ -103,6 +105,19 @@ pub struct LxcBackup {
     pub provisioned: bool,
     /// The rootfs tarball (tar, zstd).
     pub rootfs_file: String,
+}
+
+/// The part of a manifest for an instance on an Incus remote: Incus's own export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncusBackup {
+    /// The `[remotes]` entry it was backed up from.
+    pub remote: String,
+    /// The member it ran on, for a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Incus's export tarball (`incus export`'s format).
+    pub export_file: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,7 +23,8 @@ pub use backend::{BackupBackend, BackupRequest, RestoreOptions};
 pub use chain::{chain_len, chain_of, cycle, prunable};
 pub use hash::{file_entry, hash_file, HashingWriter};
 pub use manifest::{
-    BackupKind, Consistency, FileEntry, IdMap, LxcBackup, Manifest, VmBackup, FORMAT, MANIFEST,
+    BackupKind, Consistency, FileEntry, IdMap, IncusBackup, LxcBackup, Manifest, VmBackup, FORMAT,
+    MANIFEST,
 };
 pub use reference::{is_id, new_id, rfc3339, BackupRef};
 pub use store::{private_dir, private_file, LocalBackup, Staging, Store};
@@ -70,6 +71,7 @@ pub(crate) mod testing {
             was_running: true,
             vm: None,
             lxc: None,
+            incus: None,
             files: vec![],
         }
     }

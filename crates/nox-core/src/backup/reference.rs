@@ -4,13 +4,14 @@
 use std::time::SystemTime;
 
 use crate::error::{Error, Result};
-use crate::name::InstanceName;
+use crate::name::InstanceRef;
 
 /// Which backup the user means: `NAME/ID`, or `NAME` for its newest; `s3:` for the remote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupRef {
     pub s3: bool,
-    pub instance: InstanceName,
+    /// The instance, on this host or `REMOTE:NAME`.
+    pub instance: InstanceRef,
     pub id: Option<String>,
 }
 
@@ -27,10 +28,10 @@ impl std::str::FromStr for BackupRef {
         };
         let bad = || {
             Error::Usage(format!(
-                "invalid backup {s:?}: give NAME/ID or NAME (its newest backup), with s3: in front for one in S3; `nox backups` lists them"
+                "invalid backup {s:?}: give [REMOTE:]NAME/ID or [REMOTE:]NAME (its newest backup), with s3: in front for one in S3; `nox backups` lists them"
             ))
         };
-        let instance: InstanceName = name.parse().map_err(|_| bad())?;
+        let instance: InstanceRef = name.parse().map_err(|_| bad())?;
         if let Some(id) = id {
             if !is_id(id) {
                 return Err(bad());
@@ -115,10 +116,14 @@ mod tests {
         assert!(is_id(&id), "{id}");
         let r: BackupRef = "s3:web/20261125T225012Z".parse().unwrap();
         assert!(r.s3);
-        assert_eq!(r.instance.as_str(), "web");
+        assert_eq!(r.instance.to_string(), "web");
         assert_eq!(r.to_string(), "s3:web/20261125T225012Z");
         let r: BackupRef = "web".parse().unwrap();
         assert_eq!((r.s3, r.id), (false, None));
+        let r: BackupRef = "s3:cluster:web/20261125T225012Z".parse().unwrap();
+        assert!(r.s3);
+        assert_eq!(r.instance.to_string(), "cluster:web");
+        assert_eq!(r.to_string(), "s3:cluster:web/20261125T225012Z");
         for bad in ["", "Web", "web/../../etc", "web/", "s3:", "web/x/y"] {
             let e = bad.parse::<BackupRef>().unwrap_err();
             assert!(e.is_bad_input(), "{bad}");

@@ -13,7 +13,7 @@ use super::chain::{chain_of, prunable};
 use super::manifest::{Manifest, MANIFEST};
 use super::reference::{is_id, new_id, order, BackupRef};
 use crate::error::{Error, Result};
-use crate::name::InstanceName;
+use crate::name::InstanceRef;
 
 const TMP_PREFIX: &str = ".tmp-";
 const LOCK_FILE: &str = ".lock";
@@ -205,7 +205,7 @@ impl Store {
         let mut names: Vec<String> = entries
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.parse::<InstanceName>().is_ok())
+            .filter(|n| n.parse::<InstanceRef>().is_ok())
             .collect();
         names.sort();
         names.iter().flat_map(|n| self.list_instance(n)).collect()
@@ -213,7 +213,7 @@ impl Store {
 
     /// The backup `r` names (local), or a refusal that says what exists.
     pub fn find(&self, r: &BackupRef) -> Result<LocalBackup> {
-        let all = self.list_instance(r.instance.as_str());
+        let all = self.list_instance(&r.instance.to_string());
         let found = match &r.id {
             Some(id) => all.into_iter().find(|b| &b.manifest.id == id),
             None => all.into_iter().last(),
