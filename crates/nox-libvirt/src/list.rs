@@ -121,6 +121,9 @@ fn instance(dom: &Domain, rec: &VmRecord, with_addresses: bool) -> Instance {
         tailnet_ipv4: nox_core::instance::tailnet_ipv4(&ipv4),
         ssh,
         created_at: rec.created_at.clone(),
+        user: Some(spec.user.clone()),
+        remote: None,
+        location: None,
     }
 }
 

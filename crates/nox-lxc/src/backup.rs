@@ -183,6 +183,7 @@ pub fn backup(
         autostart: rec.spec.autostart,
         was_running,
         vm: None,
+        incus: None,
         lxc: Some(LxcBackup {
             idmap: on_disk.idmap,
             tun: rec.tun,

@@ -51,6 +51,9 @@ fn instance(b: &LxcBackend, name: &str, rec: &CtRecord) -> Result<Instance, Erro
         privileged: spec.privileged,
         nesting: spec.nesting,
         created_at: rec.created_at.clone(),
+        user: Some(spec.user.clone()),
+        remote: None,
+        location: None,
     })
 }
 

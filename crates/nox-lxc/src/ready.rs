@@ -105,73 +105,33 @@ pub fn provision_directly(c: &Container, spec: &InstanceSpec) -> Result<(), Erro
             String::from_utf8_lossy(stderr).trim()
         ))
     };
-    let run = |argv: &[&str]| -> Result<(), Error> {
-        let out = c
-            .attach_run(argv)
-            .map_err(|e| Error::Backend(e.to_string()))?;
-        if out.code != 0 {
-            return Err(fail(argv, out.code, &out.stderr));
+    for step in nox_core::provision::user_steps(user, &spec.ssh_keys) {
+        let argv: Vec<&str> = step.argv.iter().map(String::as_str).collect();
+        match &step.stdin {
+            None => {
+                let out = c
+                    .attach_run(&argv)
+                    .map_err(|e| Error::Backend(e.to_string()))?;
+                if out.code != 0 {
+                    return Err(fail(&argv, out.code, &out.stderr));
+                }
+            }
+            Some(content) => {
+                use std::io::{Seek, Write};
+                use std::os::fd::AsRawFd;
+                let mut f =
+                    tempfile::tempfile().map_err(|e| Error::io("creating a temp file", e))?;
+                f.write_all(content.as_bytes())
+                    .and_then(|_| f.rewind())
+                    .map_err(|e| Error::io("writing a temp file", e))?;
+                let code = c
+                    .attach_with_fds(&argv, f.as_raw_fd(), 1, 2)
+                    .map_err(|e| Error::Backend(e.to_string()))?;
+                if code != 0 {
+                    return Err(fail(&argv, code, b""));
+                }
+            }
         }
-        Ok(())
-    };
-    let install = |path: &str, mode: &str, owner: &str, content: &str| -> Result<(), Error> {
-        use std::io::{Seek, Write};
-        use std::os::fd::AsRawFd;
-        let mut f = tempfile::tempfile().map_err(|e| Error::io("creating a temp file", e))?;
-        f.write_all(content.as_bytes())
-            .and_then(|_| f.rewind())
-            .map_err(|e| Error::io("writing a temp file", e))?;
-        let argv = [
-            "install",
-            "-m",
-            mode,
-            "-o",
-            owner,
-            "-g",
-            owner,
-            "/dev/stdin",
-            path,
-        ];
-        let code = c
-            .attach_with_fds(&argv, f.as_raw_fd(), 1, 2)
-            .map_err(|e| Error::Backend(e.to_string()))?;
-        if code != 0 {
-            return Err(fail(&argv, code, b""));
-        }
-        Ok(())
-    };
-    run(&[
-        "useradd",
-        "--create-home",
-        "--shell",
-        "/bin/bash",
-        "--groups",
-        "sudo",
-        user,
-    ])?;
-    let home = format!("/home/{user}");
-    run(&[
-        "install",
-        "-d",
-        "-m",
-        "0700",
-        "-o",
-        user,
-        "-g",
-        user,
-        &format!("{home}/.ssh"),
-    ])?;
-    install(
-        &format!("{home}/.ssh/authorized_keys"),
-        "0600",
-        user,
-        &(spec.ssh_keys.join("\n") + "\n"),
-    )?;
-    install(
-        "/etc/sudoers.d/90-nox",
-        "0440",
-        "root",
-        &format!("{user} ALL=(ALL) NOPASSWD:ALL\n"),
-    )?;
+    }
     Ok(())
 }

@@ -252,7 +252,7 @@ impl Remote {
             let [instance, id, MANIFEST] = parts[..] else {
                 continue;
             };
-            if !nox_core::backup::is_id(id) || instance.parse::<nox_core::InstanceName>().is_err() {
+            if !nox_core::backup::is_id(id) || instance.parse::<nox_core::InstanceRef>().is_err() {
                 continue;
             }
             let data = self

@@ -187,6 +187,7 @@ pub fn backup(
             image_checksum: rec.image_checksum.clone(),
         }),
         lxc: None,
+        incus: None,
         files: vec![entry],
     })
 }
