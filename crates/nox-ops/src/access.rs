@@ -3,30 +3,30 @@
 use nox_core::backend::{Handoff, Resize};
 use nox_core::host::Cmd;
 use nox_core::resources::{CpuRequest, DiskRequest, MemoryRequest};
-use nox_core::{Error, InstanceName, Result};
+use nox_core::{Error, InstanceRef, Result};
 
 use crate::context::Context;
 use crate::ui::Ui;
 
 /// Runs `argv` in `name` as root, its output streamed to ours; returns the exit code nox
 /// exits with (an exit code the guest could not tell, -1, is a failure, never success).
-pub fn exec(ctx: &Context, name: &InstanceName, argv: &[String]) -> Result<u8> {
-    let code = ctx.backends.find(name)?.exec(name, argv)?;
+pub fn exec(ctx: &Context, r: &InstanceRef, argv: &[String]) -> Result<u8> {
+    let code = ctx.backends.find(r)?.exec(&r.name, argv)?;
     Ok(if code < 0 { 1 } else { code.min(255) as u8 })
 }
 
 /// Replaces nox with an SSH session into `name` (or `command` there). Returns only when that
 /// could not start.
-pub fn ssh(ctx: &Context, name: &InstanceName, command: &[String], ui: &dyn Ui) -> Error {
-    match ctx.backends.find(name).and_then(|b| b.ssh(name, command)) {
+pub fn ssh(ctx: &Context, r: &InstanceRef, command: &[String], ui: &dyn Ui) -> Error {
+    match ctx.backends.find(r).and_then(|b| b.ssh(&r.name, command)) {
         Ok(h) => hand_off(ctx, h, ui),
         Err(e) => e,
     }
 }
 
 /// Replaces nox with `name`'s serial console.
-pub fn console(ctx: &Context, name: &InstanceName, ui: &dyn Ui) -> Error {
-    match ctx.backends.find(name).and_then(|b| b.console(name)) {
+pub fn console(ctx: &Context, r: &InstanceRef, ui: &dyn Ui) -> Error {
+    match ctx.backends.find(r).and_then(|b| b.console(&r.name)) {
         Ok(h) => hand_off(ctx, h, ui),
         Err(e) => e,
     }
@@ -47,14 +47,14 @@ fn hand_off(ctx: &Context, h: Handoff, ui: &dyn Ui) -> Error {
 
 /// Sets a new random password for `user` (default: the instance's user) and returns the user
 /// and the password. nox stores it nowhere.
-pub fn passwd(ctx: &Context, name: &InstanceName, user: Option<&str>) -> Result<(String, String)> {
-    let b = ctx.backends.find(name)?;
+pub fn passwd(ctx: &Context, r: &InstanceRef, user: Option<&str>) -> Result<(String, String)> {
+    let b = ctx.backends.find(r)?;
+    let name = &r.name;
     let user = match user {
         Some(u) => u.to_string(),
         None => b
             .status(name)?
-            .ssh
-            .map(|s| s.user)
+            .user
             .unwrap_or(ctx.config.defaults.user.clone()),
     };
     nox_core::spec::check_user(&user)?;
@@ -80,18 +80,14 @@ pub enum Resized {
 }
 
 /// Resolves the request against the host and resizes `name`.
-pub fn resize(
-    ctx: &Context,
-    name: &InstanceName,
-    r: ResizeRequest,
-    ui: &dyn Ui,
-) -> Result<Resized> {
+pub fn resize(ctx: &Context, at: &InstanceRef, r: ResizeRequest, ui: &dyn Ui) -> Result<Resized> {
     if r.cpus.is_none() && r.memory.is_none() && r.disk.is_none() {
         return Err(Error::Usage(
             "nothing to resize: give --cpus, --memory or --disk".into(),
         ));
     }
-    let b = ctx.backends.find(name)?;
+    let b = ctx.backends.find(at)?;
+    let name = &at.name;
     let mut host = ctx.host.capacity(&ctx.config.vm.storage_dir)?;
     // Growing a disk needs only the growth in free space, not its whole new size.
     host.disk_free_bytes += b.status(name)?.disk_bytes.unwrap_or(0);

@@ -1,6 +1,6 @@
 //! The backends this nox was built with, and which one holds an instance.
 
-use nox_core::{Backend, BackendKind, Error, InstanceName, Result};
+use nox_core::{Backend, BackendKind, Error, InstanceRef, Result};
 
 /// The backends, each for one [`BackendKind`]. A kind this nox was built without answers
 /// "not built in" with the cargo feature that adds it, never a stub.
@@ -21,15 +21,28 @@ impl Backends {
         Backends { enabled }
     }
 
-    /// Every backend, in the order given.
+    /// Every backend, local and remote, in the order given.
     pub fn all(&self) -> impl Iterator<Item = &dyn Backend> {
         self.enabled.iter().map(|b| &**b)
     }
 
-    /// The backend for `kind`.
-    pub fn get(&self, kind: BackendKind) -> Result<&dyn Backend> {
-        self.all().find(|b| b.kind() == kind).ok_or_else(|| {
-            let built: Vec<String> = self.all().map(|b| b.kind().to_string()).collect();
+    /// The backends at `remote` (`None`: this host).
+    pub fn at<'a>(&'a self, remote: Option<&str>) -> impl Iterator<Item = &'a dyn Backend> + 'a {
+        let remote = remote.map(String::from);
+        self.all().filter(move |b| b.remote() == remote.as_deref())
+    }
+
+    /// The backend for `kind` at `remote` (`None`: this host).
+    pub fn get(&self, remote: Option<&str>, kind: BackendKind) -> Result<&dyn Backend> {
+        if let Some(r) = remote {
+            self.known_remote(r)?;
+            return self
+                .at(Some(r))
+                .find(|b| b.kind() == kind)
+                .ok_or_else(|| Error::Usage(format!("remote {r} does not run {kind} instances")));
+        }
+        self.at(None).find(|b| b.kind() == kind).ok_or_else(|| {
+            let built: Vec<String> = self.at(None).map(|b| b.kind().to_string()).collect();
             let alternative = match built.as_slice() {
                 [] => String::new(),
                 kinds => format!("use --backend {}, or ", kinds.join("|")),
@@ -40,11 +53,28 @@ impl Backends {
         })
     }
 
-    /// The backend holding `name`, and the first error of a backend that could not be asked.
-    pub fn locate(&self, name: &InstanceName) -> (Option<&dyn Backend>, Option<Error>) {
+    fn known_remote(&self, remote: &str) -> Result<()> {
+        if self.all().any(|b| b.remote() == Some(remote)) {
+            return Ok(());
+        }
+        let mut known: Vec<&str> = self.all().filter_map(|b| b.remote()).collect();
+        known.dedup();
+        Err(Error::Usage(format!(
+            "no remote named {remote:?} in [remotes]{}; `nox remote add {remote} URL --token TOKEN` adds one",
+            if known.is_empty() {
+                String::new()
+            } else {
+                format!(" (known: {})", known.join(", "))
+            }
+        )))
+    }
+
+    /// The backend holding `r`, and the first error of a backend there that could not be
+    /// asked.
+    pub fn locate(&self, r: &InstanceRef) -> (Option<&dyn Backend>, Option<Error>) {
         let mut failure = None;
-        for b in self.all() {
-            match b.owns(name) {
+        for b in self.at(r.remote()) {
+            match b.owns(&r.name) {
                 Ok(true) => return (Some(b), None),
                 Ok(false) => {}
                 Err(e) => {
@@ -55,14 +85,17 @@ impl Backends {
         (None, failure)
     }
 
-    /// The backend holding the instance called `name`. When no backend has it and one could
+    /// The backend holding the instance `r` names. When no backend has it and one could
     /// not be asked (libvirtd down), that is the error to report, not "no such instance".
-    pub fn find(&self, name: &InstanceName) -> Result<&dyn Backend> {
-        match self.locate(name) {
+    pub fn find(&self, r: &InstanceRef) -> Result<&dyn Backend> {
+        if let Some(remote) = r.remote() {
+            self.known_remote(remote)?;
+        }
+        match self.locate(r) {
             (Some(b), _) => Ok(b),
             (None, Some(e)) => Err(e),
             (None, None) => Err(Error::NotFound {
-                name: name.to_string(),
+                name: r.to_string(),
             }),
         }
     }
@@ -76,10 +109,37 @@ mod tests {
     #[test]
     fn a_kind_not_built_in_says_which_feature_adds_it() {
         let b = Backends::new(vec![Box::new(FakeBackend::new(BackendKind::Lxc))]);
-        assert!(b.get(BackendKind::Lxc).is_ok());
-        let e = b.get(BackendKind::Vm).unwrap_err();
+        assert!(b.get(None, BackendKind::Lxc).is_ok());
+        let e = b.get(None, BackendKind::Vm).unwrap_err();
         assert!(e.is_bad_input());
         assert!(e.to_string().contains("feature `vm`"), "{e}");
+        assert!(e.to_string().contains("--backend lxc"), "{e}");
+        let e = b.get(Some("cluster"), BackendKind::Lxc).unwrap_err();
+        assert!(e.to_string().contains("no remote named \"cluster\""), "{e}");
+    }
+
+    #[test]
+    fn a_remote_instance_is_found_only_on_its_remote() {
+        let local = FakeBackend::new(BackendKind::Lxc);
+        local.add_instance("web");
+        let remote = FakeBackend::new(BackendKind::Lxc).on_remote("cluster");
+        remote.add_instance("db");
+        let b = Backends::new(vec![Box::new(local), Box::new(remote)]);
+        let find = |r: &str| {
+            b.find(&r.parse().unwrap())
+                .map(|b| b.remote().map(String::from))
+        };
+        assert_eq!(find("web").unwrap(), None);
+        assert_eq!(find("cluster:db").unwrap().as_deref(), Some("cluster"));
+        assert!(matches!(find("db").unwrap_err(), Error::NotFound { .. }));
+        assert!(matches!(
+            find("cluster:web").unwrap_err(),
+            Error::NotFound { .. }
+        ));
+        assert!(find("other:web")
+            .unwrap_err()
+            .to_string()
+            .contains("known: cluster"));
     }
 
     #[test]

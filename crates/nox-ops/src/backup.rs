@@ -5,7 +5,7 @@
 use nox_core::backup::{
     self, BackupKind, BackupRef, BackupRequest, Consistency, LocalBackup, Manifest, Store,
 };
-use nox_core::{BackendKind, Error, InstanceName, Result};
+use nox_core::{BackendKind, Error, InstanceRef, Result};
 use serde::Serialize;
 
 use crate::context::Context;
@@ -49,7 +49,7 @@ fn keep(ctx: &Context, opts: &BackupOptions) -> usize {
 /// calling `done` after each success; the first error is returned at the end.
 pub fn backup(
     ctx: &Context,
-    names: &[InstanceName],
+    names: &[InstanceRef],
     opts: BackupOptions,
     ui: &dyn Ui,
     done: &mut dyn FnMut(&BackupOutcome),
@@ -72,34 +72,39 @@ pub fn backup(
 /// Backs up `name`, uploads its chain where `remote` lacks it, and applies retention.
 pub fn backup_one(
     ctx: &Context,
-    name: &InstanceName,
+    r: &InstanceRef,
     opts: BackupOptions,
     remote: Option<&dyn RemoteStore>,
     ui: &dyn Ui,
 ) -> Result<BackupOutcome> {
-    let backend = ctx.backends.find(name)?;
+    let backend = ctx.backends.find(r)?;
+    // The store keys backups by the reference (`web`, `cluster:web`): the same name on this
+    // host and on a remote are two instances.
+    let key = r.to_string();
+    let name = &r.name;
     let kind = backend.kind();
     let store = store(ctx);
     let keep = keep(ctx, &opts);
     let progress = ui.progress();
     let b = {
         // One backup of an instance at a time; this also clears what a killed one left.
-        let _lock = store.lock(name.as_str())?;
+        let _lock = store.lock(&key)?;
         let existing: Vec<Manifest> = store
-            .list_instance(name.as_str())
+            .list_instance(&key)
             .into_iter()
             .map(|b| b.manifest)
             .collect();
         let (previous, incremental) = plan(&existing, kind, keep, opts.full)?;
-        let id = store.next_id(name.as_str());
-        let staging = store.stage(name.as_str(), &id)?;
+        let id = store.next_id(&key);
+        let staging = store.stage(&key, &id)?;
         let request = BackupRequest {
             id: &id,
             previous,
             incremental,
             stop: opts.stop,
         };
-        let manifest = backend.backup(name, &request, &staging.dir, progress)?;
+        let mut manifest = backend.backup(name, &request, &staging.dir, progress)?;
+        manifest.instance = key.clone();
         progress.done();
         if let Some(note) = manifest
             .note
@@ -128,8 +133,8 @@ pub fn backup_one(
         }
     }
     let pruned = {
-        let _lock = store.lock(name.as_str())?;
-        store.prune(name.as_str(), keep)?
+        let _lock = store.lock(&key)?;
+        store.prune(&key, keep)?
     };
     Ok(BackupOutcome {
         backup: b,
@@ -168,7 +173,7 @@ pub fn missing_from<'a>(chain: &'a [LocalBackup], present: &[String]) -> Vec<&'a
 /// is given; returns what was removed, per instance.
 pub fn prune(
     ctx: &Context,
-    names: &[InstanceName],
+    names: &[InstanceRef],
     keep: Option<u32>,
 ) -> Result<Vec<(String, Vec<String>)>> {
     let store = store(ctx);
@@ -346,7 +351,7 @@ pub(crate) mod tests {
         let vm = FakeBackend::new(BackendKind::Vm);
         vm.add_instance("web");
         let ctx = context(dir.path(), vec![Box::new(vm)]);
-        let web: InstanceName = "web".parse().unwrap();
+        let web: InstanceRef = "web".parse().unwrap();
         let opts = BackupOptions {
             keep: Some(2),
             ..Default::default()
@@ -385,7 +390,7 @@ pub(crate) mod tests {
         let vm = FakeBackend::new(BackendKind::Vm);
         vm.add_instance("web");
         let ctx = context(dir.path(), vec![Box::new(vm)]);
-        let web: InstanceName = "web".parse().unwrap();
+        let web: InstanceRef = "web".parse().unwrap();
         let opts = BackupOptions {
             keep: Some(7),
             ..Default::default()
@@ -408,7 +413,7 @@ pub(crate) mod tests {
         let vm = FakeBackend::new(BackendKind::Vm);
         vm.add_instance("web");
         let ctx = context(dir.path(), vec![Box::new(vm)]);
-        let web: InstanceName = "web".parse().unwrap();
+        let web: InstanceRef = "web".parse().unwrap();
         let opts = BackupOptions::default();
         let a = backup_one(&ctx, &web, opts, None, &FakeUi::default()).unwrap();
         // Tamper: make the full backup name itself as its parent.

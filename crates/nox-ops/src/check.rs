@@ -2,13 +2,13 @@
 
 use nox_core::backend::ExecIo;
 use nox_core::compat;
-use nox_core::{Backend, Error, InstanceName, Result};
+use nox_core::{Backend, Error, InstanceName, InstanceRef, Result};
 
 use crate::context::Context;
 
 /// Probes the instance called `name`.
-pub fn check(ctx: &Context, name: &InstanceName) -> Result<compat::Report> {
-    probe(ctx.backends.find(name)?, name)
+pub fn check(ctx: &Context, r: &InstanceRef) -> Result<compat::Report> {
+    probe(ctx.backends.find(r)?, &r.name)
 }
 
 /// Runs the probe in the instance and decides.

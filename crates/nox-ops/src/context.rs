@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use nox_core::host::Host;
+use nox_core::remote::RemoteDriverOps;
 use nox_core::Config;
 
 use crate::backends::Backends;
@@ -20,6 +21,10 @@ pub struct Context {
     pub data_dir: Option<PathBuf>,
     /// Where launch-script logs go (`$XDG_STATE_HOME/nox/logs`).
     pub log_dir: Option<PathBuf>,
+    /// The config file `nox remote add|rm` edits (`NOX_CONFIG`, else the user file).
+    pub config_file: Option<PathBuf>,
+    /// The remote drivers this nox has (trusting a remote, saying what answers there).
+    pub drivers: Vec<Box<dyn RemoteDriverOps>>,
 }
 
 impl Context {
@@ -35,6 +40,16 @@ impl Context {
             data_dir: nox_core::ssh_identity::data_dir(),
             log_dir: nox_core::ssh_identity::xdg_dir("XDG_STATE_HOME", ".local/state")
                 .map(|d| d.join("nox/logs")),
+            config_file: nox_core::config::ConfigFiles::from_env()
+                .writable()
+                .map(PathBuf::from),
+            drivers: Vec::new(),
         }
+    }
+
+    /// The same context with these remote drivers.
+    pub fn with_drivers(mut self, drivers: Vec<Box<dyn RemoteDriverOps>>) -> Context {
+        self.drivers = drivers;
+        self
     }
 }

@@ -10,7 +10,7 @@ use nox_core::backend::CreateOptions;
 use nox_core::host::{HostFacts, InterfaceKind};
 use nox_core::instance::{Instance, NetworkSpec};
 use nox_core::spec::{self, Kind};
-use nox_core::{ssh_identity, BackendKind, Error, InstanceName, Result};
+use nox_core::{ssh_identity, BackendKind, Error, InstanceRef, RemoteName, Result};
 
 use crate::context::Context;
 use crate::scripts::Plan;
@@ -20,7 +20,12 @@ use crate::ui::Ui;
 /// resource, image, network, user and key flags as their top layer).
 #[derive(Debug, Clone, Default)]
 pub struct CreateRequest {
-    pub name: Option<InstanceName>,
+    /// `NAME`, or `REMOTE:NAME` for an instance on a remote.
+    pub name: Option<InstanceRef>,
+    /// `--remote`: the same as `REMOTE:` in front of the name.
+    pub remote: Option<RemoteName>,
+    /// `--target`: the cluster member to place the instance on (remotes only).
+    pub target: Option<String>,
     /// `--backend`, when given.
     pub backend: Option<BackendKind>,
     pub privileged: bool,
@@ -50,16 +55,20 @@ pub fn create(
     ui: &dyn Ui,
     created: &mut dyn FnMut(&Instance),
 ) -> Result<Instance> {
-    let name = req
-        .name
-        .clone()
-        .ok_or_else(|| Error::Usage("create needs a NAME".into()))?;
+    let at = placement(req)?;
+    let name = at.name.clone();
     let config = &ctx.config;
     let kind = spec::choose_backend(req.backend, req.privileged, config.defaults.backend)?;
     refuse_contradictions(req, kind)?;
     // Scripts and the Tailscale key are checked before anything exists.
     let plan = Plan::resolve(&req.scripts, config, req.ts_authkey.clone())?;
-    let backend = ctx.backends.get(kind)?;
+    let backend = ctx.backends.get(at.remote(), kind)?;
+    if req.target.is_some() && backend.remote().is_none() {
+        return Err(Error::Usage(
+            "--target places an instance on a cluster member: it needs --remote (or REMOTE:NAME)"
+                .into(),
+        ));
+    }
     let mut defaults = config.defaults.clone();
     if defaults.network == NetworkSpec::Ask {
         defaults.network = ask_network(kind, &*ctx.host.facts, ui)?;
@@ -78,11 +87,12 @@ pub fn create(
         &capacity,
         ctx.home.as_deref(),
     )?;
-    // Names are unique across backends: `nox exec NAME` must find one instance. A backend
-    // that cannot be asked (libvirtd down) must not stop a container from being created.
-    if let (Some(other), _) = ctx.backends.locate(&spec.name) {
+    // Names are unique across the backends of one place: `nox exec NAME` must find one
+    // instance. A backend that cannot be asked (libvirtd down) must not stop a container
+    // from being created.
+    if let (Some(other), _) = ctx.backends.locate(&at) {
         return Err(Error::AlreadyExists {
-            name: spec.name.to_string(),
+            name: at.to_string(),
             backend: other.kind().to_string(),
         });
     }
@@ -109,14 +119,33 @@ pub fn create(
             start: req.start,
             wait: req.wait.is_some(),
             timeout: req.wait.unwrap_or(Duration::from_secs(600)),
+            target: req.target.clone(),
         },
         ui.progress(),
     )?;
     created(&instance);
     if !plan.is_empty() {
-        crate::scripts::run_plan(ctx, backend, &spec.name, &spec.user, &plan, req.json, ui)?;
+        crate::scripts::run_plan(ctx, backend, &at, &spec.user, &plan, req.json, ui)?;
     }
     Ok(instance)
+}
+
+/// Where the instance goes: `REMOTE:NAME` and `--remote` say the same, or one of them does.
+fn placement(req: &CreateRequest) -> Result<InstanceRef> {
+    let name = req
+        .name
+        .clone()
+        .ok_or_else(|| Error::Usage("create needs a NAME".into()))?;
+    match (&name.remote, &req.remote) {
+        (Some(a), Some(b)) if a != b => Err(Error::Usage(format!(
+            "{name} names remote {a} but --remote says {b}: give one of them"
+        ))),
+        (None, Some(r)) => Ok(InstanceRef {
+            remote: Some(r.clone()),
+            name: name.name,
+        }),
+        _ => Ok(name),
+    }
 }
 
 /// Flags that make no sense together, or for the backend chosen.
@@ -450,6 +479,47 @@ mod tests {
         let ui = FakeUi::interactive(vec![]).selecting(2);
         create(&ctx, &request("web"), &ui, &mut |_| {}).unwrap();
         assert_eq!(vm.created()[0].network, NetworkSpec::Bridge("br0".into()));
+    }
+
+    #[test]
+    fn a_remote_instance_goes_to_its_remote_and_only_remotes_take_a_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = FakeBackend::new(BackendKind::Lxc);
+        let remote = FakeBackend::new(BackendKind::Lxc).on_remote("cluster");
+        let ctx = context(
+            dir.path(),
+            vec![Box::new(local.clone()), Box::new(remote.clone())],
+        );
+        let mut r = request("web");
+        r.backend = Some(BackendKind::Lxc);
+        r.remote = Some("cluster".parse().unwrap());
+        r.target = Some("member2".into());
+        create(&ctx, &r, &FakeUi::default(), &mut |_| {}).unwrap();
+        assert_eq!(remote.calls(), ["preflight web", "create web on member2"]);
+        // The same name on this host is another instance.
+        let mut l = request("web");
+        l.backend = Some(BackendKind::Lxc);
+        create(&ctx, &l, &FakeUi::default(), &mut |_| {}).unwrap();
+        assert_eq!(local.created().len(), 1);
+        // cluster:web exists now; REMOTE:NAME means the same as --remote.
+        let mut again = request("cluster:web");
+        again.backend = Some(BackendKind::Lxc);
+        let e = create(&ctx, &again, &FakeUi::default(), &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("cluster:web"), "{e}");
+        // --target without a remote, and two remotes that disagree, are refused.
+        let mut t = request("db");
+        t.backend = Some(BackendKind::Lxc);
+        t.target = Some("member2".into());
+        let e = create(&ctx, &t, &FakeUi::default(), &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("--target"), "{e}");
+        let mut both = request("cluster:db");
+        both.remote = Some("other".parse().unwrap());
+        let e = create(&ctx, &both, &FakeUi::default(), &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("give one of them"), "{e}");
+        let mut unknown = request("db");
+        unknown.remote = Some("nowhere".parse().unwrap());
+        let e = create(&ctx, &unknown, &FakeUi::default(), &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("no remote named"), "{e}");
     }
 
     /// What the compatibility probe prints in a container where Docker can run.

@@ -13,7 +13,8 @@
 //! - `scripts.rs`: launch scripts (upload into the guest, secrets, logs, redaction);
 //! - `backup.rs`: backups (full or incremental, retention, S3 upload) and the backup list;
 //!   `restore.rs`: restores (S3 download, verification, replacing an instance);
-//!   `remote.rs`: the S3 store behind a trait, so the policies are tested without a bucket.
+//!   `remote.rs`: the S3 store behind a trait, so the policies are tested without a bucket;
+//! - `remotes.rs`: `nox remote add|list|rm`, servers and clusters in `[remotes]`.
 //!
 //! Nothing here names a backend crate, runs a program or reads `/sys` directly: programs and
 //! host facts come through [`nox_core::host::Host`].
@@ -31,6 +32,7 @@ pub mod images;
 pub mod lifecycle;
 pub mod list;
 pub mod remote;
+pub mod remotes;
 pub mod restore;
 pub mod scripts;
 pub mod ui;
@@ -42,14 +44,14 @@ pub use backends::Backends;
 pub use context::Context;
 pub use ui::Ui;
 
-use nox_core::{InstanceName, Result};
+use nox_core::{InstanceRef, Result};
 
 /// Runs `f` for each name, going on past failures; with several names each failure is said
 /// on its own line, and the first error is returned at the end.
 pub fn for_each(
-    names: &[InstanceName],
+    names: &[InstanceRef],
     ui: &dyn Ui,
-    mut f: impl FnMut(&InstanceName) -> Result<()>,
+    mut f: impl FnMut(&InstanceRef) -> Result<()>,
 ) -> Result<()> {
     let mut first = None;
     let many = names.len() > 1;

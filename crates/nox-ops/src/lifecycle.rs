@@ -2,51 +2,46 @@
 
 use std::time::Duration;
 
-use nox_core::{InstanceName, Result};
+use nox_core::{InstanceRef, Result};
 
 use crate::context::Context;
 use crate::ui::Ui;
 
-/// Starts `name`; with `wait`, returns when the guest is ready.
-pub fn start(
-    ctx: &Context,
-    name: &InstanceName,
-    wait: Option<Duration>,
-    ui: &dyn Ui,
-) -> Result<()> {
-    ctx.backends.find(name)?.start(name, wait, ui.progress())
+/// Starts `r`; with `wait`, returns when the guest is ready.
+pub fn start(ctx: &Context, r: &InstanceRef, wait: Option<Duration>, ui: &dyn Ui) -> Result<()> {
+    ctx.backends.find(r)?.start(&r.name, wait, ui.progress())
 }
 
-/// Shuts `name` down cleanly, forced off after `timeout` (at once with `force`).
+/// Shuts `r` down cleanly, forced off after `timeout` (at once with `force`).
 pub fn stop(
     ctx: &Context,
-    name: &InstanceName,
+    r: &InstanceRef,
     force: bool,
     timeout: Duration,
     ui: &dyn Ui,
 ) -> Result<()> {
     ctx.backends
-        .find(name)?
-        .stop(name, force, timeout, ui.progress())
+        .find(r)?
+        .stop(&r.name, force, timeout, ui.progress())
 }
 
-/// Stops, then starts `name`.
+/// Stops, then starts `r`.
 pub fn restart(
     ctx: &Context,
-    name: &InstanceName,
+    r: &InstanceRef,
     force: bool,
     timeout: Duration,
     wait: Option<Duration>,
     ui: &dyn Ui,
 ) -> Result<()> {
-    let b = ctx.backends.find(name)?;
-    b.stop(name, force, timeout, ui.progress())?;
-    b.start(name, wait, ui.progress())
+    let b = ctx.backends.find(r)?;
+    b.stop(&r.name, force, timeout, ui.progress())?;
+    b.start(&r.name, wait, ui.progress())
 }
 
-/// Deletes `name` and every file nox made for it, its launch-script logs included.
-pub fn delete(ctx: &Context, name: &InstanceName, force: bool) -> Result<()> {
-    ctx.backends.find(name)?.delete(name, force)?;
-    crate::scripts::remove_logs(ctx, name);
+/// Deletes `r` and every file nox made for it, its launch-script logs included.
+pub fn delete(ctx: &Context, r: &InstanceRef, force: bool) -> Result<()> {
+    ctx.backends.find(r)?.delete(&r.name, force)?;
+    crate::scripts::remove_logs(ctx, r);
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `nox list` and `nox status`.
 
 use nox_core::instance::Instance;
-use nox_core::{Error, InstanceName, Result};
+use nox_core::{Error, InstanceRef, Result};
 
 use crate::context::Context;
 
@@ -13,31 +13,48 @@ pub struct Listing {
     pub unreachable: Vec<Error>,
 }
 
-/// One backend down still lists the others' instances, with its error beside them; only
-/// when none answers is it a failure.
+/// Every backend is asked at once (a remote's answer does not wait for libvirt's), and a
+/// remote that does not answer within its client's timeout is reported, not waited for. One
+/// backend down still lists the others' instances, with its error beside them; only when
+/// none answers is it a failure.
 pub fn list(ctx: &Context) -> Result<Listing> {
+    let backends: Vec<_> = ctx.backends.all().collect();
+    let answers: Vec<Result<Vec<Instance>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = backends.iter().map(|b| s.spawn(move || b.list())).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Backend("listing a backend panicked".into())))
+            })
+            .collect()
+    });
     let mut instances = Vec::new();
     let mut unreachable = Vec::new();
-    let mut asked = 0;
-    for b in ctx.backends.all() {
-        asked += 1;
-        match b.list() {
-            Ok(list) => instances.extend(list),
-            Err(e) => unreachable.push(e),
+    for (b, answer) in backends.iter().zip(answers) {
+        match (answer, b.remote()) {
+            (Ok(list), _) => instances.extend(list),
+            (Err(e), Some(remote)) => unreachable.push(Error::failed(
+                format!("remote {remote} did not answer: {e}"),
+                "check that it is up; `nox remote list` shows its address",
+            )),
+            (Err(e), None) => unreachable.push(e),
         }
     }
-    if asked > 0 && unreachable.len() == asked {
+    if !backends.is_empty() && unreachable.len() == backends.len() {
         return Err(unreachable.remove(0));
     }
-    instances.sort_by(|a, b| a.name.cmp(&b.name));
+    instances.sort_by(|a, b| (&a.remote, &a.name).cmp(&(&b.remote, &b.name)));
+    // A remote's backends share one server: its failure is said once.
+    unreachable.dedup_by(|a, b| a.to_string() == b.to_string());
     Ok(Listing {
         instances,
         unreachable,
     })
 }
 
-pub fn status(ctx: &Context, name: &InstanceName) -> Result<Instance> {
-    ctx.backends.find(name)?.status(name)
+pub fn status(ctx: &Context, r: &InstanceRef) -> Result<Instance> {
+    ctx.backends.find(r)?.status(&r.name)
 }
 
 #[cfg(test)]

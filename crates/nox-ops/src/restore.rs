@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nox_core::backup::{self, BackupRef, Manifest, RestoreOptions, Store};
 use nox_core::instance::Instance;
-use nox_core::{Error, InstanceName, Progress, Result};
+use nox_core::{Error, InstanceName, InstanceRef, Progress, Result};
 
 use crate::backup::store;
 use crate::context::Context;
@@ -17,8 +17,11 @@ use crate::ui::Ui;
 pub struct RestoreRequest {
     /// `None`: pick one interactively.
     pub backup: Option<BackupRef>,
-    /// Restore under this name (a new identity) instead of the backed-up one.
+    /// Restore under this name (a new identity) instead of the backed-up one, on the same
+    /// host or remote as the backup's instance.
     pub name: Option<InstanceName>,
+    /// Remotes that are clusters: the member to restore onto.
+    pub target: Option<String>,
     /// Replace an existing instance of the target name.
     pub force: bool,
     pub start: bool,
@@ -68,11 +71,18 @@ pub fn restore_from(
     // Every file of the whole chain is checked before anything is touched.
     backup::verify(&chain, progress)?;
     let m = &b.manifest;
-    let target = match &req.name {
-        Some(n) => n.clone(),
-        None => m.instance.parse::<InstanceName>()?,
+    let original: InstanceRef = m.instance.parse()?;
+    let target = InstanceRef {
+        remote: original.remote.clone(),
+        name: req.name.clone().unwrap_or(original.name.clone()),
     };
-    let backend = ctx.backends.get(m.backend)?;
+    let backend = ctx.backends.get(target.remote(), m.backend)?;
+    if req.target.is_some() && backend.remote().is_none() {
+        return Err(Error::Usage(
+            "--target restores onto a cluster member: this backup is of an instance on this host"
+                .into(),
+        ));
+    }
     // A backup is not a confirmation: a privileged container (host root) is restored only
     // after the same warning and explicit yes as creating one.
     if m.spec.privileged {
@@ -88,15 +98,16 @@ pub fn restore_from(
             });
         }
         progress.step(&format!("deleting the existing {target}"));
-        existing.delete(&target, true)?;
+        existing.delete(&target.name, true)?;
         progress.done();
     }
     let options = RestoreOptions {
         start: req.start,
-        new_identity: target.as_str() != m.instance,
+        new_identity: target != original,
         timeout: req.timeout,
+        target: req.target.clone(),
     };
-    let instance = backend.restore(&chain, &target, options, progress)?;
+    let instance = backend.restore(&chain, &target.name, options, progress)?;
     progress.done();
     Ok(Restored {
         from: format!("{}/{}", m.instance, m.id),
@@ -114,7 +125,7 @@ pub fn s3_chain<'a>(
 ) -> Result<Vec<&'a Manifest>> {
     let mine: Vec<&Manifest> = all
         .iter()
-        .filter(|m| m.instance == which.instance.as_str())
+        .filter(|m| m.instance == which.instance.to_string())
         .collect();
     let wanted = match &which.id {
         Some(id) => mine.iter().find(|m| &m.id == id),
@@ -210,6 +221,7 @@ mod tests {
         RestoreRequest {
             backup: None,
             name: None,
+            target: None,
             force: false,
             start: true,
             yes: false,
@@ -223,7 +235,7 @@ mod tests {
         let lxc = FakeBackend::new(BackendKind::Lxc);
         lxc.add_instance("box");
         let ctx = context(dir.path(), vec![Box::new(lxc.clone())]);
-        let bx: InstanceName = "box".parse().unwrap();
+        let bx: InstanceRef = "box".parse().unwrap();
         let opts = BackupOptions::default();
         let a = backup_one(&ctx, &bx, opts, None, &FakeUi::default()).unwrap();
         let b = backup_one(&ctx, &bx, opts, None, &FakeUi::default()).unwrap();
@@ -276,7 +288,7 @@ mod tests {
         let vm = FakeBackend::new(BackendKind::Vm);
         vm.add_instance("web");
         let ctx = context(dir.path(), vec![Box::new(vm.clone())]);
-        let web: InstanceName = "web".parse().unwrap();
+        let web: InstanceRef = "web".parse().unwrap();
         let opts = BackupOptions::default();
         let up = FakeBucket::default();
         backup_one(&ctx, &web, opts, Some(&up), &FakeUi::default()).unwrap();

@@ -15,7 +15,7 @@ use nox_core::compat::DockerVerdict;
 use nox_core::host::HostFacts;
 use nox_core::instance::InstanceState;
 use nox_core::script::{self, Redacting, Script, Secret};
-use nox_core::{Backend, BackendKind, Config, Error, InstanceName, Result};
+use nox_core::{Backend, BackendKind, Config, Error, InstanceRef, Result};
 
 use crate::context::Context;
 use crate::ui::Ui;
@@ -62,24 +62,24 @@ impl Plan {
 /// nesting (a container is restarted for it, and the user is told).
 pub fn run(
     ctx: &Context,
-    name: &InstanceName,
+    r: &InstanceRef,
     args: &[String],
     ts_authkey: Option<String>,
     ui: &dyn Ui,
 ) -> Result<()> {
     let plan = Plan::resolve(args, &ctx.config, ts_authkey)?;
-    let backend = ctx.backends.find(name)?;
-    let inst = backend.status(name)?;
+    let backend = ctx.backends.find(r)?;
+    let inst = backend.status(&r.name)?;
     if inst.state != InstanceState::Running {
-        return Err(Error::not_running(name.as_str()));
+        return Err(Error::not_running(&r.to_string()));
     }
-    let user = inst.ssh.map(|s| s.user).unwrap_or_default();
+    let user = inst.user.unwrap_or_default();
     if plan.needs_nesting() {
-        if let Some(note) = backend.enable_nesting(name, ui.progress())? {
+        if let Some(note) = backend.enable_nesting(&r.name, ui.progress())? {
             ui.note(&format!("note: {note}"));
         }
     }
-    run_plan(ctx, backend, name, &user, &plan, false, ui)
+    run_plan(ctx, backend, r, &user, &plan, false, ui)
 }
 
 /// Runs the plan's scripts in order; the first failure stops the rest and is the error.
@@ -87,17 +87,18 @@ pub fn run(
 pub fn run_plan(
     ctx: &Context,
     backend: &dyn Backend,
-    name: &InstanceName,
+    r: &InstanceRef,
     user: &str,
     plan: &Plan,
     json: bool,
     ui: &dyn Ui,
 ) -> Result<()> {
+    let name = r;
     // Docker in a container: nesting is enabled by now; if the probe still finds what Docker
     // needs missing (no cgroup delegation, say), refuse with its reason instead of failing
     // halfway through an install.
     if plan.needs_nesting() && backend.kind() == BackendKind::Lxc {
-        let report = crate::check::probe(backend, name)?;
+        let report = crate::check::probe(backend, &r.name)?;
         if report.docker_verdict.verdict == DockerVerdict::No {
             return Err(Error::failed(
                 format!(
@@ -109,7 +110,7 @@ pub fn run_plan(
         }
     }
     for s in &plan.scripts {
-        run_one(ctx, backend, name, user, s, plan.authkey.as_ref(), json, ui)?;
+        run_one(ctx, backend, r, user, s, plan.authkey.as_ref(), json, ui)?;
     }
     Ok(())
 }
@@ -118,14 +119,15 @@ pub fn run_plan(
 fn run_one(
     ctx: &Context,
     backend: &dyn Backend,
-    name: &InstanceName,
+    r: &InstanceRef,
     user: &str,
     s: &Script,
     authkey: Option<&Secret>,
     json: bool,
     ui: &dyn Ui,
 ) -> Result<()> {
-    let (log_path, log) = open_log(ctx, name, &s.name)?;
+    let name = r;
+    let (log_path, log) = open_log(ctx, r, &s.name)?;
     ui.note(&format!(
         "==> {name}: running script {} as root (log: {})",
         s.name,
@@ -138,14 +140,14 @@ fn run_one(
     let mut argv = vec![
         "/usr/bin/env".to_string(),
         format!("NOX_INSTANCE={name}"),
-        format!("NOX_HOSTNAME={name}"),
+        format!("NOX_HOSTNAME={}", r.name),
         format!("NOX_USER={user}"),
     ];
     let key = authkey.filter(|_| s.is_tailscale());
     let result = (|| {
-        upload(backend, name, &guest_script, &s.body, "700")?;
+        upload(backend, r, &guest_script, &s.body, "700")?;
         if let Some(k) = key {
-            upload(backend, name, &guest_key, k.expose().as_bytes(), "600")?;
+            upload(backend, r, &guest_key, k.expose().as_bytes(), "600")?;
             argv.push(format!("NOX_TAILSCALE_AUTHKEY_FILE={guest_key}"));
         }
         argv.extend(s.command(&guest_script));
@@ -155,7 +157,7 @@ fn run_one(
         let mut out = Redacting::new(ui.output(json), log, key);
         let mut err = Redacting::new(ui.errors(), term_err, key);
         let code = backend.exec_with(
-            name,
+            &r.name,
             &argv,
             ExecIo {
                 stdin: &[],
@@ -169,7 +171,7 @@ fn run_one(
     })();
     // The script and the key leave the guest whatever happened.
     let _ = backend.exec_with(
-        name,
+        &r.name,
         &["/bin/rm".into(), "-f".into(), guest_script, guest_key],
         ExecIo {
             stdin: &[],
@@ -195,14 +197,14 @@ fn run_one(
 /// Copies `bytes` into the guest at `path` (root only, mode `mode`) through stdin.
 fn upload(
     backend: &dyn Backend,
-    name: &InstanceName,
+    name: &InstanceRef,
     path: &str,
     bytes: &[u8],
     mode: &str,
 ) -> Result<()> {
     let mut err = Vec::new();
     let code = backend.exec_with(
-        name,
+        &name.name,
         &[
             "/bin/sh".into(),
             "-c".into(),
@@ -230,10 +232,10 @@ fn upload(
 }
 
 /// The directory of an instance's script logs.
-fn instance_log_dir(ctx: &Context, name: &InstanceName) -> Result<PathBuf> {
+fn instance_log_dir(ctx: &Context, name: &InstanceRef) -> Result<PathBuf> {
     ctx.log_dir
         .as_deref()
-        .map(|d| d.join(name.as_str()))
+        .map(|d| d.join(name.to_string()))
         .ok_or_else(|| {
             Error::Usage(
                 "neither XDG_STATE_HOME nor HOME is set: nowhere to keep script logs".into(),
@@ -242,7 +244,7 @@ fn instance_log_dir(ctx: &Context, name: &InstanceName) -> Result<PathBuf> {
 }
 
 /// A new 0600 log in a 0700 directory: `~/.local/state/nox/logs/NAME/SCRIPT-TIME.log`.
-fn open_log(ctx: &Context, name: &InstanceName, script: &str) -> Result<(PathBuf, File)> {
+fn open_log(ctx: &Context, name: &InstanceRef, script: &str) -> Result<(PathBuf, File)> {
     let dir = instance_log_dir(ctx, name)?;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -263,7 +265,7 @@ fn open_log(ctx: &Context, name: &InstanceName, script: &str) -> Result<(PathBuf
 }
 
 /// Removes an instance's script logs (after `nox delete`).
-pub fn remove_logs(ctx: &Context, name: &InstanceName) {
+pub fn remove_logs(ctx: &Context, name: &InstanceRef) {
     if let Ok(dir) = instance_log_dir(ctx, name) {
         if Path::new(&dir).exists() {
             let _ = std::fs::remove_dir_all(dir);

@@ -38,6 +38,7 @@ struct State {
 #[derive(Debug, Clone)]
 pub struct FakeBackend {
     kind: BackendKind,
+    remote: Option<String>,
     state: Arc<Mutex<State>>,
 }
 
@@ -45,8 +46,15 @@ impl FakeBackend {
     pub fn new(kind: BackendKind) -> FakeBackend {
         FakeBackend {
             kind,
+            remote: None,
             state: Arc::default(),
         }
+    }
+
+    /// The same fake, as a backend of remote `name`.
+    pub fn on_remote(mut self, name: &str) -> FakeBackend {
+        self.remote = Some(name.into());
+        self
     }
 
     fn st(&self) -> std::sync::MutexGuard<'_, State> {
@@ -54,7 +62,8 @@ impl FakeBackend {
     }
 
     pub fn add_instance(&self, name: &str) {
-        let i = instance(name, self.kind);
+        let mut i = instance(name, self.kind);
+        i.remote = self.remote.clone();
         self.st().instances.insert(name.into(), i);
     }
 
@@ -142,12 +151,18 @@ pub fn instance(name: &str, kind: BackendKind) -> Instance {
             port: 22,
         }),
         created_at: "2026-11-26T00:00:00Z".into(),
+        user: Some("nox".into()),
+        remote: None,
+        location: None,
     }
 }
 
 impl Backend for FakeBackend {
     fn kind(&self) -> BackendKind {
         self.kind
+    }
+    fn remote(&self) -> Option<&str> {
+        self.remote.as_deref()
     }
     fn host_checks(&self) -> Vec<Check> {
         vec![Check::pass("fake", Some(self.kind), "fine")]
@@ -159,10 +174,18 @@ impl Backend for FakeBackend {
             None => Ok(()),
         }
     }
-    fn create(&self, spec: &InstanceSpec, _: CreateOptions, _: &dyn Progress) -> Result<Instance> {
+    fn create(
+        &self,
+        spec: &InstanceSpec,
+        options: CreateOptions,
+        _: &dyn Progress,
+    ) -> Result<Instance> {
         self.reachable()?;
         let mut st = self.st();
-        st.calls.push(format!("create {}", spec.name));
+        match options.target {
+            Some(t) => st.calls.push(format!("create {} on {t}", spec.name)),
+            None => st.calls.push(format!("create {}", spec.name)),
+        }
         st.created.push(spec.clone());
         let i = instance(spec.name.as_str(), self.kind);
         st.instances.insert(spec.name.to_string(), i.clone());
@@ -282,6 +305,7 @@ impl BackupBackend for FakeBackend {
             was_running: true,
             vm: None,
             lxc: None,
+            incus: None,
             files: vec![file_entry(staging, "data", &Quiet)?],
         })
     }
@@ -335,6 +359,8 @@ pub fn context(dir: &Path, backends: Vec<Box<dyn Backend>>) -> Context {
         home: None,
         data_dir: Some(dir.join("data")),
         log_dir: Some(dir.join("logs")),
+        config_file: Some(dir.join("config/nox.toml")),
+        drivers: Vec::new(),
     }
 }
 
