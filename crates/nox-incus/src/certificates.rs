@@ -31,6 +31,21 @@ impl Client {
         Ok(())
     }
 
+    /// Presents this client's certificate with a trust token to the server this client talks
+    /// to (its fingerprint pinned), as `incus remote add URL --token` does; the server then
+    /// trusts the certificate.
+    pub fn trust_token(&self, token: &str) -> Result<()> {
+        let body = CertificatesPost::with_trust_token(token.trim());
+        self.call(Call::new(Method::POST, "/1.0/certificates".into()).json(&body))?;
+        if !self.server()?.is_trusted() {
+            return Err(Error::protocol(
+                "trusting by token",
+                "the token was accepted but the server still does not trust this certificate",
+            ));
+        }
+        Ok(())
+    }
+
     /// `DELETE /1.0/certificates/FINGERPRINT`.
     pub fn delete_certificate(&self, fingerprint: &str) -> Result<()> {
         let path = format!("/1.0/certificates/{}", enc(fingerprint));

@@ -27,6 +27,8 @@ pub struct ImageImport {
     /// Extra properties (`incus image list` shows `description`).
     pub properties: Vec<(String, String)>,
     pub public: bool,
+    /// The rootfs part is a VM's disk (qcow2), sent as `rootfs.img` as Incus expects.
+    pub virtual_machine: bool,
 }
 
 impl Client {
@@ -110,7 +112,12 @@ impl Client {
             )
         };
         let head = part("metadata", metadata);
-        let middle = format!("\r\n{}", part("rootfs", rootfs));
+        let rootfs_field = if opts.virtual_machine {
+            "rootfs.img"
+        } else {
+            "rootfs"
+        };
+        let middle = format!("\r\n{}", part(rootfs_field, rootfs));
         let tail = format!("\r\n--{boundary}--\r\n");
         let open =
             |p: &Path| File::open(p).map_err(|e| Error::io(format!("opening {}", p.display()), e));

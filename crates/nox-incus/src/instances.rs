@@ -22,6 +22,15 @@ impl Client {
         self.get(self.scoped("/1.0/instances?recursion=2"))
     }
 
+    /// `GET /1.0/instances?recursion=2&filter=type eq TYPE`: one type's instances with their
+    /// state, in one request.
+    pub fn instances_full_of(&self, kind: crate::api::InstanceType) -> Result<Vec<InstanceFull>> {
+        self.get(self.scoped(&format!(
+            "/1.0/instances?recursion=2&filter={}",
+            enc(&format!("type eq {}", kind.as_str()))
+        )))
+    }
+
     /// `GET /1.0/instances/NAME`.
     pub fn instance(&self, name: &str) -> Result<Instance> {
         self.get(self.scoped(&instance_path(name)))

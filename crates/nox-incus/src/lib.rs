@@ -12,7 +12,8 @@
 //!
 //! Where things are: `client.rs` (connection, operations), `instances.rs`, `exec.rs`,
 //! `files.rs`, `images.rs`, `backups.rs`, `certificates.rs` (trust tokens), `api/` (the JSON
-//! types), `transport.rs` (HTTP, TLS, unix socket), `token.rs`, `endpoint.rs`.
+//! types), `transport.rs` (HTTP, TLS, unix socket), `token.rs`, `endpoint.rs`; and
+//! `backend/`, nox's `Backend` for instances on a remote, built on the client.
 //!
 //! ```no_run
 //! use nox_incus::{Client, ExecCommand};
@@ -26,6 +27,7 @@
 //! ```
 
 pub mod api;
+pub mod backend;
 mod backups;
 mod certificates;
 mod client;
@@ -41,6 +43,7 @@ pub mod tls;
 mod token;
 mod transport;
 
+pub use backend::{backends, IncusDriver};
 pub use certificates::probe_fingerprint;
 pub use client::{Client, Options};
 pub use endpoint::{Endpoint, DEFAULT_PORT, DEFAULT_SOCKET};

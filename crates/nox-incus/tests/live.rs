@@ -132,6 +132,7 @@ fn ensure_image(doc: &Value) -> String {
                     aliases: vec![],
                     properties: vec![("nox.test".into(), "1".into())],
                     public: false,
+                    virtual_machine: false,
                 },
             )
             .unwrap();
@@ -475,6 +476,7 @@ fn live_images_over_unix_socket() {
                 aliases: vec![alias.clone()],
                 properties: vec![],
                 public: false,
+                virtual_machine: false,
             },
         )
         .unwrap();

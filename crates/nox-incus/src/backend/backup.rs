@@ -1,0 +1,265 @@
+//! Backups of instances on a remote: Incus's own export (`incus export`'s tarball), frozen at
+//! one point in time, kept in nox's store (and S3) with nox's manifest and checksums like any
+//! other backup; restored by importing it on the remote, on any member (`--target`).
+//!
+//! Incus exports are whole: every backup here is full. Incus keeps no copy once nox has it.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use nox_core::backup::{
+    private_file, BackupBackend, BackupKind, BackupRequest, Consistency, HashingWriter,
+    IncusBackup, LocalBackup, Manifest, RestoreOptions, FORMAT,
+};
+use nox_core::instance::Instance;
+use nox_core::{Backend, Error, InstanceName, Progress, Result};
+
+use super::{request, status, IncusBackend, RECORD_KEY};
+use crate::api::{InstanceBackupsPost, InstanceStatePut};
+use crate::{Client, FileOwnership};
+
+const EXPORT_FILE: &str = "incus-export.tar.zst";
+
+fn freeze_action(action: &str) -> InstanceStatePut {
+    InstanceStatePut {
+        action: action.into(),
+        timeout: -1,
+        force: false,
+        stateful: false,
+    }
+}
+
+/// Unfreezes the instance however the export ends.
+struct Thaw<'c> {
+    client: &'c Client,
+    name: &'c str,
+    frozen: bool,
+}
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        if self.frozen {
+            let _ = self
+                .client
+                .set_instance_state(self.name, &freeze_action("unfreeze"));
+        }
+    }
+}
+
+/// Counts bytes into progress on their way to the backup file.
+struct Counting<'p, W> {
+    inner: W,
+    done: u64,
+    progress: &'p dyn Progress,
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.done += n as u64;
+        self.progress.bytes(self.done, None);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl BackupBackend for IncusBackend {
+    fn backup(
+        &self,
+        name: &InstanceName,
+        req: &BackupRequest<'_>,
+        staging: &Path,
+        progress: &dyn Progress,
+    ) -> Result<Manifest> {
+        let i = self.ours(name)?;
+        let spec = status::spec(&i)?;
+        let client = self.client()?;
+        let running = i.is_running();
+        let export = format!("nox-{}", req.id);
+        progress.step(&format!("exporting {} on {}", name, self.remote.name));
+        // Frozen, every process sees one point in time, as for a local container backup.
+        let (consistency, note) = if running {
+            match client.set_instance_state(name.as_str(), &freeze_action("freeze")) {
+                Ok(()) => (
+                    Consistency::Application,
+                    "the instance was frozen while Incus exported it".to_string(),
+                ),
+                Err(e) => (
+                    Consistency::Crash,
+                    format!("the instance could not be frozen ({e}): exported while running"),
+                ),
+            }
+        } else {
+            (
+                Consistency::Application,
+                "the instance was stopped: exported as its last shutdown left it".to_string(),
+            )
+        };
+        let thaw = Thaw {
+            client,
+            name: name.as_str(),
+            frozen: running && consistency == Consistency::Application,
+        };
+        let made = client.create_backup(
+            name.as_str(),
+            &InstanceBackupsPost {
+                name: export.clone(),
+                expires_at: None,
+                instance_only: true,
+                optimized_storage: false,
+                compression_algorithm: Some("zstd".into()),
+            },
+        );
+        drop(thaw);
+        made.map_err(|e| self.err("exporting the instance", e))?;
+        progress.done();
+        progress.step(&format!("downloading the export of {name}"));
+        let path = staging.join(EXPORT_FILE);
+        let downloaded = (|| -> Result<(u64, String)> {
+            let file = private_file(&path)?;
+            let mut sink = Counting {
+                inner: HashingWriter::new(file),
+                done: 0,
+                progress,
+            };
+            client
+                .download_backup(name.as_str(), &export, &mut sink)
+                .map_err(|e| self.err("downloading the export", e))?;
+            let (file, size, sha256) = sink.inner.finish();
+            file.sync_all()
+                .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+            Ok((size, sha256))
+        })();
+        // The remote keeps no copy: the backup is nox's from here on.
+        let _ = client.delete_backup(name.as_str(), &export);
+        let (size, sha256) = downloaded?;
+        progress.done();
+        Ok(Manifest {
+            format: FORMAT,
+            nox_version: env!("CARGO_PKG_VERSION").into(),
+            id: req.id.into(),
+            instance: name.to_string(),
+            backend: self.kind,
+            created_at: nox_core::backup::rfc3339(std::time::SystemTime::now()),
+            kind: BackupKind::Full,
+            parent: None,
+            consistency,
+            note: Some(note),
+            spec: spec.clone(),
+            autostart: spec.autostart,
+            was_running: running,
+            vm: None,
+            lxc: None,
+            incus: Some(IncusBackup {
+                remote: self.remote.name.clone(),
+                location: Some(i.location.clone()).filter(|l| !l.is_empty() && l != "none"),
+                export_file: EXPORT_FILE.into(),
+            }),
+            files: vec![nox_core::backup::FileEntry {
+                name: EXPORT_FILE.into(),
+                size,
+                sha256,
+            }],
+        })
+    }
+
+    fn restore(
+        &self,
+        chain: &[LocalBackup],
+        target: &InstanceName,
+        options: RestoreOptions,
+        progress: &dyn Progress,
+    ) -> Result<Instance> {
+        let b = chain
+            .last()
+            .ok_or_else(|| Error::Backend("empty backup chain".into()))?;
+        let m = &b.manifest;
+        let info = m.incus.as_ref().ok_or_else(|| {
+            Error::failed(
+                format!("backup {}/{} is not an Incus export", m.instance, m.id),
+                "restore it with the backend that made it",
+            )
+        })?;
+        let base = self.client()?;
+        if base.instance(target.as_str()).is_ok() {
+            return Err(Error::AlreadyExists {
+                name: self.qualified(target),
+                backend: format!("{} on {}", self.kind, self.remote.name),
+            });
+        }
+        // Incus imports on the member that receives the upload.
+        let member;
+        let client = match &options.target {
+            Some(t) => {
+                member = base
+                    .for_member(t)
+                    .map_err(|e| self.err(&format!("reaching member {t}"), e))?;
+                &member
+            }
+            None => base,
+        };
+        let path = b.file(&info.export_file);
+        let file =
+            File::open(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let len = file.metadata().map(|m| m.len()).ok();
+        progress.step(&format!(
+            "importing {}/{} as {}{}",
+            m.instance,
+            m.id,
+            self.qualified(target),
+            options
+                .target
+                .as_deref()
+                .map(|t| format!(" on {t}"))
+                .unwrap_or_default()
+        ));
+        client
+            .import_backup(Box::new(file), len, Some(target.as_str()), None)
+            .map_err(|e| self.err("importing the backup", e))?;
+        progress.done();
+        let finish = || -> Result<()> {
+            let mut spec = m.spec.clone();
+            spec.name = target.clone();
+            let mut config = vec![(RECORD_KEY, request::record(&spec)?)];
+            if options.new_identity {
+                // A new MAC (Incus draws one for an empty key) and a new cloud-init instance:
+                // the copy gets its own address, host keys and first-boot work.
+                let facts: &dyn nox_core::host::HostFacts = &*self.host.facts;
+                config.push(("volatile.eth0.hwaddr", String::new()));
+                config.push(("volatile.cloud-init.instance-id", facts.random_uuid()?));
+            }
+            self.set_config(target, &config)?;
+            if options.new_identity {
+                // An empty machine-id makes systemd draw a new one at boot (and with it the
+                // DHCP client id, so the copy gets its own address). Incus gives the instance
+                // its new name as hostname itself.
+                client
+                    .push_file(
+                        target.as_str(),
+                        "/etc/machine-id",
+                        b"",
+                        FileOwnership {
+                            uid: Some(0),
+                            gid: Some(0),
+                            mode: Some(0o444),
+                        },
+                    )
+                    .map_err(|e| self.err("resetting the machine id", e))?;
+                self.write_hostname(target, target)?;
+            }
+            if options.start {
+                self.start(target, Some(options.timeout), progress)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = finish() {
+            let _ = base.stop_instance(target.as_str(), -1, true);
+            let _ = base.delete_instance(target.as_str());
+            return Err(e);
+        }
+        self.status(target)
+    }
+}

@@ -1,0 +1,130 @@
+//! When an instance on a remote is ready, and making its user where the image has no
+//! cloud-init: the same rules as local containers (systemd `running` or `degraded`,
+//! cloud-init's result), asked through Incus's exec API.
+
+use std::time::{Duration, Instant};
+
+use nox_core::instance::InstanceSpec;
+use nox_core::wait::wait_until;
+use nox_core::{interrupt, Error, InstanceName, Progress, Result};
+
+use super::{IncusBackend, PROVISIONED_KEY};
+
+const POLL: Duration = Duration::from_millis(250);
+
+/// Waits until systemd in `name` has finished booting (and cloud-init, where there is one).
+pub fn wait(
+    b: &IncusBackend,
+    name: &InstanceName,
+    limit: Duration,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let start = Instant::now();
+    let q = b.qualified(name);
+    progress.step(&format!("booting {q}"));
+    // The first exec can come before the container's init is up; exec then fails at once.
+    let booted = wait_until(limit, POLL, |_| {
+        interrupt::check()?;
+        let left = limit
+            .saturating_sub(start.elapsed())
+            .as_secs()
+            .max(1)
+            .to_string();
+        let mut out = Vec::new();
+        let code = b.exec_io(
+            name,
+            &[
+                "timeout".into(),
+                left,
+                "systemctl".into(),
+                "is-system-running".into(),
+                "--wait".into(),
+            ],
+            crate::Stdin::Null,
+            &mut out,
+            &mut std::io::sink(),
+        );
+        let state = String::from_utf8_lossy(&out).trim().to_string();
+        match (code, state.as_str()) {
+            (Ok(124), _) => Err(Error::timed_out(&q, "systemd to finish booting", limit)),
+            // Asked before systemd is init (an exec right after start) it answers nothing
+            // or `offline`: ask again.
+            (Ok(_), "running" | "degraded" | "maintenance" | "stopping") => Ok(Some(state)),
+            (Ok(_), _) => Ok(None),
+            (Err(_), _) if start.elapsed() < limit => Ok(None),
+            (Err(e), _) => Err(e),
+        }
+    });
+    progress.done();
+    let state = booted?.ok_or_else(|| Error::timed_out(&q, "systemd to start", limit))?;
+    match state.as_str() {
+        "running" => {}
+        "degraded" => progress.warn(&format!(
+            "{q} booted degraded; `nox exec {q} -- systemctl --failed` lists the failed units"
+        )),
+        other => {
+            return Err(Error::failed(
+                format!("systemd in {q} did not finish booting: {other:?}"),
+                format!("`nox exec {q} -- journalctl -b` shows the boot"),
+            ))
+        }
+    }
+    if has_cloud_init(b, name)? {
+        progress.step(&format!("waiting for cloud-init in {q}"));
+        let left = limit.saturating_sub(start.elapsed());
+        let result = wait_until(left, POLL, |_| {
+            interrupt::check()?;
+            Ok::<_, Error>(
+                b.run(
+                    name,
+                    &["head", "-c", "1048576", "/run/cloud-init/result.json"],
+                    None,
+                )
+                .ok(),
+            )
+        });
+        progress.done();
+        let result = result?.ok_or_else(|| Error::timed_out(&q, "cloud-init to finish", limit))?;
+        if let Some(errors) = nox_core::cloud_init::result_errors(&result) {
+            return Err(Error::failed(
+                format!("cloud-init reported errors in {q}: {errors}"),
+                format!("`nox exec {q} -- cloud-init status --long` says more"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn has_cloud_init(b: &IncusBackend, name: &InstanceName) -> Result<bool> {
+    let code = b.exec_io(
+        name,
+        &["test".into(), "-x".into(), "/usr/bin/cloud-init".into()],
+        crate::Stdin::Null,
+        &mut std::io::sink(),
+        &mut std::io::sink(),
+    )?;
+    Ok(code == 0)
+}
+
+/// For an image without cloud-init: the user, keys and sudo rule, once (recorded in the
+/// instance's config, so a restart does not do it again).
+pub fn provision(b: &IncusBackend, spec: &InstanceSpec, progress: &dyn Progress) -> Result<()> {
+    let name = &spec.name;
+    let i = b.ours(name)?;
+    if i.config.get(PROVISIONED_KEY).map(String::as_str) == Some("true") || has_cloud_init(b, name)?
+    {
+        return Ok(());
+    }
+    progress.step(&format!(
+        "creating user {} in {}",
+        spec.user,
+        b.qualified(name)
+    ));
+    for step in nox_core::provision::user_steps(&spec.user, &spec.ssh_keys) {
+        let argv: Vec<&str> = step.argv.iter().map(String::as_str).collect();
+        b.run(name, &argv, step.stdin.as_deref())?;
+    }
+    b.set_config(name, &[(PROVISIONED_KEY, "true".into())])?;
+    progress.done();
+    Ok(())
+}
