@@ -10,7 +10,7 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 use nox_core::instance::NetworkSpec;
 use nox_core::resources::{CpuRequest, DiskRequest, MemoryRequest};
-use nox_core::InstanceName;
+use nox_core::{InstanceName, InstanceRef, RemoteName};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -138,6 +138,10 @@ pub enum Command {
     #[command(subcommand)]
     Image(ImageCommand),
 
+    /// Manage remotes: Incus servers and clusters whose instances are REMOTE:NAME
+    #[command(subcommand)]
+    Remote(RemoteCommand),
+
     /// Back up instances: VMs live (incremental after the first), containers frozen
     ///
     /// Each backup appears only when complete, with a manifest of SHA-256 sums; older ones
@@ -192,8 +196,9 @@ pub enum ConfigCommand {
     },
 }
 
-/// An instance name, checked when parsed: `^[a-z][a-z0-9-]{0,62}$`.
-pub type Name = InstanceName;
+/// An instance: `NAME` on this host or `REMOTE:NAME` on a remote, checked when parsed
+/// (names are `^[a-z][a-z0-9-]{0,62}$`).
+pub type Name = InstanceRef;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendArg {
@@ -219,6 +224,14 @@ pub struct CreateArgs {
     /// What runs the instance [default: [defaults] backend]
     #[arg(long, value_enum)]
     pub backend: Option<BackendArg>,
+
+    /// Create it on this [remotes] entry (the same as REMOTE:NAME)
+    #[arg(long, value_name = "REMOTE")]
+    pub remote: Option<RemoteName>,
+
+    /// With --remote on a cluster: the member to place it on [default: the cluster decides]
+    #[arg(long, value_name = "MEMBER")]
+    pub target: Option<String>,
 
     /// Image name from [images] [default: [defaults] image]
     #[arg(long)]
@@ -350,6 +363,31 @@ pub enum ImageCommand {
     Rm { image: String },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum RemoteCommand {
+    /// Trust nox on an Incus server or cluster and add it as [remotes.NAME]
+    ///
+    /// Make the token on the server with `incus config trust add NAME`. nox makes its own
+    /// client certificate, shows the server's certificate fingerprint, checks it against the
+    /// one the token vouches for, and pins it. Example:
+    /// nox remote add cluster https://192.0.2.10:8443 --token eyJjbGllbnRfbmFtZSI6...
+    Add {
+        /// The remote's name: instances there are NAME:INSTANCE
+        name: RemoteName,
+        /// https://HOST[:8443], or unix:///var/lib/incus/unix.socket for a local server
+        url: String,
+        /// The trust token (needed for https://)
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// List the remotes and whether each answers
+    #[command(visible_alias = "ls")]
+    List(JsonFlag),
+    /// Remove a remote from the config (its instances stay where they are)
+    #[command(visible_alias = "rm")]
+    Remove { name: RemoteName },
+}
+
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Instances to back up
@@ -391,9 +429,14 @@ pub struct RestoreArgs {
     /// NAME/ID, or NAME for its newest backup; s3:NAME/ID (or s3:NAME) for one in S3
     pub backup: Option<String>,
 
-    /// Restore under this name, with a new identity (UUID, MAC, hostname, cloud-init instance)
+    /// Restore under this name, with a new identity (UUID, MAC, hostname, cloud-init instance),
+    /// where the backed-up instance was (this host or its remote)
     #[arg(long)]
-    pub name: Option<Name>,
+    pub name: Option<InstanceName>,
+
+    /// Remote clusters: the member to restore onto [default: where Incus places it]
+    #[arg(long, value_name = "MEMBER")]
+    pub target: Option<String>,
 
     /// Replace an existing instance of that name (deleted only after the backup is verified)
     #[arg(short, long)]

@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         Command::Check { name, json } => check::run(&name, json.json),
         Command::Resize(a) => resize::run(&a),
         Command::Image(cmd) => image::run(cmd),
+        Command::Remote(cmd) => remote::run(cmd),
         Command::Backup(a) => backup::backup(&a),
         Command::Backups(j) => backup::list(j.json),
         Command::Restore(a) => backup::restore(&a),

@@ -2,29 +2,29 @@
 
 use std::process::ExitCode;
 
-use nox_core::InstanceName;
+use nox_core::InstanceRef;
 use nox_ops::access;
 
 use crate::ui::TerminalUi;
 
-pub fn exec(name: &InstanceName, argv: &[String]) -> anyhow::Result<ExitCode> {
+pub fn exec(name: &InstanceRef, argv: &[String]) -> anyhow::Result<ExitCode> {
     let ctx = super::context(&[])?;
     Ok(ExitCode::from(access::exec(&ctx, name, argv)?))
 }
 
 /// Replaces nox with ssh; returns only when that failed.
-pub fn ssh(name: &InstanceName, command: &[String]) -> anyhow::Result<ExitCode> {
+pub fn ssh(name: &InstanceRef, command: &[String]) -> anyhow::Result<ExitCode> {
     let ctx = super::context(&[])?;
     Err(access::ssh(&ctx, name, command, &TerminalUi::default()).into())
 }
 
 /// Replaces nox with the console; returns only when that failed.
-pub fn console(name: &InstanceName) -> anyhow::Result<ExitCode> {
+pub fn console(name: &InstanceRef) -> anyhow::Result<ExitCode> {
     let ctx = super::context(&[])?;
     Err(access::console(&ctx, name, &TerminalUi::default()).into())
 }
 
-pub fn passwd(name: &InstanceName, user: Option<&str>) -> anyhow::Result<ExitCode> {
+pub fn passwd(name: &InstanceRef, user: Option<&str>) -> anyhow::Result<ExitCode> {
     let ctx = super::context(&[])?;
     let (user, password) = access::passwd(&ctx, name, user)?;
     // Shown once, on stdout only; nox keeps no copy.

@@ -117,6 +117,7 @@ pub fn restore(a: &RestoreArgs) -> anyhow::Result<ExitCode> {
     let request = RestoreRequest {
         backup: a.backup.as_deref().map(str::parse).transpose()?,
         name: a.name.clone(),
+        target: a.target.clone(),
         force: a.force,
         start: !a.no_start,
         yes: a.yes,

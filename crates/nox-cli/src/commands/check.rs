@@ -3,16 +3,16 @@
 use std::process::ExitCode;
 
 use nox_core::compat::{self, Probe};
-use nox_core::InstanceName;
+use nox_core::InstanceRef;
 
-pub fn run(name: &InstanceName, json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(name: &InstanceRef, json: bool) -> anyhow::Result<ExitCode> {
     let ctx = super::context(&[])?;
     let report = nox_ops::check::check(&ctx, name)?;
     print(name, &report, json)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn print(name: &InstanceName, report: &compat::Report, json: bool) -> anyhow::Result<()> {
+fn print(name: &InstanceRef, report: &compat::Report, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
         return Ok(());

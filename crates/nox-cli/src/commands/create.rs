@@ -58,6 +58,8 @@ pub fn run(a: CreateArgs) -> anyhow::Result<ExitCode> {
     let ctx = super::context(&overrides(&a))?;
     let request = CreateRequest {
         name: Some(a.name.clone()),
+        remote: a.remote.clone(),
+        target: a.target.clone(),
         backend: a.backend.map(Into::into),
         privileged: a.privileged,
         yes: a.yes,

@@ -2,13 +2,13 @@
 
 use std::process::ExitCode;
 
-use nox_core::InstanceName;
+use nox_core::InstanceRef;
 use nox_ops::lifecycle;
 
 use crate::cli::{StopArgs, WaitArgs};
 use crate::ui::TerminalUi;
 
-pub fn start(names: &[InstanceName], wait: WaitArgs) -> anyhow::Result<ExitCode> {
+pub fn start(names: &[InstanceRef], wait: WaitArgs) -> anyhow::Result<ExitCode> {
     let ctx = super::context(&[])?;
     let ui = TerminalUi::default();
     nox_ops::for_each(names, &ui, |n| {
@@ -35,7 +35,7 @@ pub fn restart(a: &StopArgs, wait: WaitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn delete(names: &[InstanceName], force: bool) -> anyhow::Result<ExitCode> {
+pub fn delete(names: &[InstanceRef], force: bool) -> anyhow::Result<ExitCode> {
     let ctx = super::context(&[])?;
     let ui = TerminalUi::default();
     nox_ops::for_each(names, &ui, |n| lifecycle::delete(&ctx, n, force))?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use comfy_table::{presets, Table};
 use nox_core::instance::Instance;
 use nox_core::resources::format_bytes;
-use nox_core::InstanceName;
+use nox_core::InstanceRef;
 
 pub fn list(json: bool) -> anyhow::Result<ExitCode> {
     let ctx = super::context(&[])?;
@@ -25,21 +25,27 @@ pub fn list(json: bool) -> anyhow::Result<ExitCode> {
     }
     let mut t = Table::new();
     t.load_preset(presets::NOTHING);
-    // The tailnet column appears once any instance has joined one.
+    // The tailnet column appears once any instance has joined one; REMOTE and LOCATION once
+    // any instance is on a remote.
     let tailnet = all.iter().any(|i| i.tailnet_ipv4.is_some());
-    let mut header = vec!["NAME", "BACKEND", "STATE", "IPV4"];
+    let remote = all.iter().any(|i| i.remote.is_some());
+    let mut header = vec!["NAME"];
+    if remote {
+        header.extend(["REMOTE", "LOCATION"]);
+    }
+    header.extend(["BACKEND", "STATE", "IPV4"]);
     if tailnet {
         header.push("TAILNET");
     }
     header.extend(["CPUS", "MEMORY", "DISK", "NETWORK", "IMAGE"]);
     t.set_header(header);
     for i in &all {
-        let mut row = vec![
-            i.name.clone(),
-            backend_label(i),
-            i.state.to_string(),
-            local_ipv4(i),
-        ];
+        let mut row = vec![i.name.clone()];
+        if remote {
+            row.push(i.remote.clone().unwrap_or_else(|| "-".into()));
+            row.push(i.location.clone().unwrap_or_else(|| "-".into()));
+        }
+        row.extend([backend_label(i), i.state.to_string(), local_ipv4(i)]);
         if tailnet {
             row.push(i.tailnet_ipv4.clone().unwrap_or_default());
         }
@@ -56,7 +62,7 @@ pub fn list(json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn status(name: &InstanceName, json: bool) -> anyhow::Result<ExitCode> {
+pub fn status(name: &InstanceRef, json: bool) -> anyhow::Result<ExitCode> {
     let ctx = super::context(&[])?;
     let i = nox_ops::list::status(&ctx, name)?;
     if json {
@@ -65,6 +71,8 @@ pub fn status(name: &InstanceName, json: bool) -> anyhow::Result<ExitCode> {
     }
     let rows = [
         ("name", i.name.clone()),
+        ("remote", i.remote.clone().unwrap_or_else(|| "-".into())),
+        ("location", i.location.clone().unwrap_or_else(|| "-".into())),
         ("backend", backend_label(&i)),
         ("state", i.state.to_string()),
         ("ipv4", local_ipv4(&i)),

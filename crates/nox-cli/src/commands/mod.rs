@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod image;
 pub mod lifecycle;
 pub mod list;
+pub mod remote;
 pub mod resize;
 pub mod scripts;
 
@@ -29,5 +30,5 @@ pub fn context(overrides: &[Override]) -> nox_core::Result<Context> {
     let config = load_config(overrides)?.config;
     let host = Host::local();
     let backends = crate::backends::build(&config, &host);
-    Ok(Context::new(config, backends, host))
+    Ok(Context::new(config, backends, host).with_drivers(crate::backends::drivers()))
 }

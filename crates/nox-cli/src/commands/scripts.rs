@@ -2,11 +2,11 @@
 
 use std::process::ExitCode;
 
-use nox_core::InstanceName;
+use nox_core::InstanceRef;
 
 use crate::ui::TerminalUi;
 
-pub fn run(name: &InstanceName, scripts: &[String]) -> anyhow::Result<ExitCode> {
+pub fn run(name: &InstanceRef, scripts: &[String]) -> anyhow::Result<ExitCode> {
     let ctx = super::context(&[])?;
     let key = std::env::var("TS_AUTHKEY").ok();
     nox_ops::scripts::run(&ctx, name, scripts, key, &TerminalUi::default())?;
