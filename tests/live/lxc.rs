@@ -7,7 +7,7 @@ use std::process::{Output, Stdio};
 
 use nox_tests::fixture::{lxcpath, Fixture};
 use nox_tests::image::TestImage;
-use nox_tests::{live, ok, text};
+use nox_tests::{live, ok, on_a_terminal, text};
 use serde_json::Value;
 
 /// The image with cloud-init (the VM's tree): nox hands it a NoCloud seed.
@@ -332,65 +332,6 @@ fn privileged_without_a_terminal_or_bridge_is_refused_and_leaves_nothing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("VMs are isolated by design"));
-}
-
-/// Runs `nox` on a new pseudo-terminal (its controlling terminal), answers `answer` once
-/// `prompt` appears, and returns the exit code and everything it printed.
-fn on_a_terminal(
-    mut cmd: std::process::Command,
-    prompt: &str,
-    answer: &[u8],
-) -> (Option<i32>, String) {
-    use std::io::{Read, Write};
-    use std::os::unix::process::CommandExt;
-    use std::sync::{Arc, Mutex};
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let slave = pty.slave;
-    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave));
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    let mut master = std::fs::File::from(pty.master);
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let reader = {
-        let mut m = master.try_clone().unwrap();
-        let seen = seen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = m.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                seen.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        })
-    };
-    let start = std::time::Instant::now();
-    while !text(&seen.lock().unwrap()).contains(prompt) {
-        assert!(
-            start.elapsed().as_secs() < 30,
-            "no prompt; saw: {}",
-            text(&seen.lock().unwrap())
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    master.write_all(answer).unwrap();
-    let status = child.wait().unwrap();
-    drop(master);
-    let _ = reader.join();
-    let out = text(&seen.lock().unwrap());
-    (status.code(), out)
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Support for nox's live tests: the live-environment gate, the `nox` binary under test, the
 //! test image, and the fixture that owns and cleans up what tests create.
 
+pub mod cluster;
 pub mod fixture;
 pub mod image;
 pub mod s3;
@@ -74,4 +75,63 @@ pub fn ok(out: std::process::Output) -> std::process::Output {
         text(&out.stderr)
     );
     out
+}
+
+/// Runs `nox` on a new pseudo-terminal (its controlling terminal), answers `answer` once
+/// `prompt` appears, and returns the exit code and everything it printed.
+pub fn on_a_terminal(
+    mut cmd: std::process::Command,
+    prompt: &str,
+    answer: &[u8],
+) -> (Option<i32>, String) {
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
+    use std::sync::{Arc, Mutex};
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = pty.slave;
+    cmd.stdin(std::process::Stdio::from(slave.try_clone().unwrap()))
+        .stdout(std::process::Stdio::from(slave.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(slave));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let mut master = std::fs::File::from(pty.master);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let mut m = master.try_clone().unwrap();
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = m.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let start = std::time::Instant::now();
+    while !text(&seen.lock().unwrap()).contains(prompt) {
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "no prompt; saw: {}",
+            text(&seen.lock().unwrap())
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    master.write_all(answer).unwrap();
+    let status = child.wait().unwrap();
+    drop(master);
+    let _ = reader.join();
+    let out = text(&seen.lock().unwrap());
+    (status.code(), out)
 }

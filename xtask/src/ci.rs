@@ -55,6 +55,8 @@ pub fn run() -> Result<()> {
     step("build tests", &mut || {
         sh(Command::new("cargo").args(["test", "--workspace", "--all-targets", "--no-run"]))
     })?;
+    // The remotes' tests run against a real three-member Incus cluster on this machine.
+    step("incus cluster up", &mut crate::incus::up)?;
     // NOX_IT=1 declares the live environment: live tests run and never skip.
     let result = step("unit and live tests", &mut || {
         sh(Command::new("cargo")
@@ -62,22 +64,27 @@ pub fn run() -> Result<()> {
             .env("NOX_IT", "1")
             .env("NOX_TEST_IMAGE_CONFIG", image_config.as_ref().unwrap()))
     });
+    // Whatever the tests did, the cluster goes: nothing of a run outlives it.
+    let down = step("incus cluster down", &mut crate::incus::down);
     eprintln!("\nxtask ci: time by step");
     let total: f64 = times.iter().map(|(_, d)| d.as_secs_f64()).sum();
     for (name, d) in &times {
         eprintln!("  {name:<28} {:>7.1} s", d.as_secs_f64());
     }
     eprintln!("  {:<28} {:>7.1} s", "total", total);
-    result
+    result.and(down)
 }
 
-/// `cargo xtask it [FILTER...]`: setup, then only the live tests.
+/// `cargo xtask it [FILTER...]`: setup, the test image and the Incus cluster, then only the
+/// live tests (nox-tests and nox-incus'), and the cluster down again.
 pub fn live_tests(filter: &[String]) -> Result<()> {
     crate::setup::run()?;
     let image_config = crate::test_image::build()?;
-    sh(Command::new("cargo")
-        .args(["test", "--package", "nox-tests", "--no-fail-fast", "--"])
+    crate::incus::up()?;
+    let result = sh(Command::new("cargo")
+        .args(["test", "--package", "nox-tests", "--package", "nox-incus", "--no-fail-fast", "--"])
         .args(filter)
         .env("NOX_IT", "1")
-        .env("NOX_TEST_IMAGE_CONFIG", &image_config))
+        .env("NOX_TEST_IMAGE_CONFIG", &image_config));
+    result.and(crate::incus::down())
 }

@@ -43,15 +43,15 @@ fn cluster(test: &str) -> Option<Value> {
         return skip("NOX_IT=1 is not set");
     }
     let path = std::env::var("NOX_INCUS_CLUSTER_JSON").unwrap_or_else(|_| CLUSTER_JSON.into());
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return skip(&format!(
-            "the Incus test cluster is not up ({path} missing)"
-        ));
-    };
+    // Under NOX_IT=1 (cargo xtask ci and it, which bring the cluster up) a missing cluster
+    // is a failure, never a skip.
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("the Incus test cluster is not up ({path}: {e}): run `cargo xtask incus up`")
+    });
     let doc: Value = serde_json::from_str(&text).expect("cluster.json parses");
     let socket = doc["members"][0]["unix_socket"].as_str().unwrap();
-    if Client::unix(socket).and_then(|c| c.server()).is_err() {
-        return skip("the Incus test cluster does not answer on member1's socket");
+    if let Err(e) = Client::unix(socket).and_then(|c| c.server()) {
+        panic!("the Incus test cluster does not answer on member1's socket: {e}");
     }
     Some(doc)
 }

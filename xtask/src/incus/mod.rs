@@ -44,6 +44,16 @@ const PORT: u16 = 8443;
 /// incus-base carries incusd; incus-client the CLI. Never `incus`: it pulls QEMU and an init script.
 const PACKAGES: &[&str] = &["incus-base", "incus-client"];
 
+/// `cargo xtask incus up`, for ci and it: the cluster the remote tests run against.
+pub fn up() -> Result<()> {
+    Cluster::new().up()
+}
+
+/// `cargo xtask incus down`: nothing of the cluster is left.
+pub fn down() -> Result<()> {
+    Cluster::new().down()
+}
+
 pub fn run(args: &[String]) -> Result<()> {
     let member = |args: &[String]| -> Result<u32> {
         let n: u32 = args
@@ -468,13 +478,10 @@ impl Cluster {
         Ok(())
     }
 
-    /// A test image rebuilt since `up` (its recipe changed) has a new path: point nox.toml and
-    /// cluster.json at it, leaving the cluster alone.
+    /// nox.toml is written again on every `up` (a rebuilt test image has a new path, and
+    /// this xtask may write it differently now), leaving the cluster alone.
     fn refresh_test_image(&self, image_config: &Path, image_toml: &str) -> Result<()> {
         let mut doc: Value = serde_json::from_str(&fs::read_to_string(self.cluster_json())?)?;
-        if doc["test_image_config"].as_str() == Some(&image_config.display().to_string()) {
-            return Ok(());
-        }
         let fingerprint = doc["fingerprint"]
             .as_str()
             .context("cluster.json has no fingerprint")?
@@ -485,10 +492,6 @@ impl Cluster {
             self.cluster_json(),
             serde_json::to_string_pretty(&doc)? + "\n",
         )?;
-        eprintln!(
-            "xtask: nox.toml now names the current test image ({})",
-            image_config.display()
-        );
         Ok(())
     }
 
@@ -521,7 +524,9 @@ impl Cluster {
              project = \"default\"\n\
              client_cert = \"{cert}\"\n\
              client_key = \"{key}\"\n\
-             fingerprint = \"{fingerprint}\"\n\n",
+             fingerprint = \"{fingerprint}\"\n\
+             # Each member's own managed bridge stands in for a LAN bridge in the tests.\n\
+             privileged_network = \"{INSTANCE_BRIDGE}\"\n\n",
             url = self.member(1).url(),
             cert = self.client_cert().display(),
             key = self.client_key().display(),

@@ -2,8 +2,10 @@
 //! Incus's terms. Pinned by golden files (`golden/nox-*.json`), so a reviewer sees exactly
 //! what a change does to a remote's instances.
 //!
-//! - Unprivileged containers (Incus's default) get `/dev/net/tun` as a `unix-char` device
-//!   unless `--no-tun`.
+//! - Unprivileged containers (Incus's default) get `/dev/net/tun` as a `unix-char` device.
+//!   Incus bind-mounts the host's /dev/net/tun into every container anyway, so `--no-tun`
+//!   denies the device (char 10:200) in the device cgroup through `raw.lxc`, with the key of
+//!   each cgroup version (LXC ignores the one the host does not have).
 //! - `--privileged` maps to `security.privileged`, `raw.lxc` keeping every capability (the
 //!   `lxc.cap.drop =` override the seed analysis used), a NIC bridged to the remote's
 //!   `privileged_network`, and the TUN device.
@@ -117,6 +119,12 @@ pub fn instance(
             devices.insert("tun".into(), tun());
         } else if spec.tun {
             devices.insert("tun".into(), tun());
+        } else {
+            config.insert(
+                "raw.lxc".into(),
+                "lxc.cgroup.devices.deny = c 10:200 rwm\nlxc.cgroup2.devices.deny = c 10:200 rwm\n"
+                    .into(),
+            );
         }
     } else {
         devices.insert("root".into(), root_disk(cfg, Some(spec.disk_bytes)));
