@@ -82,7 +82,15 @@ pub fn live_tests(filter: &[String]) -> Result<()> {
     let image_config = crate::test_image::build()?;
     crate::incus::up()?;
     let result = sh(Command::new("cargo")
-        .args(["test", "--package", "nox-tests", "--package", "nox-incus", "--no-fail-fast", "--"])
+        .args([
+            "test",
+            "--package",
+            "nox-tests",
+            "--package",
+            "nox-incus",
+            "--no-fail-fast",
+            "--",
+        ])
         .args(filter)
         .env("NOX_IT", "1")
         .env("NOX_TEST_IMAGE_CONFIG", &image_config));

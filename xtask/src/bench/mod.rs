@@ -1,12 +1,14 @@
-//! `cargo xtask bench vm|lxc|backup`: nox's numbers, measured on this host against a
+//! `cargo xtask bench vm|lxc|backup|incus`: nox's numbers, measured on this host against a
 //! baseline in the same run (see docs/benchmarks.md).
 //!
 //! - `harness.rs`: the private config, storage and binary every benchmark uses, and medians;
 //! - `instances.rs`: create, start and list for VMs and containers;
-//! - `backup.rs`: VM backups against `qemu-img convert`.
+//! - `backup.rs`: VM backups against `qemu-img convert`;
+//! - `incus.rs`: creating and listing on the Incus test cluster against Incus's own CLI.
 
 mod backup;
 pub mod harness;
+mod incus;
 mod instances;
 
 use anyhow::{bail, Result};
@@ -16,6 +18,7 @@ pub fn run(args: &[String]) -> Result<()> {
         Some("vm") => instances::vm(),
         Some("lxc") => instances::lxc(),
         Some("backup") => backup::run(),
-        _ => bail!("usage: cargo xtask bench vm|lxc|backup"),
+        Some("incus") => incus::run(),
+        _ => bail!("usage: cargo xtask bench vm|lxc|backup|incus"),
     }
 }

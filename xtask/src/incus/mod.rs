@@ -49,6 +49,11 @@ pub fn up() -> Result<()> {
     Cluster::new().up()
 }
 
+/// The cluster's description (members, sockets, how to restart one).
+pub fn cluster_json() -> PathBuf {
+    Cluster::new().cluster_json()
+}
+
 /// `cargo xtask incus down`: nothing of the cluster is left.
 pub fn down() -> Result<()> {
     Cluster::new().down()

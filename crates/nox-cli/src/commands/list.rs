@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use comfy_table::{presets, Table};
-use nox_core::instance::Instance;
+use nox_core::instance::{Instance, InstanceState};
 use nox_core::resources::format_bytes;
 use nox_core::InstanceRef;
 
@@ -49,13 +49,18 @@ pub fn list(json: bool) -> anyhow::Result<ExitCode> {
         if tailnet {
             row.push(i.tailnet_ipv4.clone().unwrap_or_default());
         }
-        row.extend([
-            i.cpus.to_string(),
-            format_bytes(i.memory_bytes),
-            i.disk_bytes.map(format_bytes).unwrap_or_default(),
-            i.network.clone(),
-            i.image.clone(),
-        ]);
+        if i.state == InstanceState::Unreachable {
+            // Nothing is known of it but its name and where it is.
+            row.extend(["-", "-", "-", "-", "-"].map(String::from));
+        } else {
+            row.extend([
+                i.cpus.to_string(),
+                format_bytes(i.memory_bytes),
+                i.disk_bytes.map(format_bytes).unwrap_or_default(),
+                i.network.clone(),
+                i.image.clone(),
+            ]);
+        }
         t.add_row(row);
     }
     println!("{t}");
