@@ -374,21 +374,6 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The `[remotes.NAME]` entry, or an error that lists what exists.
-    pub fn remote(&self, name: &crate::name::RemoteName) -> Result<&RemoteConfig> {
-        self.remotes.get(name).ok_or_else(|| {
-            let known: Vec<String> = self.remotes.keys().map(|k| k.to_string()).collect();
-            Error::Usage(format!(
-                "no remote named {name:?} in [remotes]{}; `nox remote add {name} URL --token TOKEN` adds one",
-                if known.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (known: {})", known.join(", "))
-                }
-            ))
-        })
-    }
-
     /// The `[images.NAME]` source for `backend`, or an error that lists what exists.
     pub fn image_source(&self, image: &str, backend: crate::BackendKind) -> Result<&ImageSource> {
         let entry = self.images.get(image).ok_or_else(|| {
@@ -488,6 +473,8 @@ impl ConfigFiles {
 /// The directory of `file` (a config file), where nox keeps what belongs with it (client
 /// certificates of remotes).
 pub fn config_dir_of(file: &Path) -> PathBuf {
+    // Absolute: the paths nox writes into the config must mean the same from anywhere.
+    let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     file.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 

@@ -27,16 +27,34 @@ fn read(path: &Path) -> Result<toml_edit::DocumentMut> {
 }
 
 fn write(path: &Path, doc: &toml_edit::DocumentMut) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let text = doc.to_string();
     parse_file(path, &text)?;
+    // A symlinked config (dotfiles) is edited where it points, and keeps its mode.
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     }
+    let mode = std::fs::metadata(&path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o644);
     // Written beside and renamed: a crash never leaves half a config.
     let tmp = path.with_extension(format!("toml.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, text).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("replacing {}", path.display()), e))
+    let io = |e| Error::io(format!("writing {}", tmp.display()), e);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .and_then(|_| f.write_all(text.as_bytes()))
+        .and_then(|_| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("replacing {}", path.display()), e))
 }
 
 /// Whether `path` defines `[remotes.NAME]`.
@@ -133,6 +151,29 @@ mod tests {
         let fresh = dir.path().join("sub/nox.toml");
         set_remote(&fresh, &c, &remote()).unwrap();
         assert!(has_remote(&fresh, &c).unwrap());
+    }
+
+    #[test]
+    fn a_private_or_symlinked_config_stays_so() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("dotfiles-nox.toml");
+        std::fs::write(&real, "[defaults]\n").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("nox.toml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        set_remote(&link, &"c".parse().unwrap(), &remote()).unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert!(std::fs::read_to_string(&real)
+            .unwrap()
+            .contains("[remotes.c]"));
+        assert_eq!(
+            std::fs::metadata(&real).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]

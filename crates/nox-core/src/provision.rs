@@ -10,116 +10,94 @@ pub struct Step {
     pub stdin: Option<String>,
 }
 
-fn step(argv: &[&str], stdin: Option<String>) -> Step {
-    Step {
-        argv: argv.iter().map(|a| a.to_string()).collect(),
-        stdin,
-    }
-}
+/// Makes user `$1` (in group sudo, with passwordless sudo) and installs the public keys read
+/// on stdin. A constant: the user's name arrives as a positional parameter, the keys as
+/// stdin, never as shell text. Files are created by `install` (owner and mode), then filled by
+/// `dd` from stdin: a user-namespaced guest may not reopen /dev/stdin when it is the host's
+/// pipe (Incus exec). One command, so a remote guest is provisioned in one round trip.
+pub const USER_SCRIPT: &str = r#"set -eu
+u=$1
+useradd --create-home --shell /bin/bash --groups sudo -- "$u"
+install -d -m 0700 -o "$u" -g "$u" "/home/$u/.ssh"
+install -m 0600 -o "$u" -g "$u" /dev/null "/home/$u/.ssh/authorized_keys"
+dd of="/home/$u/.ssh/authorized_keys" status=none
+install -m 0440 -o root -g root /dev/null /etc/sudoers.d/90-nox
+printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$u" >/etc/sudoers.d/90-nox
+"#;
 
-/// A file the guest's root creates with `mode` and `owner`, holding `content`: `install`
-/// makes it empty with the right owner and mode, then `dd` fills it from stdin. Neither
-/// reopens /dev/stdin, which a user-namespaced guest may not do when stdin is the host's
-/// pipe (Incus exec).
-fn file(path: &str, mode: &str, owner: &str, content: String) -> [Step; 2] {
-    [
-        step(
-            &[
-                "install",
-                "-m",
-                mode,
-                "-o",
-                owner,
-                "-g",
-                owner,
-                "/dev/null",
-                path,
-            ],
-            None,
-        ),
-        step(&["dd", &format!("of={path}"), "status=none"], Some(content)),
-    ]
-}
-
-/// The steps that give a guest `user` (in group sudo, passwordless sudo) with `keys`.
+/// The step that gives a guest `user` (in group sudo, passwordless sudo) with `keys`.
 pub fn user_steps(user: &str, keys: &[String]) -> Vec<Step> {
-    let home = format!("/home/{user}");
-    let ssh = format!("{home}/.ssh");
-    let mut steps = vec![
-        step(
-            &[
-                "useradd",
-                "--create-home",
-                "--shell",
-                "/bin/bash",
-                "--groups",
-                "sudo",
-                user,
-            ],
-            None,
-        ),
-        step(
-            &["install", "-d", "-m", "0700", "-o", user, "-g", user, &ssh],
-            None,
-        ),
-    ];
-    steps.extend(file(
-        &format!("{ssh}/authorized_keys"),
-        "0600",
-        user,
-        keys.join("\n") + "\n",
-    ));
-    steps.extend(file(
-        "/etc/sudoers.d/90-nox",
-        "0440",
-        "root",
-        format!("{user} ALL=(ALL) NOPASSWD:ALL\n"),
-    ));
-    steps
+    vec![Step {
+        argv: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            USER_SCRIPT.into(),
+            "nox-provision".into(),
+            user.into(),
+        ],
+        stdin: Some(keys.join("\n") + "\n"),
+    }]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The script run for real, in a scratch root, with the commands it calls stubbed to
+    /// record their argv: the user's name arrives whole, even a hostile one.
     #[test]
-    fn the_user_its_keys_and_sudo_in_order_with_files_on_stdin() {
+    fn the_name_is_an_argument_and_the_keys_are_stdin() {
         let steps = user_steps(
             "nox",
             &["ssh-ed25519 AAAA a".into(), "ssh-rsa BBBB b".into()],
         );
-        assert_eq!(steps.len(), 6);
-        assert_eq!(steps[0].argv[0], "useradd");
-        assert_eq!(steps[0].argv.last().unwrap(), "nox");
+        assert_eq!(steps.len(), 1);
+        let s = &steps[0];
+        assert_eq!(s.argv[..2], ["/bin/sh", "-c"]);
+        assert_eq!(s.argv[4], "nox");
         assert_eq!(
-            steps[2].argv,
-            [
-                "install",
-                "-m",
-                "0600",
-                "-o",
-                "nox",
-                "-g",
-                "nox",
-                "/dev/null",
-                "/home/nox/.ssh/authorized_keys"
-            ]
-        );
-        assert_eq!(
-            steps[3].argv,
-            ["dd", "of=/home/nox/.ssh/authorized_keys", "status=none"]
-        );
-        assert_eq!(
-            steps[3].stdin.as_deref(),
+            s.stdin.as_deref(),
             Some("ssh-ed25519 AAAA a\nssh-rsa BBBB b\n")
         );
-        assert_eq!(
-            steps[5].stdin.as_deref(),
-            Some("nox ALL=(ALL) NOPASSWD:ALL\n")
+        assert!(
+            !USER_SCRIPT.contains("nox ALL"),
+            "the user is never spliced into the script"
         );
-        // Nothing is a shell line: every argument is one argv entry.
-        assert!(steps
-            .iter()
-            .all(|s| s.argv.iter().all(|a| !a.contains(' '))));
+
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let log = dir.path().join("log");
+        for cmd in ["useradd", "install", "dd"] {
+            let stub = format!(
+                "#!/bin/sh\nfor a in \"$@\"; do printf '%s|' \"$a\"; done >>{log}\necho >>{log}\n",
+                log = log.display()
+            );
+            let p = bin.join(cmd);
+            std::fs::write(&p, stub).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let script = USER_SCRIPT.replace(
+            "/etc/sudoers.d/90-nox",
+            &dir.path().join("sudoers").display().to_string(),
+        );
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &script, "nox-provision", "a b;$(id)"])
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            calls.starts_with("--create-home|--shell|/bin/bash|--groups|sudo|--|a b;$(id)|"),
+            "{calls}"
+        );
+        let sudoers = std::fs::read_to_string(dir.path().join("sudoers")).unwrap();
+        assert_eq!(sudoers, "a b;$(id) ALL=(ALL) NOPASSWD:ALL\n");
     }
 }

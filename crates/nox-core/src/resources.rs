@@ -180,6 +180,10 @@ impl FromStr for DiskRequest {
 }
 
 impl CpuRequest {
+    pub fn is_share(&self) -> bool {
+        matches!(self, CpuRequest::Share(_))
+    }
+
     /// The number of vCPUs this request means on this host.
     pub fn resolve(self, host: &Capacity) -> Result<u32> {
         match self {
@@ -221,6 +225,10 @@ fn resolve_size(what: &'static str, req: SizeRequest, available: u64, of: &str) 
 }
 
 impl MemoryRequest {
+    pub fn is_share(&self) -> bool {
+        matches!(self.0, SizeRequest::Share(_))
+    }
+
     /// Bytes of memory, a whole number of MiB, no more than the host's total.
     pub fn resolve(self, host: &Capacity) -> Result<u64> {
         resolve_size("memory", self.0, host.memory_bytes, "memory")
@@ -228,6 +236,10 @@ impl MemoryRequest {
 }
 
 impl DiskRequest {
+    pub fn is_share(&self) -> bool {
+        matches!(self.0, SizeRequest::Share(_))
+    }
+
     /// Bytes of disk, a whole number of MiB, no more than the free space where disks live.
     pub fn resolve(self, host: &Capacity) -> Result<u64> {
         resolve_size("disk", self.0, host.disk_free_bytes, "free disk space")

@@ -39,11 +39,12 @@ pub fn key_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Creates the key pair on first use (0600 private key in a 0700 directory) and returns the
-/// public key text.
+/// public key text. The private key is the truth: it is never replaced once it exists (guests
+/// trust it), and the public key is always the one derived from it.
 pub fn ensure(data_dir: &Path, host: &dyn HostFacts) -> Result<String> {
     let key = key_path(data_dir);
     let public = key.with_extension("pub");
-    if !key.is_file() || !public.is_file() {
+    if !key.is_file() {
         let dir = key.parent().unwrap_or(data_dir);
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -52,47 +53,69 @@ pub fn ensure(data_dir: &Path, host: &dyn HostFacts) -> Result<String> {
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io(format!("securing {}", dir.display()), e))?;
-        let (private_text, public_text) = generate(host)?;
-        // Written beside, then renamed: a reader never sees half a key, and two nox processes
-        // making the key at once each leave a whole pair.
-        write_new(&public, public_text.as_bytes(), 0o644)?;
-        write_new(&key, private_text.as_bytes(), 0o600)?;
+        // Written beside, then linked into place: link fails if another nox made the key
+        // meanwhile, and then that key is the one (never half of one, never two).
+        let tmp = key.with_extension(unique_tmp(host)?);
+        write_file(&tmp, generate(host)?.as_bytes(), 0o600)?;
+        let linked = std::fs::hard_link(&tmp, &key);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(format!("writing {}", key.display()), e)),
+        }
     }
-    std::fs::read_to_string(&public)
-        .map(|s| s.trim().to_string())
-        .map_err(|e| Error::io(format!("reading {}", public.display()), e))
+    let private_text = std::fs::read_to_string(&key)
+        .map_err(|e| Error::io(format!("reading {}", key.display()), e))?;
+    let public_text = PrivateKey::from_openssh(&private_text)
+        .and_then(|k| k.public_key().to_openssh())
+        .map_err(|e| {
+            Error::failed(
+                format!("{} is not an OpenSSH private key: {e}", key.display()),
+                "move it away: nox makes a new one (guests made with the old one then need `nox passwd` or a new key)",
+            )
+        })?;
+    let on_disk = std::fs::read_to_string(&public).unwrap_or_default();
+    if on_disk.trim() != public_text.trim() {
+        let tmp = public.with_extension(unique_tmp(host)?);
+        write_file(&tmp, format!("{public_text}\n").as_bytes(), 0o644)?;
+        std::fs::rename(&tmp, &public)
+            .map_err(|e| Error::io(format!("writing {}", public.display()), e))?;
+    }
+    Ok(public_text.trim().to_string())
 }
 
-/// A new Ed25519 pair: the private key in OpenSSH's format, the public key as one line.
-fn generate(host: &dyn HostFacts) -> Result<(String, String)> {
+/// A temporary file's extension no other writer uses at the same time.
+fn unique_tmp(host: &dyn HostFacts) -> Result<String> {
+    let mut b = [0u8; 8];
+    host.fill_random(&mut b)?;
+    Ok(format!("tmp-{}-{}", std::process::id(), hex::encode(b)))
+}
+
+/// A new Ed25519 private key in OpenSSH's format.
+fn generate(host: &dyn HostFacts) -> Result<String> {
     let mut seed = [0u8; 32];
     host.fill_random(&mut seed)?;
     let pair = Ed25519Keypair::from_seed(&seed);
     seed.fill(0);
     let key = PrivateKey::new(KeypairData::Ed25519(pair), "nox")
         .map_err(|e| Error::Backend(format!("making nox's SSH key: {e}")))?;
-    let private_text = key
+    let text = key
         .to_openssh(LineEnding::LF)
         .map_err(|e| Error::Backend(format!("encoding nox's SSH key: {e}")))?;
-    let public_text = key
-        .public_key()
-        .to_openssh()
-        .map_err(|e| Error::Backend(format!("encoding nox's SSH key: {e}")))?;
-    Ok((private_text.to_string(), public_text + "\n"))
+    Ok(text.to_string())
 }
 
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let io = |e| Error::io(format!("writing {}", path.display()), e);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(mode)
-        .open(&tmp)
+        .open(path)
         .map_err(io)?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io)
 }
 
 #[cfg(test)]
@@ -110,8 +133,12 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&key), 0o600);
         assert_eq!(mode(key.parent().unwrap()), 0o700);
-        // The same key next time.
+        // The same key next time; a lost public key is derived again, never a new pair.
         assert_eq!(ensure(dir.path(), &LocalHost).unwrap(), public);
+        let private_before = std::fs::read(&key).unwrap();
+        std::fs::remove_file(key.with_extension("pub")).unwrap();
+        assert_eq!(ensure(dir.path(), &LocalHost).unwrap(), public);
+        assert_eq!(std::fs::read(&key).unwrap(), private_before);
         // OpenSSH reads it back and derives the same public key, when it is installed.
         if let Ok(out) = std::process::Command::new("ssh-keygen")
             .arg("-y")
@@ -132,5 +159,24 @@ mod tests {
         }
         let private = std::fs::read_to_string(&key).unwrap();
         assert!(private.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+    }
+
+    #[test]
+    fn many_at_once_agree_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| ensure(dir.path(), &LocalHost).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| k == &keys[0]), "{keys:?}");
+        let derived =
+            PrivateKey::from_openssh(std::fs::read_to_string(key_path(dir.path())).unwrap())
+                .unwrap()
+                .public_key()
+                .to_openssh()
+                .unwrap();
+        assert_eq!(derived, keys[0]);
     }
 }

@@ -303,9 +303,14 @@ impl Http {
         idle: Duration,
     ) -> Result<(Response<Incoming>, String, String), Error> {
         let sending = self.send(call, Duration::MAX);
+        // Only the upload itself is watched: once the whole body is sent, the server may take
+        // its time (unpacking an image) before it answers.
         let watchdog = async {
             loop {
                 tokio::time::sleep(idle / 4).await;
+                if progress.done.load(Ordering::Relaxed) {
+                    std::future::pending::<()>().await;
+                }
                 if progress.idle_for() > idle {
                     return self.timeout("uploading (no progress)", idle);
                 }

@@ -88,9 +88,22 @@ pub fn resize(ctx: &Context, at: &InstanceRef, r: ResizeRequest, ui: &dyn Ui) ->
     }
     let b = ctx.backends.find(at)?;
     let name = &at.name;
-    let mut host = ctx.host.capacity(&ctx.config.vm.storage_dir)?;
+    let mut host = match at.remote() {
+        Some(remote) => {
+            crate::create::refuse_shares(
+                remote,
+                r.cpus.is_some_and(|c| c.is_share()),
+                r.memory.is_some_and(|m| m.is_share()),
+                r.disk.is_some_and(|d| d.is_share()),
+            )?;
+            nox_core::host::Capacity::unbounded()
+        }
+        None => ctx.host.capacity(&ctx.config.vm.storage_dir)?,
+    };
     // Growing a disk needs only the growth in free space, not its whole new size.
-    host.disk_free_bytes += b.status(name)?.disk_bytes.unwrap_or(0);
+    host.disk_free_bytes = host
+        .disk_free_bytes
+        .saturating_add(b.status(name)?.disk_bytes.unwrap_or(0));
     let resize = Resize {
         cpus: r.cpus.map(|c| c.resolve(&host)).transpose()?,
         memory_bytes: r.memory.map(|m| m.resolve(&host)).transpose()?,

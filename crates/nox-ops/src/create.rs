@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use nox_core::backend::CreateOptions;
-use nox_core::host::{HostFacts, InterfaceKind};
+use nox_core::host::{Capacity, HostFacts, InterfaceKind};
 use nox_core::instance::{Instance, NetworkSpec};
 use nox_core::spec::{self, Kind};
 use nox_core::{ssh_identity, BackendKind, Error, InstanceRef, RemoteName, Result};
@@ -71,9 +71,25 @@ pub fn create(
     }
     let mut defaults = config.defaults.clone();
     if defaults.network == NetworkSpec::Ask {
+        if at.remote().is_some() {
+            return Err(Error::Usage(
+                "--network ask picks among this host's networks; for a remote give --network default or bridge:NAME".into(),
+            ));
+        }
         defaults.network = ask_network(kind, &*ctx.host.facts, ui)?;
     }
-    let capacity = ctx.host.capacity(&config.vm.storage_dir)?;
+    let capacity = match at.remote() {
+        Some(remote) => {
+            refuse_shares(
+                remote,
+                defaults.cpus.is_share(),
+                defaults.memory.is_share(),
+                defaults.disk.is_share(),
+            )?;
+            Capacity::unbounded()
+        }
+        None => ctx.host.capacity(&config.vm.storage_dir)?,
+    };
     let nesting = kind == BackendKind::Lxc && (req.nesting || plan.needs_nesting());
     let mut spec = spec::resolve(
         name,
@@ -146,6 +162,22 @@ fn placement(req: &CreateRequest) -> Result<InstanceRef> {
         }),
         _ => Ok(name),
     }
+}
+
+/// A share (`50%`) is of this host's resources, which mean nothing for an instance on a remote.
+pub fn refuse_shares(remote: &str, cpus: bool, memory: bool, disk: bool) -> Result<()> {
+    let shares: Vec<&str> = [("--cpus", cpus), ("--memory", memory), ("--disk", disk)]
+        .into_iter()
+        .filter(|(_, s)| *s)
+        .map(|(f, _)| f)
+        .collect();
+    if shares.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "{} on remote {remote} must be an amount (2, 4G), not a share of this host (or of [defaults])",
+        shares.join(" and ")
+    )))
 }
 
 /// Flags that make no sense together, or for the backend chosen.
@@ -524,4 +556,25 @@ mod tests {
 
     /// What the compatibility probe prints in a container where Docker can run.
     const DOCKER_OK: &str = include_str!("../testdata/probe-lxc-docker-ok.txt");
+
+    #[test]
+    fn a_remote_instance_is_not_held_to_this_host_s_resources() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = FakeBackend::new(BackendKind::Lxc).on_remote("cluster");
+        let (mut ctx, _, _) = setup(dir.path());
+        ctx.backends = crate::Backends::new(vec![Box::new(remote.clone())]);
+        ctx.config.defaults.cpus = "16".parse().unwrap();
+        let mut r = request("cluster:big");
+        r.backend = Some(BackendKind::Lxc);
+        create(&ctx, &r, &FakeUi::default(), &mut |_| {}).unwrap();
+        assert_eq!(remote.created()[0].cpus, 16, "the fake host has 4");
+        ctx.config.defaults.memory = "50%".parse().unwrap();
+        let mut r = request("cluster:half");
+        r.backend = Some(BackendKind::Lxc);
+        let e = create(&ctx, &r, &FakeUi::default(), &mut |_| {}).unwrap_err();
+        assert!(
+            e.is_bad_input() && e.to_string().contains("--memory"),
+            "{e}"
+        );
+    }
 }

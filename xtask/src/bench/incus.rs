@@ -3,7 +3,8 @@
 //!
 //! 1. `nox create NAME --remote cluster --target member2` to ready (the image already on the
 //!    cluster), against `incus launch` of the same image on the same member followed by
-//!    Incus's way to wait for it, `incus exec NAME -- systemctl is-system-running --wait`.
+//!    Incus's way to wait for it, `incus exec NAME -- systemctl is-system-running --wait`
+//!    (asked again while systemd is not yet up to answer).
 //!    Both talk to member1's unix socket; runs alternate so drift hits both alike.
 //! 2. `nox list --json` over 30 instances, ten on each member, all running: made from a tiny
 //!    busybox image so that making them takes seconds, each carrying a nox record.
@@ -125,18 +126,7 @@ fn measure(c: &Cluster) -> Result<()> {
         let r = ok(c
             .incus()
             .args(["launch", &alias, &name, "--target", "member2"]))
-        .and_then(|_| {
-            ok(c.incus().args([
-                "exec",
-                &name,
-                "--",
-                "timeout",
-                "120",
-                "systemctl",
-                "is-system-running",
-                "--wait",
-            ]))
-        });
+        .and_then(|_| incus_wait(c, &name));
         incus.push(t.elapsed().as_secs_f64());
         let _ = c.incus().args(["delete", "--force", &name]).output();
         r?;
@@ -158,6 +148,35 @@ fn measure(c: &Cluster) -> Result<()> {
     );
 
     list(c)
+}
+
+/// Incus's way to wait for a container to boot: `systemctl is-system-running --wait` through
+/// `incus exec`, asked again (every 250 ms, as nox polls) while systemd is not up to answer.
+fn incus_wait(c: &Cluster, name: &str) -> Result<std::process::Output> {
+    let start = Instant::now();
+    loop {
+        let out = c
+            .incus()
+            .args([
+                "exec",
+                name,
+                "--",
+                "timeout",
+                "120",
+                "systemctl",
+                "is-system-running",
+                "--wait",
+            ])
+            .output()?;
+        let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if state == "running" || state == "degraded" {
+            return Ok(out);
+        }
+        if start.elapsed().as_secs() > 120 {
+            bail!("{name} did not boot in 120 s: {state:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }
 
 fn create_args(name: &str) -> Vec<String> {

@@ -193,6 +193,16 @@ pub struct Capacity {
 }
 
 impl Capacity {
+    /// No cap: for instances elsewhere (a remote), whose resources this host cannot judge;
+    /// the remote refuses what it cannot give.
+    pub fn unbounded() -> Capacity {
+        Capacity {
+            cpus: u32::MAX,
+            memory_bytes: u64::MAX,
+            disk_free_bytes: u64::MAX,
+        }
+    }
+
     /// Reads them from `host`, with free space measured at `storage_dir`.
     pub fn probe(host: &dyn HostFacts, storage_dir: &Path) -> Result<Capacity> {
         Ok(Capacity {

@@ -444,7 +444,13 @@ fn pump(
                     source_done = true;
                 }
                 Stdin::Stream(r) if !source_done => {
-                    let n = r.read(&mut buf).map_err(io)?;
+                    let n = loop {
+                        match r.read(&mut buf) {
+                            Ok(n) => break n,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                            Err(e) => return Err(Error::io("reading the input for a program", e)),
+                        }
+                    };
                     if n == 0 {
                         source_done = true;
                     } else {

@@ -47,6 +47,22 @@ impl Drop for Thaw<'_> {
     }
 }
 
+/// Starts an instance `--stop` shut down for its export again, however the export ends.
+struct Restart<'b> {
+    backend: &'b IncusBackend,
+    name: &'b InstanceName,
+    armed: bool,
+    progress: &'b dyn Progress,
+}
+
+impl Drop for Restart<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.backend.start(self.name, None, self.progress);
+        }
+    }
+}
+
 /// Counts bytes into progress on their way to the backup file.
 struct Counting<'p, W> {
     inner: W,
@@ -79,6 +95,17 @@ impl BackupBackend for IncusBackend {
         let client = self.client()?;
         let running = i.is_running();
         let export = format!("nox-{}", req.id);
+        // `--stop`: a clean shutdown for the export, started again afterwards.
+        let restart = Restart {
+            backend: self,
+            name,
+            armed: running && req.stop,
+            progress,
+        };
+        if restart.armed {
+            self.stop(name, false, std::time::Duration::from_secs(60), progress)?;
+        }
+        let running = running && !req.stop;
         progress.step(&format!("exporting {} on {}", name, self.remote.name));
         // Frozen, every process sees one point in time, as for a local container backup.
         let (consistency, note) = if running {
@@ -92,6 +119,11 @@ impl BackupBackend for IncusBackend {
                     format!("the instance could not be frozen ({e}): exported while running"),
                 ),
             }
+        } else if req.stop {
+            (
+                Consistency::Application,
+                "the instance was shut down for the export (--stop) and started again".to_string(),
+            )
         } else {
             (
                 Consistency::Application,
@@ -107,14 +139,20 @@ impl BackupBackend for IncusBackend {
             name.as_str(),
             &InstanceBackupsPost {
                 name: export.clone(),
-                expires_at: None,
+                // Should nox die before it deletes the export, Incus does (in a day).
+                expires_at: Some(nox_core::backup::rfc3339(
+                    std::time::SystemTime::now() + std::time::Duration::from_secs(24 * 3600),
+                )),
                 instance_only: true,
                 optimized_storage: false,
                 compression_algorithm: Some("zstd".into()),
             },
         );
         drop(thaw);
-        made.map_err(|e| self.err("exporting the instance", e))?;
+        if let Err(e) = made {
+            let _ = client.delete_backup(name.as_str(), &export);
+            return Err(self.err("exporting the instance", e));
+        }
         progress.done();
         progress.step(&format!("downloading the export of {name}"));
         let path = staging.join(EXPORT_FILE);
@@ -137,6 +175,7 @@ impl BackupBackend for IncusBackend {
         let _ = client.delete_backup(name.as_str(), &export);
         let (size, sha256) = downloaded?;
         progress.done();
+        drop(restart);
         Ok(Manifest {
             format: FORMAT,
             nox_version: env!("CARGO_PKG_VERSION").into(),
@@ -150,7 +189,7 @@ impl BackupBackend for IncusBackend {
             note: Some(note),
             spec: spec.clone(),
             autostart: spec.autostart,
-            was_running: running,
+            was_running: i.is_running(),
             vm: None,
             lxc: None,
             incus: Some(IncusBackup {
@@ -184,6 +223,9 @@ impl BackupBackend for IncusBackend {
             )
         })?;
         let base = self.client()?;
+        if let Some(t) = &options.target {
+            self.check_member(t)?;
+        }
         if base.instance(target.as_str()).is_ok() {
             return Err(Error::AlreadyExists {
                 name: self.qualified(target),
@@ -217,7 +259,12 @@ impl BackupBackend for IncusBackend {
                 .unwrap_or_default()
         ));
         client
-            .import_backup(Box::new(file), len, Some(target.as_str()), None)
+            .import_backup(
+                Box::new(file),
+                len,
+                Some(target.as_str()),
+                Some(&self.remote.config.storage_pool),
+            )
             .map_err(|e| self.err("importing the backup", e))?;
         progress.done();
         let finish = || -> Result<()> {
@@ -232,7 +279,9 @@ impl BackupBackend for IncusBackend {
                 config.push(("volatile.cloud-init.instance-id", facts.random_uuid()?));
             }
             self.set_config(target, &config)?;
-            if options.new_identity {
+            // A stopped VM's files are out of reach; cloud-init's new instance id gives it
+            // its new hostname and machine at first boot.
+            if options.new_identity && self.kind == nox_core::BackendKind::Lxc {
                 // An empty machine-id makes systemd draw a new one at boot (and with it the
                 // DHCP client id, so the copy gets its own address). Incus gives the instance
                 // its new name as hostname itself.

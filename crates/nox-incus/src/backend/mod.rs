@@ -47,6 +47,10 @@ pub struct Remote {
     pub name: String,
     pub config: RemoteConfig,
     client: OnceLock<std::result::Result<Client, String>>,
+    quick: OnceLock<std::result::Result<Client, String>>,
+    /// The remote's instances as last listed, and when: its two backends (containers and
+    /// VMs) list together in `nox list`, and one request serves both.
+    listing: std::sync::Mutex<Option<(std::time::Instant, Vec<crate::api::InstanceFull>)>>,
 }
 
 impl Remote {
@@ -55,13 +59,53 @@ impl Remote {
             name: name.into(),
             config,
             client: OnceLock::new(),
+            quick: OnceLock::new(),
+            listing: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Every instance with its state, in one request (Incus asks each member), shared by
+    /// the calls of the next second. The lock is held while asking, so a second caller waits
+    /// for the first's answer instead of asking again.
+    pub fn instances(&self) -> Result<Vec<crate::api::InstanceFull>> {
+        let mut cached = self.listing.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, all)) = cached.as_ref() {
+            if at.elapsed() < std::time::Duration::from_secs(1) {
+                return Ok(all.clone());
+            }
+        }
+        let all = self
+            .quick()?
+            .instances_full()
+            .map_err(|e| err(&self.name, "listing instances", e))?;
+        *cached = Some((std::time::Instant::now(), all.clone()));
+        Ok(all)
     }
 
     /// The client, connecting lazily (reading the certificate and key, no I/O to the server).
     pub fn client(&self) -> Result<&Client> {
-        self.client
-            .get_or_init(|| connect(&self.config).map_err(|e| e.to_string()))
+        self.made(&self.client, Options::default())
+    }
+
+    /// A client for questions that must be answered quickly or not at all (`list`, `remote
+    /// list`): a remote that accepts the connection and then stalls fails in seconds.
+    pub fn quick(&self) -> Result<&Client> {
+        self.made(
+            &self.quick,
+            Options {
+                connect_timeout: std::time::Duration::from_secs(3),
+                request_timeout: std::time::Duration::from_secs(5),
+                ..Options::default()
+            },
+        )
+    }
+
+    fn made<'a>(
+        &self,
+        slot: &'a OnceLock<std::result::Result<Client, String>>,
+        options: Options,
+    ) -> Result<&'a Client> {
+        slot.get_or_init(|| connect(&self.config, options).map_err(|e| e.to_string()))
             .as_ref()
             .map_err(|e| {
                 Error::failed(
@@ -75,7 +119,7 @@ impl Remote {
     }
 }
 
-fn connect(cfg: &RemoteConfig) -> std::result::Result<Client, crate::Error> {
+fn connect(cfg: &RemoteConfig, options: Options) -> std::result::Result<Client, crate::Error> {
     let identity = match (&cfg.client_cert, &cfg.client_key) {
         (Some(cert), Some(key)) => {
             refuse_readable_key(key)?;
@@ -88,7 +132,7 @@ fn connect(cfg: &RemoteConfig) -> std::result::Result<Client, crate::Error> {
         .as_deref()
         .map(str::parse::<crate::Fingerprint>)
         .transpose()?;
-    Ok(Client::connect(&cfg.url, identity, pin, Options::default())?.with_project(&cfg.project))
+    Ok(Client::connect(&cfg.url, identity, pin, options)?.with_project(&cfg.project))
 }
 
 /// A client key others can read is a leaked key: refused, as nox refuses such S3 and Tailscale
@@ -170,6 +214,10 @@ impl IncusBackend {
         self.remote.client()
     }
 
+    fn quick(&self) -> Result<&Client> {
+        self.remote.quick()
+    }
+
     fn instance_type(&self) -> InstanceType {
         match self.kind {
             BackendKind::Lxc => InstanceType::Container,
@@ -233,6 +281,27 @@ impl IncusBackend {
             .map_err(|e| self.err("changing the instance's config", e))
     }
 
+    /// Refuses a `--target` that is not a member of the cluster (bad input, exit 2).
+    pub(crate) fn check_member(&self, member: &str) -> Result<()> {
+        let members = self
+            .quick()?
+            .cluster_members()
+            .map_err(|e| self.err("listing the cluster's members", e))?;
+        if members.iter().any(|m| m.server_name == member) {
+            return Ok(());
+        }
+        let names: Vec<&str> = members.iter().map(|m| m.server_name.as_str()).collect();
+        Err(Error::Usage(format!(
+            "remote {} has no member {member:?}{}",
+            self.remote.name,
+            if names.is_empty() {
+                " (it is not a cluster)".to_string()
+            } else {
+                format!(": its members are {}", names.join(", "))
+            }
+        )))
+    }
+
     /// `/etc/hostname` in the (stopped) instance: systemd sets the hostname from it at boot,
     /// over the one Incus gives the container (images without cloud-init keep their own).
     fn write_hostname(&self, name: &InstanceName, hostname: &InstanceName) -> Result<()> {
@@ -266,7 +335,9 @@ impl IncusBackend {
             .exec(name.as_str(), &cmd, stdin, stdout, stderr)
         {
             Ok(code) => Ok(code),
-            Err(crate::Error::Operation { message, .. }) if message.contains("not found") => {
+            Err(crate::Error::Operation { message, .. })
+                if message.contains("Command not found") =>
+            {
                 let _ = writeln!(
                     stderr,
                     "nox: {}: command not found in {}",
@@ -372,22 +443,35 @@ impl Backend for IncusBackend {
                 .map(|t| format!(" ({t})"))
                 .unwrap_or_default()
         ));
-        client
-            .create_instance(&body, options.target.as_deref())
-            .map_err(|e| self.err(&format!("creating {name}"), e))?;
+        if let Some(t) = &options.target {
+            self.check_member(t)?;
+        }
+        if let Err(e) = client.create_instance(&body, options.target.as_deref()) {
+            // A create that failed (or timed out) may still have made the instance: it is
+            // this create's to remove.
+            if client.instance(name).is_ok() {
+                let _ = client.stop_instance(name, 0, true);
+                let _ = client.delete_instance(name);
+            }
+            return Err(self.err(&format!("creating {name}"), e));
+        }
         progress.done();
         // From here on a failure removes the instance again.
         let finish = || -> Result<()> {
             nox_core::interrupt::check()?;
-            self.write_hostname(&spec.name, &spec.name)?;
+            // Incus reaches a VM's files only while it runs; its hostname comes from
+            // cloud-init (request.rs) instead.
+            if self.kind == BackendKind::Lxc {
+                self.write_hostname(&spec.name, &spec.name)?;
+            }
             if options.start {
                 client
                     .start_instance(name)
                     .map_err(|e| self.err(&format!("starting {name}"), e))?;
             }
             if options.start && options.wait {
-                ready::wait(self, &spec.name, options.timeout, progress)?;
-                ready::provision(self, spec, progress)?;
+                let cloud_init = ready::wait(self, &spec.name, options.timeout, progress)?;
+                ready::provision(self, spec, cloud_init, progress)?;
             }
             Ok(())
         };
@@ -408,14 +492,13 @@ impl Backend for IncusBackend {
     }
 
     fn list(&self) -> Result<Vec<Instance>> {
-        let all = self
-            .client()?
-            .instances_full_of(self.instance_type())
-            .map_err(|e| self.err("listing instances", e))?;
+        let all = self.remote.instances()?;
+        let kind = self.instance_type().as_str();
         // An instance on a member that does not answer comes back as `Error` with no config:
         // whose it is cannot be read, so it is listed, unreachable, rather than hidden.
         let mut out: Vec<Instance> = all
             .iter()
+            .filter(|i| i.instance.kind == kind)
             .filter(|i| i.instance.config.contains_key(RECORD_KEY) || status::unreachable(i))
             .map(|i| status::instance(&self.remote.name, self.kind, i))
             .collect();
@@ -447,9 +530,9 @@ impl Backend for IncusBackend {
             progress.done();
         }
         if let Some(timeout) = wait {
-            ready::wait(self, name, timeout, progress)?;
+            let cloud_init = ready::wait(self, name, timeout, progress)?;
             let spec = status::spec(&i)?;
-            ready::provision(self, &spec, progress)?;
+            ready::provision(self, &spec, cloud_init, progress)?;
         }
         Ok(())
     }

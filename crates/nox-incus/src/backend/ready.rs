@@ -12,13 +12,14 @@ use super::{IncusBackend, PROVISIONED_KEY};
 
 const POLL: Duration = Duration::from_millis(250);
 
-/// Waits until systemd in `name` has finished booting (and cloud-init, where there is one).
+/// Waits until systemd in `name` has finished booting (and cloud-init, where there is one);
+/// returns whether the image has cloud-init.
 pub fn wait(
     b: &IncusBackend,
     name: &InstanceName,
     limit: Duration,
     progress: &dyn Progress,
-) -> Result<()> {
+) -> Result<bool> {
     let start = Instant::now();
     let q = b.qualified(name);
     progress.step(&format!("booting {q}"));
@@ -51,7 +52,9 @@ pub fn wait(
             // or `offline`: ask again.
             (Ok(_), "running" | "degraded" | "maintenance" | "stopping") => Ok(Some(state)),
             (Ok(_), _) => Ok(None),
-            (Err(_), _) if start.elapsed() < limit => Ok(None),
+            // Before init is up an exec can fail; a remote or member that does not answer
+            // will not start answering in the meantime.
+            (Err(Error::Backend(_)), _) if start.elapsed() < limit => Ok(None),
             (Err(e), _) => Err(e),
         }
     });
@@ -69,7 +72,8 @@ pub fn wait(
             ))
         }
     }
-    if has_cloud_init(b, name)? {
+    let cloud_init = has_cloud_init(b, name)?;
+    if cloud_init {
         progress.step(&format!("waiting for cloud-init in {q}"));
         let left = limit.saturating_sub(start.elapsed());
         let result = wait_until(left, POLL, |_| {
@@ -92,7 +96,7 @@ pub fn wait(
             ));
         }
     }
-    Ok(())
+    Ok(cloud_init)
 }
 
 fn has_cloud_init(b: &IncusBackend, name: &InstanceName) -> Result<bool> {
@@ -106,13 +110,20 @@ fn has_cloud_init(b: &IncusBackend, name: &InstanceName) -> Result<bool> {
     Ok(code == 0)
 }
 
-/// For an image without cloud-init: the user, keys and sudo rule, once (recorded in the
-/// instance's config, so a restart does not do it again).
-pub fn provision(b: &IncusBackend, spec: &InstanceSpec, progress: &dyn Progress) -> Result<()> {
+/// For an image without cloud-init (`cloud_init` as [`wait`] found): the user, keys and sudo
+/// rule, once (recorded in the instance's config, so a restart does not do it again).
+pub fn provision(
+    b: &IncusBackend,
+    spec: &InstanceSpec,
+    cloud_init: bool,
+    progress: &dyn Progress,
+) -> Result<()> {
     let name = &spec.name;
+    if cloud_init {
+        return Ok(());
+    }
     let i = b.ours(name)?;
-    if i.config.get(PROVISIONED_KEY).map(String::as_str) == Some("true") || has_cloud_init(b, name)?
-    {
+    if i.config.get(PROVISIONED_KEY).map(String::as_str) == Some("true") {
         return Ok(());
     }
     progress.step(&format!(

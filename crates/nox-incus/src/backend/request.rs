@@ -31,7 +31,10 @@ pub fn check(spec: &InstanceSpec, remote: &str, cfg: &RemoteConfig) -> Result<()
             spec.network
         )));
     }
-    if spec.privileged && cfg.privileged_network.is_none() {
+    if spec.privileged
+        && cfg.privileged_network.is_none()
+        && !matches!(spec.network, NetworkSpec::Bridge(_))
+    {
         return Err(Error::Refused {
             message: format!(
                 "remote {remote} has no network for privileged containers ([remotes.{remote}] privileged_network)"
@@ -129,9 +132,11 @@ pub fn instance(
     } else {
         devices.insert("root".into(), root_disk(cfg, Some(spec.disk_bytes)));
     }
+    // As for local containers: a bridge given is the bridge; a privileged container without
+    // one joins the remote's privileged network.
     let bridge = match (&spec.network, spec.privileged) {
+        (NetworkSpec::Bridge(b), _) => Some(b.clone()),
         (_, true) => cfg.privileged_network.clone(),
-        (NetworkSpec::Bridge(b), false) => Some(b.clone()),
         _ => None,
     };
     if let Some(parent) = bridge {

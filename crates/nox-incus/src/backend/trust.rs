@@ -131,7 +131,7 @@ fn entry(url: &str, fingerprint: Option<String>) -> RemoteConfig {
 
 /// One line on what answers at a remote: `Incus 6.0.4, cluster of 3 (member1, ...)`.
 pub fn describe(remote: &super::Remote) -> Result<String> {
-    let client = remote.client()?;
+    let client = remote.quick()?;
     let server = client
         .server()
         .map_err(|e| super::err(&remote.name, "asking who it is", e))?;
