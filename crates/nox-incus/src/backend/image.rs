@@ -54,7 +54,20 @@ pub fn ensure(
         BackendKind::Lxc => ".tar.xz",
         BackendKind::Vm => ".qcow2",
     };
-    let (file, _) = fetch::fetch_verified(source, &cache_dir(), ext, progress)?;
+    // One fetch and import per image at a time on this host: creates at once wait here, then
+    // find the alias the first one made.
+    let cache = cache_dir();
+    std::fs::create_dir_all(&cache)
+        .map_err(|e| Error::io(format!("creating {}", cache.display()), e))?;
+    let _lock = nox_core::lock::lock(&cache.join(".lock"))?;
+    if client
+        .image_alias(&alias)
+        .map_err(|e| err(remote, "looking up the image", e))?
+        .is_some()
+    {
+        return Ok(InstanceSource::image_alias(&alias));
+    }
+    let (file, _) = fetch::fetch_verified(source, &cache, ext, progress)?;
     let dir = tempfile::tempdir().map_err(|e| Error::io("creating a temp dir", e))?;
     let meta = dir.path().join("metadata.tar");
     std::fs::write(
