@@ -10,13 +10,15 @@ pub struct Step {
     pub stdin: Option<String>,
 }
 
-/// Makes user `$1` (in group sudo, with passwordless sudo) and installs the public keys read
-/// on stdin. A constant: the user's name arrives as a positional parameter, the keys as
+/// Names the guest `$2` (where that is given: `/etc/hostname` and the running hostname), makes
+/// user `$1` (in group sudo, with passwordless sudo) and installs the public keys read on
+/// stdin. A constant: the user's name arrives as a positional parameter, the keys as
 /// stdin, never as shell text. Files are created by `install` (owner and mode), then filled by
 /// `dd` from stdin: a user-namespaced guest may not reopen /dev/stdin when it is the host's
 /// pipe (Incus exec). One command, so a remote guest is provisioned in one round trip.
 pub const USER_SCRIPT: &str = r#"set -eu
 u=$1
+if [ -n "${2:-}" ]; then printf '%s\n' "$2" >/etc/hostname; hostname "$2"; fi
 useradd --create-home --shell /bin/bash --groups sudo -- "$u"
 install -d -m 0700 -o "$u" -g "$u" "/home/$u/.ssh"
 install -m 0600 -o "$u" -g "$u" /dev/null "/home/$u/.ssh/authorized_keys"
@@ -25,16 +27,19 @@ install -m 0440 -o root -g root /dev/null /etc/sudoers.d/90-nox
 printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$u" >/etc/sudoers.d/90-nox
 "#;
 
-/// The step that gives a guest `user` (in group sudo, passwordless sudo) with `keys`.
-pub fn user_steps(user: &str, keys: &[String]) -> Vec<Step> {
+/// The step that gives a guest `user` (in group sudo, passwordless sudo) with `keys`, and
+/// with `hostname` its name too.
+pub fn user_steps(user: &str, keys: &[String], hostname: Option<&str>) -> Vec<Step> {
+    let mut argv: Vec<String> = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        USER_SCRIPT.into(),
+        "nox-provision".into(),
+        user.into(),
+    ];
+    argv.extend(hostname.map(String::from));
     vec![Step {
-        argv: vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            USER_SCRIPT.into(),
-            "nox-provision".into(),
-            user.into(),
-        ],
+        argv,
         stdin: Some(keys.join("\n") + "\n"),
     }]
 }
@@ -50,6 +55,7 @@ mod tests {
         let steps = user_steps(
             "nox",
             &["ssh-ed25519 AAAA a".into(), "ssh-rsa BBBB b".into()],
+            None,
         );
         assert_eq!(steps.len(), 1);
         let s = &steps[0];

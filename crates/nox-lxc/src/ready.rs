@@ -105,7 +105,7 @@ pub fn provision_directly(c: &Container, spec: &InstanceSpec) -> Result<(), Erro
             String::from_utf8_lossy(stderr).trim()
         ))
     };
-    for step in nox_core::provision::user_steps(user, &spec.ssh_keys) {
+    for step in nox_core::provision::user_steps(user, &spec.ssh_keys, None) {
         let argv: Vec<&str> = step.argv.iter().map(String::as_str).collect();
         match &step.stdin {
             None => {

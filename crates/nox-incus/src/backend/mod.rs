@@ -431,8 +431,9 @@ impl Backend for IncusBackend {
         let image = image::ensure(client, &self.remote.name, source, self.kind, progress)?;
         let created_at =
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        // Created stopped: its hostname goes in first, then it starts.
-        let body = request::instance(spec, &self.remote.config, image, false, &created_at)?;
+        // Created and started in one operation, as `incus launch` does; an image without
+        // cloud-init gets its hostname with its user (ready.rs).
+        let body = request::instance(spec, &self.remote.config, image, options.start, &created_at)?;
         progress.step(&format!(
             "creating {} on {}{}",
             spec.name,
@@ -459,16 +460,6 @@ impl Backend for IncusBackend {
         // From here on a failure removes the instance again.
         let finish = || -> Result<()> {
             nox_core::interrupt::check()?;
-            // Incus reaches a VM's files only while it runs; its hostname comes from
-            // cloud-init (request.rs) instead.
-            if self.kind == BackendKind::Lxc {
-                self.write_hostname(&spec.name, &spec.name)?;
-            }
-            if options.start {
-                client
-                    .start_instance(name)
-                    .map_err(|e| self.err(&format!("starting {name}"), e))?;
-            }
             if options.start && options.wait {
                 let cloud_init = ready::wait(self, &spec.name, options.timeout, progress)?;
                 ready::provision(self, spec, cloud_init, progress)?;

@@ -12,6 +12,13 @@ use super::{IncusBackend, PROVISIONED_KEY};
 
 const POLL: Duration = Duration::from_millis(250);
 
+/// systemd's state once boot is over (`$1` seconds at most), then whether the image has
+/// cloud-init: both in one round trip. A constant; the limit is a positional parameter.
+const BOOTED: &str = r#"s=$(timeout "$1" systemctl is-system-running --wait); rc=$?
+echo "$s"
+if [ -x /usr/bin/cloud-init ]; then echo cloud-init; fi
+exit $rc"#;
+
 /// Waits until systemd in `name` has finished booting (and cloud-init, where there is one);
 /// returns whether the image has cloud-init.
 pub fn wait(
@@ -35,22 +42,27 @@ pub fn wait(
         let code = b.exec_io(
             name,
             &[
-                "timeout".into(),
+                "/bin/sh".into(),
+                "-c".into(),
+                BOOTED.into(),
+                "nox-ready".into(),
                 left,
-                "systemctl".into(),
-                "is-system-running".into(),
-                "--wait".into(),
             ],
             crate::Stdin::Null,
             &mut out,
             &mut std::io::sink(),
         );
-        let state = String::from_utf8_lossy(&out).trim().to_string();
+        let text = String::from_utf8_lossy(&out);
+        let mut lines = text.lines().map(str::trim);
+        let state = lines.next().unwrap_or("").to_string();
+        let cloud_init = lines.any(|l| l == "cloud-init");
         match (code, state.as_str()) {
             (Ok(124), _) => Err(Error::timed_out(&q, "systemd to finish booting", limit)),
             // Asked before systemd is init (an exec right after start) it answers nothing
             // or `offline`: ask again.
-            (Ok(_), "running" | "degraded" | "maintenance" | "stopping") => Ok(Some(state)),
+            (Ok(_), "running" | "degraded" | "maintenance" | "stopping") => {
+                Ok(Some((state, cloud_init)))
+            }
             (Ok(_), _) => Ok(None),
             // Before init is up an exec can fail; a remote or member that does not answer
             // will not start answering in the meantime.
@@ -59,7 +71,8 @@ pub fn wait(
         }
     });
     progress.done();
-    let state = booted?.ok_or_else(|| Error::timed_out(&q, "systemd to start", limit))?;
+    let (state, cloud_init) =
+        booted?.ok_or_else(|| Error::timed_out(&q, "systemd to start", limit))?;
     match state.as_str() {
         "running" => {}
         "degraded" => progress.warn(&format!(
@@ -72,7 +85,6 @@ pub fn wait(
             ))
         }
     }
-    let cloud_init = has_cloud_init(b, name)?;
     if cloud_init {
         progress.step(&format!("waiting for cloud-init in {q}"));
         let left = limit.saturating_sub(start.elapsed());
@@ -99,17 +111,6 @@ pub fn wait(
     Ok(cloud_init)
 }
 
-fn has_cloud_init(b: &IncusBackend, name: &InstanceName) -> Result<bool> {
-    let code = b.exec_io(
-        name,
-        &["test".into(), "-x".into(), "/usr/bin/cloud-init".into()],
-        crate::Stdin::Null,
-        &mut std::io::sink(),
-        &mut std::io::sink(),
-    )?;
-    Ok(code == 0)
-}
-
 /// For an image without cloud-init (`cloud_init` as [`wait`] found): the user, keys and sudo
 /// rule, once (recorded in the instance's config, so a restart does not do it again).
 pub fn provision(
@@ -131,7 +132,10 @@ pub fn provision(
         spec.user,
         b.qualified(name)
     ));
-    for step in nox_core::provision::user_steps(&spec.user, &spec.ssh_keys) {
+    // Incus named the container's kernel, but systemd took the image's /etc/hostname at
+    // boot: the name is set here too.
+    let hostname = spec.name.to_string();
+    for step in nox_core::provision::user_steps(&spec.user, &spec.ssh_keys, Some(&hostname)) {
         let argv: Vec<&str> = step.argv.iter().map(String::as_str).collect();
         b.run(name, &argv, step.stdin.as_deref())?;
     }
