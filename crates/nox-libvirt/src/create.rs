@@ -15,12 +15,12 @@ use crate::domain::{DomainSpec, Nic};
 use crate::record::{VmRecord, RECORD_VERSION};
 use crate::{accel, images, network, qemu_img, readiness, LibvirtBackend};
 
-/// What create has made so far; dropped without `commit`, it removes all of it.
-struct Undo<'c> {
-    conn: &'c Connect,
-    dir: Option<PathBuf>,
-    domain: Option<String>,
-    committed: bool,
+/// What create (or a restore) has made so far; dropped uncommitted, it removes all of it.
+pub(crate) struct Undo<'c> {
+    pub conn: &'c Connect,
+    pub dir: Option<PathBuf>,
+    pub domain: Option<String>,
+    pub committed: bool,
 }
 
 impl Drop for Undo<'_> {

@@ -44,26 +44,6 @@ fn chain_spec(files: &[PathBuf]) -> Option<ImageSpec> {
     spec
 }
 
-/// Removes a half-restored VM unless committed.
-struct Undo<'c> {
-    conn: &'c virt::connect::Connect,
-    dir: PathBuf,
-    domain: Option<String>,
-    committed: bool,
-}
-
-impl Drop for Undo<'_> {
-    fn drop(&mut self) {
-        if self.committed {
-            return;
-        }
-        if let Some(name) = &self.domain {
-            let _ = crate::lifecycle::remove_domain(self.conn, name);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 pub fn restore(
     b: &LibvirtBackend,
     chain: &[LocalBackup],
@@ -93,9 +73,10 @@ pub fn restore(
     let accel = accel::choose(b.config.vm.domain_type, &*b.host.runner, progress)?;
     let dir = b.instance_dir(name);
     let _ = std::fs::remove_dir_all(&dir);
-    let mut undo = Undo {
+    // A half-restored VM is removed as a half-created one is.
+    let mut undo = crate::create::Undo {
         conn: &conn,
-        dir: dir.clone(),
+        dir: Some(dir.clone()),
         domain: None,
         committed: false,
     };
