@@ -89,7 +89,7 @@ impl Cluster {
             .unwrap();
         assert!(killed.success(), "could not kill member{n}'s incusd {pid}");
         let start = Instant::now();
-        while Path::new(&format!("/proc/{pid}")).exists() {
+        while !is_gone(&pid) {
             assert!(start.elapsed() < Duration::from_secs(10));
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -130,15 +130,28 @@ impl MemberDown {
         for (k, v) in m["incusd_env"].as_object().unwrap() {
             cmd.env(k, s(v));
         }
-        // The daemon outlives the test on purpose (setsid); init reaps it.
-        #[allow(clippy::zombie_processes)]
-        let child = cmd.spawn().unwrap();
+        // The daemon outlives the test on purpose (setsid); after the test exits, init reaps it.
+        let mut child = cmd.spawn().unwrap();
         std::fs::write(s(&m["incusd_pid_file"]), format!("{}\n", child.id())).unwrap();
+        // Until then, a thread reaps it if it dies (see `is_gone`).
+        std::thread::spawn(move || child.wait());
     }
 }
 
 impl Drop for MemberDown {
     fn drop(&mut self) {
         self.restart();
+    }
+}
+
+/// Whether a killed process is gone: no /proc entry, or a zombie. A daemon whose parent is
+/// still running and does not reap it stays a zombie, with its /proc entry, indefinitely; it
+/// no longer runs or holds a socket, which is all a member-down test needs.
+fn is_gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Err(_) => true,
+        Ok(status) => status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains("zombie")),
     }
 }

@@ -73,6 +73,7 @@ pub fn spawn_holder(state_dir: &Path, log: &Path) -> Result<u32> {
         .spawn()
         .context("starting the namespace holder (setsid unshare -m -n)")?;
     let pid = child.id();
+    reap_in_background(child);
     let started = Instant::now();
     loop {
         match comm(pid).as_deref() {
@@ -152,7 +153,19 @@ pub fn spawn_incusd(
         .stderr(out)
         .spawn()
         .context("starting incusd")?;
-    Ok(child.id())
+    let pid = child.id();
+    reap_in_background(child);
+    Ok(pid)
+}
+
+/// The daemons are our children for as long as xtask runs (`ci`, `it` and `bench` bring the
+/// cluster up and keep going). A member killed by a failure test would stay a zombie until
+/// xtask exits, and a zombie still has its /proc entry, so whoever waits for it to be gone
+/// waits forever. A thread per daemon reaps it the moment it dies; once xtask exits, init does.
+fn reap_in_background(mut child: std::process::Child) {
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
 }
 
 /// The process's command name, or None when it does not exist (or is a zombie).
