@@ -95,6 +95,12 @@ pub struct BackupConfig {
     /// when it reaches this length, so retention can always remove whole old chains.
     #[serde(deserialize_with = "at_least_one")]
     pub keep: u32,
+    /// An age recipients file (`age1...` public keys, one a line, `#` comments): when set,
+    /// every backup is encrypted to these keys before it goes to S3. Empty: uploads in clear.
+    pub recipients_file: PathBuf,
+    /// The age identity file (`AGE-SECRET-KEY-1...`, as `age-keygen` writes it) that
+    /// decrypts backups fetched from S3; mode 0600, refused when others may read it.
+    pub identity_file: PathBuf,
 }
 
 fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u32, D::Error> {
@@ -338,6 +344,8 @@ impl Default for BackupConfig {
         BackupConfig {
             dir: "/var/lib/nox/backups".into(),
             keep: 7,
+            recipients_file: PathBuf::new(),
+            identity_file: "/etc/nox/backup-identity.txt".into(),
         }
     }
 }

@@ -194,6 +194,7 @@ pub fn backup(
             rootfs_file: ROOTFS_FILE.into(),
         }),
         files: vec![entry],
+        encryption: None,
     })
 }
 

@@ -321,6 +321,7 @@ impl BackupBackend for FakeBackend {
             lxc: None,
             incus: None,
             files: vec![file_entry(staging, "data", &Quiet)?],
+            encryption: None,
         })
     }
 

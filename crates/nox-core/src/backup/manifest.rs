@@ -45,8 +45,28 @@ pub struct Manifest {
     pub lxc: Option<LxcBackup>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incus: Option<IncusBackup>,
-    /// Every data file, with its size and SHA-256; the manifest itself is not listed.
+    /// Every data file, with its size and SHA-256; the manifest itself is not listed. In an
+    /// encrypted backup (in S3) these are the encrypted objects, checked before decryption.
     pub files: Vec<FileEntry>,
+    /// Set only on the copy of a backup in S3 that was encrypted before upload; the local
+    /// store always holds backups in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// How a backup in S3 was encrypted, and to whom. Public keys only: a manifest never holds
+/// key material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Encryption {
+    /// Always `age` (age-encryption.org/v1): each file is one age file, `NAME.age`.
+    pub scheme: String,
+    /// The X25519 recipients (`age1...`) it was encrypted to: any one of their identities
+    /// decrypts it.
+    pub recipients: Vec<String>,
+    /// The files as they are in clear, with the size and SHA-256 a restore verifies after
+    /// decryption.
+    pub plaintext: Vec<FileEntry>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 //! - `hash.rs`: SHA-256 of backup files, while written or read back;
 //! - `chain.rs`: incremental chains and retention;
 //! - `verify.rs`: checking a chain before a restore;
+//! - `crypt.rs`: age encryption of what goes to S3 (recipients, identities, seal, unseal);
 //! - `backend.rs`: [`BackupBackend`], what a backend does (write data, restore a chain).
 //!
 //! When to back up fully or incrementally, S3 transfers and restores are workflows, in
@@ -13,6 +14,7 @@
 
 mod backend;
 mod chain;
+pub mod crypt;
 mod hash;
 mod manifest;
 mod reference;
@@ -23,8 +25,8 @@ pub use backend::{BackupBackend, BackupRequest, RestoreOptions};
 pub use chain::{chain_len, chain_of, cycle, prunable};
 pub use hash::{file_entry, hash_file, HashingWriter};
 pub use manifest::{
-    BackupKind, Consistency, FileEntry, IdMap, IncusBackup, LxcBackup, Manifest, VmBackup, FORMAT,
-    MANIFEST,
+    BackupKind, Consistency, Encryption, FileEntry, IdMap, IncusBackup, LxcBackup, Manifest,
+    VmBackup, FORMAT, MANIFEST,
 };
 pub use reference::{is_id, new_id, rfc3339, BackupRef};
 pub use store::{private_dir, private_file, LocalBackup, Staging, Store};
@@ -73,6 +75,7 @@ pub(crate) mod testing {
             lxc: None,
             incus: None,
             files: vec![],
+            encryption: None,
         }
     }
 

@@ -202,6 +202,7 @@ impl BackupBackend for IncusBackend {
                 size,
                 sha256,
             }],
+            encryption: None,
         })
     }
 

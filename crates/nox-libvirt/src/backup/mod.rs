@@ -212,6 +212,7 @@ pub fn backup(
         lxc: None,
         incus: None,
         files: vec![entry],
+        encryption: None,
     })
 }
 
