@@ -55,8 +55,10 @@ pub fn backup(
     ui: &dyn Ui,
     done: &mut dyn FnMut(&BackupOutcome),
 ) -> Result<()> {
-    // Credentials and bucket settings are checked before anything is backed up.
+    // Credentials, bucket settings and the encryption keys are checked before anything is
+    // backed up.
     let remote = if opts.to_s3 {
+        remote::recipients(&ctx.config.backup)?;
         let r = remote::s3(&ctx.config.s3)?;
         r.check()?;
         Some(r)
@@ -125,9 +127,14 @@ pub fn backup_one(
     };
     let mut uploaded = Vec::new();
     if let Some(r) = remote {
+        let recipients = remote::recipients(&ctx.config.backup)?;
+        // Held while uploading: no prune removes a member of the chain being read, and no
+        // other lock of the store removes the scratch directory of the encryption.
+        let _lock = store.lock(&key)?;
         // An incremental is useless in S3 without the backups it builds on: upload every
         // member of its chain the bucket does not have yet, oldest first, so a parent is
-        // always in the bucket before its child.
+        // always in the bucket before its child. The bucket lists a backup only once all
+        // of it is there, so one whose upload was cut off is sent again, whole.
         let present: Vec<String> = r
             .list()?
             .into_iter()
@@ -135,7 +142,7 @@ pub fn backup_one(
             .map(|m| m.id)
             .collect();
         for member in missing_from(&store.chain(&b)?, &present) {
-            r.upload(member, progress)?;
+            remote::upload(r, &store, member, recipients.as_ref(), progress)?;
             progress.done();
             uploaded.push(member.manifest.id.clone());
         }
@@ -306,13 +313,15 @@ pub(crate) mod tests {
     use nox_core::progress::Quiet;
     use std::sync::Mutex;
 
-    /// A bucket in memory: manifests it holds, and what was uploaded.
+    /// A bucket in memory: manifests it holds, and what was uploaded. With `objects`, the
+    /// uploaded files themselves are kept there (`INSTANCE/ID/FILE`), as a bucket would.
     #[derive(Debug, Default)]
     pub struct FakeBucket {
         pub held: Mutex<Vec<Manifest>>,
         pub uploads: Mutex<Vec<String>>,
         pub downloads: Mutex<Vec<String>>,
         pub source: Option<Store>,
+        pub objects: Option<std::path::PathBuf>,
     }
 
     impl RemoteStore for FakeBucket {
@@ -326,6 +335,13 @@ pub(crate) mod tests {
             Ok(self.held.lock().unwrap().clone())
         }
         fn upload(&self, b: &LocalBackup, _: &dyn nox_core::Progress) -> Result<()> {
+            if let Some(dir) = &self.objects {
+                let to = dir.join(&b.manifest.instance).join(&b.manifest.id);
+                std::fs::create_dir_all(&to).unwrap();
+                for f in &b.manifest.files {
+                    std::fs::copy(b.file(&f.name), to.join(&f.name)).unwrap();
+                }
+            }
             self.uploads.lock().unwrap().push(b.manifest.id.clone());
             self.held.lock().unwrap().push(b.manifest.clone());
             Ok(())
@@ -334,18 +350,28 @@ pub(crate) mod tests {
             &self,
             store: &Store,
             m: &Manifest,
+            identity: Option<&nox_core::backup::crypt::Identity>,
             _: &dyn nox_core::Progress,
         ) -> Result<LocalBackup> {
             self.downloads.lock().unwrap().push(m.id.clone());
-            // Copies from the store the test uploaded from.
-            let src = self.source.as_ref().expect("a source store");
-            let from = src.find(&format!("{}/{}", m.instance, m.id).parse()?)?;
+            // Copies from the bucket's objects, or from the store the test uploaded from.
+            let from = match &self.objects {
+                Some(dir) => dir.join(&m.instance).join(&m.id),
+                None => {
+                    let src = self.source.as_ref().expect("a source store");
+                    src.find(&format!("{}/{}", m.instance, m.id).parse()?)?.dir
+                }
+            };
             let _lock = store.lock(&m.instance)?;
             let staging = store.stage(&m.instance, &m.id)?;
             for f in &m.files {
-                std::fs::copy(from.file(&f.name), staging.dir.join(&f.name)).unwrap();
+                std::fs::copy(from.join(&f.name), staging.dir.join(&f.name)).unwrap();
             }
-            staging.commit(m)
+            let clear = match identity {
+                Some(i) => nox_core::backup::crypt::unseal(&staging.dir, m, i, &Quiet)?,
+                None => m.clone(),
+            };
+            staging.commit(&clear)
         }
     }
 

@@ -63,7 +63,13 @@ pub fn restore_from(
     let store = store(ctx);
     let progress = ui.progress();
     let which = match (which.s3, remote) {
-        (true, Some(r)) => fetch(r, &store, &which, progress)?,
+        (true, Some(r)) => fetch(
+            r,
+            &store,
+            &which,
+            &ctx.config.backup.identity_file,
+            progress,
+        )?,
         (true, None) => return Err(Error::Backend("no S3 store to restore from".into())),
         (false, _) => which,
     };
@@ -164,17 +170,21 @@ pub fn s3_chain<'a>(
     Ok(chain)
 }
 
-/// Brings an S3 backup and every backup its chain needs into the local store.
+/// Brings an S3 backup and every backup its chain needs into the local store, decrypted.
+/// An encrypted chain needs the identity in `identity_file`: without it, or with another
+/// key, the restore is refused before anything is downloaded.
 fn fetch(
     remote: &dyn RemoteStore,
     store: &Store,
     which: &BackupRef,
+    identity_file: &std::path::Path,
     progress: &dyn Progress,
 ) -> Result<BackupRef> {
     let all = remote.list()?;
     let chain = s3_chain(&all, which, remote.label())?;
+    let identity = backup::crypt::identity_for(&chain, identity_file)?;
     for m in &chain {
-        remote.download(store, m, progress)?;
+        remote.download(store, m, identity.as_ref(), progress)?;
     }
     Ok(BackupRef {
         s3: false,
@@ -224,6 +234,7 @@ mod tests {
     use crate::backup::{backup_one, BackupOptions};
     use crate::testing::{context, FakeBackend, FakeUi};
     use nox_core::BackendKind;
+    use std::path::PathBuf;
 
     fn req() -> RestoreRequest {
         RestoreRequest {
@@ -335,6 +346,106 @@ mod tests {
         assert!(e.to_string().contains("not in S3"), "{e}");
         let e = s3_chain(&held, &"s3:db".parse().unwrap(), "s3://t").unwrap_err();
         assert!(e.is_bad_input());
+    }
+
+    /// A new age key pair in `dir`: (identity file, mode 0600; recipients file; public key).
+    fn age_keys(dir: &std::path::Path, name: &str) -> (PathBuf, PathBuf, String) {
+        use age::secrecy::ExposeSecret;
+        use std::os::unix::fs::PermissionsExt;
+        let id = age::x25519::Identity::generate();
+        let public = id.to_public().to_string();
+        let idf = dir.join(format!("{name}.key"));
+        std::fs::write(&idf, format!("{}\n", id.to_string().expose_secret())).unwrap();
+        std::fs::set_permissions(&idf, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let rf = dir.join(format!("{name}.pub"));
+        std::fs::write(&rf, format!("{public}\n")).unwrap();
+        (idf, rf, public)
+    }
+
+    #[test]
+    fn an_encrypted_upload_restores_only_with_its_identity_and_is_refused_before_any_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let (idf, rf, public) = age_keys(dir.path(), "mine");
+        let (other, _, _) = age_keys(dir.path(), "other");
+        let vm = FakeBackend::new(BackendKind::Vm);
+        vm.add_instance("web");
+        let mut ctx = context(&dir.path().join("a"), vec![Box::new(vm.clone())]);
+        ctx.config.backup.recipients_file = rf;
+        let web: InstanceRef = "web".parse().unwrap();
+        let objects = dir.path().join("bucket");
+        let up = FakeBucket {
+            objects: Some(objects.clone()),
+            ..Default::default()
+        };
+        let opts = BackupOptions::default();
+        let a = backup_one(&ctx, &web, opts, Some(&up), &FakeUi::default()).unwrap();
+        let b = backup_one(&ctx, &web, opts, Some(&up), &FakeUi::default()).unwrap();
+
+        // In the bucket: encrypted objects, a manifest naming the recipient, nothing in clear.
+        let held = up.held.lock().unwrap().clone();
+        assert_eq!(held.len(), 2);
+        for (m, local) in held.iter().zip([&a.backup, &b.backup]) {
+            let e = m.encryption.as_ref().expect("encrypted");
+            assert_eq!(e.recipients, vec![public.clone()]);
+            assert_eq!(e.plaintext, local.manifest.files);
+            assert_eq!(m.files[0].name, "data.age");
+            let clear = std::fs::read(local.file("data")).unwrap();
+            let sealed = std::fs::read(objects.join("web").join(&m.id).join("data.age")).unwrap();
+            assert!(!sealed.windows(clear.len()).any(|w| w == clear.as_slice()));
+        }
+        // The local store keeps its backups in clear, and no scratch directory.
+        assert_eq!(
+            std::fs::read_to_string(b.backup.file("data")).unwrap(),
+            format!("web {}", b.backup.manifest.id)
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(a.backup.dir.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+
+        // Another host, from the bucket.
+        let vm2 = FakeBackend::new(BackendKind::Vm);
+        let mut ctx2 = context(&dir.path().join("b"), vec![Box::new(vm2.clone())]);
+        let bucket = FakeBucket {
+            held: std::sync::Mutex::new(held),
+            objects: Some(objects),
+            ..Default::default()
+        };
+        let s3web: BackupRef = "s3:web".parse().unwrap();
+        for (file, says) in [
+            (dir.path().join("none.key"), "does not exist"),
+            (other, "not to the key"),
+        ] {
+            ctx2.config.backup.identity_file = file;
+            let e = restore_from(
+                &ctx2,
+                &req(),
+                s3web.clone(),
+                Some(&bucket),
+                &FakeUi::default(),
+            )
+            .unwrap_err();
+            assert!(e.is_bad_input(), "{e}");
+            assert!(
+                e.to_string().contains(says) && e.to_string().contains(&public),
+                "{e}"
+            );
+            assert!(bucket.downloads.lock().unwrap().is_empty());
+            assert!(store(&ctx2).list().is_empty());
+            assert!(vm2.restored().is_empty());
+        }
+        ctx2.config.backup.identity_file = idf;
+        restore_from(&ctx2, &req(), s3web, Some(&bucket), &FakeUi::default()).unwrap();
+        assert_eq!(vm2.restored()[0].len(), 2);
+        let restored = store(&ctx2).list();
+        assert_eq!(restored[1].manifest, b.backup.manifest);
+        assert_eq!(
+            std::fs::read(restored[1].file("data")).unwrap(),
+            std::fs::read(b.backup.file("data")).unwrap()
+        );
     }
 
     #[test]

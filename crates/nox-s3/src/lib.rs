@@ -7,16 +7,26 @@
 //! `AWS_SECRET_ACCESS_KEY`, or from `[s3] credentials_file`, which must be readable by its
 //! owner only; they are never printed, logged, or written anywhere.
 //!
-//! One file: [`Secret`] (credentials) and [`Remote`] (the bucket: check, list, upload,
-//! download). nox-ops reaches it through its `RemoteStore` trait.
+//! A connection cut mid-transfer is retried (bounded, with backoff: `retry.rs`), per part
+//! for large uploads (`upload.rs`), per object for downloads. A backup counts as in the
+//! bucket only when its manifest is there and every object it lists is there at its size.
+//!
+//! - `lib.rs`: [`Secret`] (credentials) and [`Remote`] (the bucket: check, list, upload,
+//!   download); nox-ops reaches it through its `RemoteStore` trait;
+//! - `upload.rs`: one file into one object, multipart, part by part;
+//! - `retry.rs`: which failures are tried again, how often, how long apart.
+
+mod retry;
+mod upload;
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use nox_core::backup::crypt::{self, Identity};
 use nox_core::backup::{LocalBackup, Manifest, Store, MANIFEST};
 use nox_core::config::S3Config;
 use nox_core::{Error, Progress};
@@ -138,6 +148,8 @@ impl Remote {
             });
         }
         let secret = Secret::load(&config.credentials_file)?;
+        // Every request is retried by `retry.rs`, the same way, with each retry said.
+        s3::set_retries(0);
         let region = if config.endpoint.is_empty() {
             config.region.parse::<Region>().map_err(|e| {
                 Error::Usage(format!("invalid [s3] region {:?}: {e}", config.region))
@@ -193,24 +205,13 @@ impl Remote {
         }
     }
 
-    /// Uploads a local backup: data files first, the manifest last.
+    /// Uploads a backup (in clear, or sealed by `crypt::seal`): data files first, the
+    /// manifest last, so the backup is listed only once every file is in.
     pub fn upload(&self, b: &LocalBackup, progress: &dyn Progress) -> Result<(), Error> {
         let m = &b.manifest;
         for f in m.files.iter().map(|f| f.name.as_str()).chain([MANIFEST]) {
-            let path = b.file(f);
-            let file = std::fs::File::open(&path)
-                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            let total = file.metadata().map(|m| m.len()).ok();
             progress.step(&format!("uploading {}/{}/{f}", m.instance, m.id));
-            let mut reader = ProgressReader {
-                inner: file,
-                done: 0,
-                total,
-                progress,
-            };
-            self.bucket
-                .put_object_stream(&mut reader, self.key(&m.instance, &m.id, f))
-                .map_err(|e| self.error(&format!("uploading {f}"), e))?;
+            self.put_file(&self.key(&m.instance, &m.id, f), &b.file(f), f, progress)?;
             progress.done();
         }
         Ok(())
@@ -219,14 +220,17 @@ impl Remote {
     /// One signed request, so bad credentials or a missing bucket are found before a backup
     /// is made rather than after.
     pub fn check(&self) -> Result<(), Error> {
-        self.bucket
-            .list_page(self.prefix.clone(), None, None, None, Some(1))
-            .map(|_| ())
-            .map_err(|e| self.error("checking access", e))
+        self.retried("checking access", |_| {
+            self.bucket
+                .list_page(self.prefix.clone(), None, None, None, Some(1))
+                .map(|_| ())
+        })
     }
 
-    /// Every complete backup in the bucket (those whose manifest is there), oldest first per
-    /// instance.
+    /// Every complete backup in the bucket (its manifest is there, and every object the
+    /// manifest lists, at its size), oldest first per instance. A backup with a manifest but
+    /// a missing or short object (an upload cut off, an object deleted by hand or by a
+    /// lifecycle rule) is not listed, and said once on stderr.
     pub fn list(&self) -> Result<Vec<RemoteBackup>, Error> {
         let prefix = if self.prefix.is_empty() {
             String::new()
@@ -235,10 +239,14 @@ impl Remote {
         };
         // Listed by the bare prefix and filtered here: a '/' in the listing's prefix parameter
         // is signed differently by some servers (moto), and the bare prefix has none.
-        let pages = self
-            .bucket
-            .list(self.prefix.clone(), None)
-            .map_err(|e| self.error("listing backups", e))?;
+        let pages = self.retried("listing backups", |_| {
+            self.bucket.list(self.prefix.clone(), None)
+        })?;
+        let sizes: std::collections::HashMap<&str, u64> = pages
+            .iter()
+            .flat_map(|p| p.contents.iter())
+            .map(|o| (o.key.as_str(), o.size))
+            .collect();
         let mut out = Vec::new();
         for key in pages
             .iter()
@@ -255,13 +263,20 @@ impl Remote {
             if !nox_core::backup::is_id(id) || instance.parse::<nox_core::InstanceRef>().is_err() {
                 continue;
             }
-            let data = self
-                .bucket
-                .get_object(key)
-                .map_err(|e| self.error("reading a manifest", e))?;
+            let data = self.retried("reading a manifest", |_| self.bucket.get_object(key))?;
             match serde_json::from_slice::<Manifest>(data.as_slice()) {
                 Ok(m) if m.instance == instance && m.id == id => {
-                    out.push(RemoteBackup { manifest: m })
+                    let missing = m.files.iter().find(|f| {
+                        sizes.get(self.key(instance, id, &f.name).as_str()) != Some(&f.size)
+                    });
+                    match missing {
+                        None => out.push(RemoteBackup { manifest: m }),
+                        Some(f) => tracing::warn!(
+                            "{instance}/{id} in {} is incomplete ({} is missing or short): not listed",
+                            self.label,
+                            f.name
+                        ),
+                    }
                 }
                 _ => continue,
             }
@@ -273,11 +288,14 @@ impl Remote {
     }
 
     /// Downloads backup `instance/id` into the local store (a complete backup appears there
-    /// only when every file is in), and returns it. Checksums are verified by the restore.
+    /// only when every file is in), and returns it. An encrypted backup is checked and
+    /// decrypted with `identity` on the way in: the local store holds backups in clear. The
+    /// checksums in clear are verified by the restore.
     pub fn download(
         &self,
         store: &Store,
         manifest: &Manifest,
+        identity: Option<&Identity>,
         progress: &dyn Progress,
     ) -> Result<LocalBackup, Error> {
         let (instance, id) = (manifest.instance.as_str(), manifest.id.as_str());
@@ -313,7 +331,20 @@ impl Remote {
                 .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
             progress.done();
         }
-        staging.commit(manifest)
+        let clear = match (&manifest.encryption, identity) {
+            (None, _) => manifest.clone(),
+            (Some(_), Some(identity)) => crypt::unseal(&staging.dir, manifest, identity, progress)?,
+            (Some(e), None) => {
+                return Err(Error::Refused {
+                    message: format!(
+                        "backup {instance}/{id} is encrypted to {}",
+                        e.recipients.join(", ")
+                    ),
+                    hint: "set [backup] identity_file to the age secret key of one of them".into(),
+                })
+            }
+        };
+        staging.commit(&clear)
     }
 
     /// Streams one object into `out`, reporting progress from this thread while the
@@ -327,13 +358,27 @@ impl Remote {
     ) -> Result<(), Error> {
         let done = AtomicU64::new(0);
         let finished = AtomicBool::new(false);
+        // Said through tracing (stderr): the progress bar stays on this thread.
+        let retrying = |n: u32, e: &s3::error::S3Error| {
+            tracing::warn!(
+                "downloading {key}: {} (try {n} of {}), trying again",
+                upload::short(e),
+                retry::POLICY.attempts
+            )
+        };
         let result = std::thread::scope(|s| {
             let h = s.spawn(|| {
-                let mut w = CountingWriter {
-                    inner: out,
-                    done: &done,
-                };
-                let r = self.bucket.get_object_to_writer(key, &mut w);
+                // Per object: a cut download starts the file over.
+                let r = retry::retry(retry::POLICY, &retrying, |_| {
+                    out.set_len(0)?;
+                    std::io::Seek::rewind(&mut *out)?;
+                    done.store(0, Ordering::Relaxed);
+                    let mut w = CountingWriter {
+                        inner: &mut *out,
+                        done: &done,
+                    };
+                    self.bucket.get_object_to_writer(key, &mut w)
+                });
                 finished.store(true, Ordering::SeqCst);
                 r
             });
@@ -346,6 +391,23 @@ impl Remote {
         progress.bytes(done.load(Ordering::Relaxed), Some(size));
         result.map_err(|e| self.error("downloading", e))?;
         Ok(())
+    }
+
+    /// `f`, retried where it failed on the way; a final failure as the user should read it.
+    fn retried<T>(
+        &self,
+        what: &str,
+        f: impl FnMut(u32) -> Result<T, s3::error::S3Error>,
+    ) -> Result<T, Error> {
+        let retrying = |n: u32, e: &s3::error::S3Error| {
+            tracing::warn!(
+                "{what} on {}: {} (try {n} of {}), trying again",
+                self.label,
+                upload::short(e),
+                retry::POLICY.attempts
+            )
+        };
+        retry::retry(retry::POLICY, &retrying, f).map_err(|e| self.error(what, e))
     }
 
     /// An S3 failure as the user should read it: what failed, the server's code, what to do.
@@ -414,28 +476,6 @@ fn error_code(body: &str) -> Option<String> {
 /// s3 errors outside a request (bad region, bad URL).
 fn s3_error(e: s3::error::S3Error) -> Error {
     Error::Usage(format!("invalid [s3] settings: {e}"))
-}
-
-struct ProgressReader<'p, R> {
-    inner: R,
-    done: u64,
-    total: Option<u64>,
-    progress: &'p dyn Progress,
-}
-
-impl<R: Read> Read for ProgressReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if nox_core::interrupt::requested() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Interrupted,
-                "interrupted",
-            ));
-        }
-        let n = self.inner.read(buf)?;
-        self.done += n as u64;
-        self.progress.bytes(self.done, self.total);
-        Ok(n)
-    }
 }
 
 struct CountingWriter<'a, W> {
