@@ -1,6 +1,7 @@
 //! Backup and restore end to end, through the real `nox` binary: a live VM backed up full then
 //! incrementally and restored at both points in time; an unprivileged container backed up and
-//! restored with its owners; corruption refused; a backup killed with SIGKILL leaving nothing.
+//! restored with its owners; corruption refused; a backup killed with SIGKILL leaving nothing;
+//! S3 uploads encrypted with age, and uploads through a proxy that cuts the connection.
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -65,6 +66,18 @@ fn config(fx: &Fixture, image: &TestImage) -> PathBuf {
 
 /// The test config plus `[s3]` for `server`, with a 0600 credentials file.
 fn s3_config(fx: &Fixture, image: &TestImage, server: &nox_tests::s3::S3Server) -> PathBuf {
+    s3_config_with(fx, image, server, &server.endpoint, "")
+}
+
+/// [`s3_config`], reaching the server at `endpoint` (a proxy in front of it), with `backup`
+/// added to `[backup]`.
+fn s3_config_with(
+    fx: &Fixture,
+    image: &TestImage,
+    server: &nox_tests::s3::S3Server,
+    endpoint: &str,
+    backup: &str,
+) -> PathBuf {
     let creds = fx.dir.join("s3-credentials.toml");
     std::fs::write(
         &creds,
@@ -79,9 +92,9 @@ fn s3_config(fx: &Fixture, image: &TestImage, server: &nox_tests::s3::S3Server) 
     fx.nox_config(
         image,
         &format!(
-            "[backup]\ndir = \"{}\"\nkeep = 5\n\n[s3]\nendpoint = \"{}\"\nbucket = \"{}\"\nprefix = \"it\"\npath_style = true\ncredentials_file = \"{}\"\n",
+            "[backup]\ndir = \"{}\"\nkeep = 5\n{backup}\n\n[s3]\nendpoint = \"{}\"\nbucket = \"{}\"\nprefix = \"it\"\npath_style = true\ncredentials_file = \"{}\"\n",
             backup_dir(fx).display(),
-            server.endpoint,
+            endpoint,
             server.bucket,
             creds.display()
         ),
@@ -706,6 +719,324 @@ fn s3_upload_list_download_restore_and_credential_errors() {
         "{err}"
     );
     assert!(!err.contains(&server.secret_access_key));
+}
+
+/// Creates an unprivileged container `name` from the minimal test image.
+fn create_container(fx: &Fixture, cfg: &Path, name: &str) {
+    fx.own_container(name);
+    ok(fx
+        .nox(cfg)
+        .args([
+            "create",
+            name,
+            "--backend",
+            "lxc",
+            "--image",
+            "debian-12-test-minimal",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap());
+}
+
+/// Whether `needle` occurs in the file at `path`.
+fn file_contains(path: &Path, needle: &[u8]) -> bool {
+    std::fs::read(path)
+        .unwrap()
+        .windows(needle.len())
+        .any(|w| w == needle)
+}
+
+/// An age key pair: the identity written to `identity` (mode 0600), the public key returned.
+fn age_key(identity: &Path) -> String {
+    use age::secrecy::ExposeSecret;
+    use std::os::unix::fs::PermissionsExt;
+    let key = age::x25519::Identity::generate();
+    let public = key.to_public().to_string();
+    std::fs::write(
+        identity,
+        format!(
+            "# public key: {public}\n{}\n",
+            key.to_string().expose_secret()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(identity, std::fs::Permissions::from_mode(0o600)).unwrap();
+    public
+}
+
+#[test]
+fn s3_encrypted_backup_is_ciphertext_in_the_bucket_and_restores_only_with_its_identity() {
+    if !live("s3_encrypted_backup_is_ciphertext_in_the_bucket_and_restores_only_with_its_identity")
+    {
+        return;
+    }
+    let image = TestImage::get();
+    let fx = Fixture::new("backup-s3-enc");
+    let server = nox_tests::s3::S3Server::start("nox-sealed");
+    // The key that encrypts, and another one.
+    let key = fx.dir.join("mine.key");
+    let public = age_key(&key);
+    let other = age_key(&fx.dir.join("other.key"));
+    let recipients = fx.dir.join("recipients.txt");
+    std::fs::write(&recipients, format!("# who may restore\n{public}\n")).unwrap();
+    let identity = fx.dir.join("identity.txt");
+    let cfg = s3_config_with(
+        &fx,
+        &image,
+        &server,
+        &server.endpoint,
+        &format!(
+            "recipients_file = \"{}\"\nidentity_file = \"{}\"",
+            recipients.display(),
+            identity.display()
+        ),
+    );
+    let name = fx.unique_name("ct");
+    create_container(&fx, &cfg, &name);
+    // Random bytes: zstd stores them as they are, so in clear they are found in the tarball.
+    let marker = ok(fx
+        .nox(&cfg)
+        .args(["exec", &name, "--", "sh", "-c"])
+        .arg("head -c 65536 /dev/urandom | tee /root/marker.bin")
+        .output()
+        .unwrap())
+    .stdout;
+    assert_eq!(marker.len(), 65536);
+    let windows: Vec<&[u8]> = (0..4)
+        .map(|i| &marker[i * 16384..i * 16384 + 256])
+        .collect();
+
+    let out = ok(fx
+        .nox(&cfg)
+        .args(["backup", &name, "--to", "s3"])
+        .output()
+        .unwrap());
+    assert!(
+        text(&out.stdout).contains("uploaded to s3://nox-sealed/it"),
+        "{}",
+        text(&out.stdout)
+    );
+    let list = backups(&fx, &cfg);
+    assert_eq!(list.len(), 1, "{list:?}");
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let local = backup_dir(&fx).join(&name).join(&id);
+    // The control: the local backup is in clear, and the marker is found in it.
+    let tarball = local.join("rootfs.tar.zst");
+    assert!(
+        windows.iter().any(|w| file_contains(&tarball, w)),
+        "the marker is not in the local tarball"
+    );
+
+    // In the bucket: only encrypted objects and the manifest, the marker in none of them.
+    let fetched = fx.dir.join("bucket");
+    let contents = server.contents("it/", &fetched);
+    let prefix = format!("it/{name}/{id}/");
+    assert_eq!(
+        contents.keys,
+        vec![
+            format!("{prefix}manifest.json"),
+            format!("{prefix}rootfs.tar.zst.age")
+        ]
+    );
+    for k in &contents.keys {
+        let path = fetched.join(k);
+        assert!(
+            !windows.iter().any(|w| file_contains(&path, w)),
+            "{k} holds the marker in clear"
+        );
+    }
+    let sealed = std::fs::read(fetched.join(format!("{prefix}rootfs.tar.zst.age"))).unwrap();
+    assert!(sealed.starts_with(b"age-encryption.org/v1\n"));
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(fetched.join(format!("{prefix}manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["encryption"]["scheme"], "age");
+    assert_eq!(
+        manifest["encryption"]["recipients"],
+        serde_json::json!([public])
+    );
+    assert!(!manifest.to_string().contains("AGE-SECRET-KEY"));
+
+    // Restores from S3 only: without the identity, with another key, or with a key file
+    // others may read, refused in one line (exit 2) before anything is downloaded or made.
+    std::fs::remove_dir_all(&local).unwrap();
+    let copy = fx.unique_name("ct");
+    fx.own_container(&copy);
+    let remote = format!("s3:{name}/{id}");
+    let restore = || {
+        fx.nox(&cfg)
+            .args(["restore", &remote, "--name", &copy])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let refused = |why: &str, expect: &[&str]| {
+        let out = restore();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{why}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{why}: {err}");
+        for e in expect {
+            assert!(err.contains(e), "{why}: {err}");
+        }
+        assert!(
+            !backup_dir(&fx).join(&name).join(&id).exists(),
+            "{why}: downloaded"
+        );
+        let status = fx.nox(&cfg).args(["status", &copy]).output().unwrap();
+        assert!(!status.status.success(), "{why}: {copy} was made");
+    };
+    let identity_path = identity.display().to_string();
+    refused("no identity", &[&public, &identity_path, "does not exist"]);
+    std::fs::copy(fx.dir.join("other.key"), &identity).unwrap();
+    refused("another key", &[&public, &other, "not to the key"]);
+    std::fs::copy(&key, &identity).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&identity, std::fs::Permissions::from_mode(0o644)).unwrap();
+    refused(
+        "a key others may read",
+        &["readable by others", "chmod 600"],
+    );
+
+    // With the identity: downloaded, decrypted, verified, restored with the marker.
+    std::fs::set_permissions(&identity, std::fs::Permissions::from_mode(0o600)).unwrap();
+    ok(restore());
+    let back = ok(fx
+        .nox(&cfg)
+        .args(["exec", &copy, "--", "cat", "/root/marker.bin"])
+        .output()
+        .unwrap())
+    .stdout;
+    assert!(back == marker, "the restored marker differs");
+    // The local store holds it in clear again, with the manifest in clear.
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(local.join("manifest.json")).unwrap()).unwrap();
+    assert!(m.get("encryption").is_none(), "{m}");
+    assert!(windows.iter().any(|w| file_contains(&tarball, w)));
+}
+
+#[test]
+fn s3_uploads_survive_a_server_that_cuts_the_connection() {
+    if !live("s3_uploads_survive_a_server_that_cuts_the_connection") {
+        return;
+    }
+    use nox_tests::proxy::{Cut, CuttingProxy};
+    let image = TestImage::get();
+    let fx = Fixture::new("backup-s3-cut");
+    let server = nox_tests::s3::S3Server::start("nox-cut");
+    // Small requests (the access check, listings, manifests) pass; the first 8 MiB part of
+    // the rootfs does not.
+    let once = CuttingProxy::start(server.addr(), Cut::Once, 1 << 20);
+    let cfg = s3_config_with(&fx, &image, &server, &once.endpoint(), "");
+    let name = fx.unique_name("ct");
+    create_container(&fx, &cfg, &name);
+    exec(&fx, &cfg, &name, "echo through-the-cut > /root/marker");
+
+    // Cut once: the part is sent again and the upload completes.
+    let out = ok(fx
+        .nox(&cfg)
+        .args(["backup", &name, "--to", "s3"])
+        .output()
+        .unwrap());
+    assert_eq!(
+        once.cuts(),
+        1,
+        "the proxy never cut: the test proves nothing"
+    );
+    assert!(
+        text(&out.stderr).contains("trying again"),
+        "{}",
+        text(&out.stderr)
+    );
+    let list = backups(&fx, &cfg);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["locations"], serde_json::json!(["local", "s3"]));
+    let first = list[0]["id"].as_str().unwrap().to_string();
+    let contents = server.contents("it/", &fx.dir.join("bucket-1"));
+    assert_eq!(contents.open_uploads, 0, "{contents:?}");
+
+    // What is in S3 verifies and restores: without the local copy, downloaded, checked
+    // against the manifest's SHA-256, restored.
+    let local = backup_dir(&fx).join(&name).join(&first);
+    let saved = fx.dir.join("saved-backup");
+    std::fs::rename(&local, &saved).unwrap();
+    let copy = fx.unique_name("ct");
+    fx.own_container(&copy);
+    ok(fx
+        .nox(&cfg)
+        .args(["restore", &format!("s3:{name}/{first}"), "--name", &copy])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap());
+    assert_eq!(
+        exec(&fx, &cfg, &copy, "cat /root/marker"),
+        "through-the-cut\n"
+    );
+    for f in ["rootfs.tar.zst", "manifest.json"] {
+        assert!(
+            std::fs::read(local.join(f)).unwrap() == std::fs::read(saved.join(f)).unwrap(),
+            "{f} came back different"
+        );
+    }
+
+    // A server that always cuts: the backup stays local, the upload fails in one line,
+    // after bounded retries, and nothing is listed as uploaded or left open in the bucket.
+    let always = CuttingProxy::start(server.addr(), Cut::Always, 1 << 20);
+    let cfg = s3_config_with(&fx, &image, &server, &always.endpoint(), "");
+    let started = Instant::now();
+    let out = fx
+        .nox(&cfg)
+        .args(["backup", &name, "--to", "s3"])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("uploading rootfs.tar.zst"), "{err}");
+    assert!(always.cuts() >= 5, "{} cuts: {err}", always.cuts());
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "{:?}",
+        started.elapsed()
+    );
+    let cfg = s3_config(&fx, &image, &server);
+    let list = backups(&fx, &cfg);
+    assert_eq!(list.len(), 2, "{list:?}");
+    let second = list
+        .iter()
+        .find(|b| b["id"] != first.as_str())
+        .expect("the new local backup");
+    assert_eq!(
+        second["locations"],
+        serde_json::json!(["local"]),
+        "{second}"
+    );
+    let contents = server.contents("it/", &fx.dir.join("bucket-2"));
+    assert!(
+        !contents
+            .keys
+            .iter()
+            .any(|k| k.contains(second["id"].as_str().unwrap())),
+        "{contents:?}"
+    );
+    assert_eq!(contents.open_uploads, 0, "an aborted upload was left open");
+
+    // The server is back: the next backup goes up whole (a container backup is always
+    // full, so the one that failed stays local only).
+    ok(fx
+        .nox(&cfg)
+        .args(["backup", &name, "--to", "s3"])
+        .output()
+        .unwrap());
+    let list = backups(&fx, &cfg);
+    assert_eq!(list.len(), 3, "{list:?}");
+    assert_eq!(
+        list[2]["locations"],
+        serde_json::json!(["local", "s3"]),
+        "{list:?}"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

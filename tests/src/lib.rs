@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod fixture;
 pub mod image;
+pub mod proxy;
 pub mod s3;
 
 use std::io::Write;

@@ -100,3 +100,64 @@ impl Drop for S3Server {
         let _ = self.child.wait();
     }
 }
+
+/// Fetches every object under a prefix into a directory (keys as paths) and prints each key,
+/// then the number of multipart uploads still open in the bucket.
+const FETCH_ALL: &str = r#"
+import os, sys, boto3
+endpoint, bucket, prefix, out = sys.argv[1:5]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for o in page.get("Contents", []):
+        path = os.path.join(out, o["Key"])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        s3.download_file(bucket, o["Key"], path)
+        print("OBJECT", o["Key"])
+print("OPEN-UPLOADS", len(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])))
+"#;
+
+/// What is in the bucket, read with boto3 (not nox's client).
+#[derive(Debug)]
+pub struct BucketContents {
+    /// Keys, each fetched to `dir/KEY`.
+    pub keys: Vec<String>,
+    /// Multipart uploads begun and neither completed nor aborted.
+    pub open_uploads: usize,
+}
+
+impl S3Server {
+    /// Every object under `prefix`, fetched into `dir`, and the open multipart uploads.
+    pub fn contents(&self, prefix: &str, dir: &std::path::Path) -> BucketContents {
+        let out = Command::new(PathBuf::from(MOTO_VENV).join("bin/python"))
+            .args(["-c", FETCH_ALL, &self.endpoint, &self.bucket, prefix])
+            .arg(dir)
+            .env("AWS_ACCESS_KEY_ID", &self.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_access_key)
+            .output()
+            .expect("running boto3");
+        assert!(
+            out.status.success(),
+            "listing the bucket failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut keys = Vec::new();
+        let mut open_uploads = usize::MAX;
+        for line in text.lines() {
+            if let Some(k) = line.strip_prefix("OBJECT ") {
+                keys.push(k.to_string());
+            } else if let Some(n) = line.strip_prefix("OPEN-UPLOADS ") {
+                open_uploads = n.trim().parse().unwrap();
+            }
+        }
+        BucketContents { keys, open_uploads }
+    }
+
+    /// The server's address, for a proxy in front of it.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.endpoint
+            .trim_start_matches("http://")
+            .parse()
+            .expect("moto listens on 127.0.0.1:PORT")
+    }
+}
