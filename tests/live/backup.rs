@@ -830,7 +830,7 @@ fn s3_encrypted_backup_is_ciphertext_in_the_bucket_and_restores_only_with_its_id
 
     // In the bucket: only encrypted objects and the manifest, the marker in none of them.
     let fetched = fx.dir.join("bucket");
-    let contents = server.contents("it/", &fetched);
+    let contents = server.contents("it", &fetched);
     let prefix = format!("it/{name}/{id}/");
     assert_eq!(
         contents.keys,
@@ -953,7 +953,7 @@ fn s3_uploads_survive_a_server_that_cuts_the_connection() {
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["locations"], serde_json::json!(["local", "s3"]));
     let first = list[0]["id"].as_str().unwrap().to_string();
-    let contents = server.contents("it/", &fx.dir.join("bucket-1"));
+    let contents = server.contents("it", &fx.dir.join("bucket-1"));
     assert_eq!(contents.open_uploads, 0, "{contents:?}");
 
     // What is in S3 verifies and restores: without the local copy, downloaded, checked
@@ -1013,7 +1013,7 @@ fn s3_uploads_survive_a_server_that_cuts_the_connection() {
         serde_json::json!(["local"]),
         "{second}"
     );
-    let contents = server.contents("it/", &fx.dir.join("bucket-2"));
+    let contents = server.contents("it", &fx.dir.join("bucket-2"));
     assert!(
         !contents
             .keys

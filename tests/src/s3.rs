@@ -126,7 +126,9 @@ pub struct BucketContents {
 }
 
 impl S3Server {
-    /// Every object under `prefix`, fetched into `dir`, and the open multipart uploads.
+    /// Every object under `prefix`, fetched into `dir`, and the open multipart uploads. Give
+    /// the prefix without a '/': moto checks the signature of one in a listing's prefix
+    /// differently from boto3.
     pub fn contents(&self, prefix: &str, dir: &std::path::Path) -> BucketContents {
         let out = Command::new(PathBuf::from(MOTO_VENV).join("bin/python"))
             .args(["-c", FETCH_ALL, &self.endpoint, &self.bucket, prefix])
