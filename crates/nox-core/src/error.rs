@@ -65,6 +65,16 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
+    /// `source`, always a nox error (see [`Error::context`]), happened while nox was `context`
+    /// (`unpacking web.tar.zst`); the exit code and the hint are the source's. Boxed as a trait
+    /// object so that `source()` yields the nox error itself, not a `Box` of it.
+    #[error("{context}: {source}")]
+    Context {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
     /// An external program nox ran exited non-zero, timed out or was killed. `stderr_tail`
     /// is its last lines of stderr, on one line, or empty.
     #[error("{program} failed ({how}){}", stderr_suffix(.stderr_tail))]
@@ -96,6 +106,11 @@ pub enum Error {
 impl Error {
     /// Bad input (a wrong name, flag, value or config file) exits with 2; anything else with 1.
     pub fn is_bad_input(&self) -> bool {
+        if let Error::Context { source, .. } = self {
+            return source
+                .downcast_ref::<Error>()
+                .is_some_and(Error::is_bad_input);
+        }
         matches!(
             self,
             Error::InvalidName { .. }
@@ -138,6 +153,7 @@ impl Error {
             }
             Error::Refused { hint, .. } => Some(hint.clone()),
             Error::Failed { hint, .. } => hint.clone(),
+            Error::Context { source, .. } => source.downcast_ref::<Error>().and_then(Error::hint),
             Error::Usage(_)
             | Error::Io { .. }
             | Error::Backend(_)
@@ -175,6 +191,14 @@ impl Error {
         Error::Encode {
             what: what.into(),
             source: Box::new(source),
+        }
+    }
+
+    /// This error, as a cause of what nox was doing.
+    pub fn context(self, context: impl Into<String>) -> Self {
+        Error::Context {
+            context: context.into(),
+            source: Box::new(self),
         }
     }
 
@@ -263,6 +287,23 @@ mod tests {
             "qemu-img convert failed (exit code 1): no space; left"
         );
         assert!(!e.is_bad_input());
+    }
+
+    #[test]
+    fn a_context_keeps_the_cause_its_exit_code_and_its_hint() {
+        let io = std::io::Error::other("broken pipe");
+        let e = Error::io("reading the archive", io).context("unpacking web.tar.zst");
+        assert_eq!(
+            e.to_string(),
+            "unpacking web.tar.zst: reading the archive: broken pipe"
+        );
+        let inner = e.source().expect("the wrapped nox error");
+        assert!(inner.is::<Error>());
+        assert!(inner.source().unwrap().is::<std::io::Error>());
+        assert!(!e.is_bad_input());
+        let refused = Error::not_running("web").context("backing up web");
+        assert!(refused.is_bad_input());
+        assert_eq!(refused.hint(), Some("`nox start web` first".into()));
     }
 
     #[test]
