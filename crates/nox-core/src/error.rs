@@ -48,13 +48,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("{0}")]
-    Backend(String),
-
     /// A backend (libvirt, liblxc, Incus, S3) failed. The boxed error is the backend crate's
     /// own, which names the step and keeps the library's error as its source.
     #[error("{0}")]
-    BackendSource(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
 
     /// nox could not turn a value it made into bytes (an intent record, its SSH key, a config
     /// table): never the user's input, so exit 1.
@@ -157,7 +154,6 @@ impl Error {
             Error::Usage(_)
             | Error::Io { .. }
             | Error::Backend(_)
-            | Error::BackendSource(_)
             | Error::Encode { .. }
             | Error::Program { .. } => None,
         }
@@ -181,7 +177,7 @@ impl Error {
 
     /// Wraps a backend crate's error, keeping it (and its own sources) as the cause.
     pub fn backend(source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Error::BackendSource(Box::new(source))
+        Error::Backend(Box::new(source))
     }
 
     pub fn encode(

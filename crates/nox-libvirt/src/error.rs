@@ -47,7 +47,7 @@ impl From<SeedError> for nox_core::Error {
 /// "timed out").
 pub fn is_agent_timeout(e: &nox_core::Error) -> bool {
     match e {
-        nox_core::Error::BackendSource(b) => {
+        nox_core::Error::Backend(b) => {
             matches!(
                 b.downcast_ref::<AgentError>(),
                 Some(AgentError::Timeout(..))

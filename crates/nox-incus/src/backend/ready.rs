@@ -66,7 +66,7 @@ pub fn wait(
             (Ok(_), _) => Ok(None),
             // Before init is up an exec can fail; a remote or member that does not answer
             // will not start answering in the meantime.
-            (Err(Error::BackendSource(_)), _) if start.elapsed() < limit => Ok(None),
+            (Err(Error::Backend(_)), _) if start.elapsed() < limit => Ok(None),
             (Err(e), _) => Err(e),
         }
     });
