@@ -1,6 +1,7 @@
 //! `cargo xtask ci`: the whole CI run, in the order a reviewer would check a change, with a
 //! time breakdown at the end (docs/testing.md quotes it).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -61,19 +62,8 @@ pub fn run() -> Result<()> {
     })?;
     // The remotes' tests run against a real three-member Incus cluster on this machine.
     step("incus cluster up", &mut crate::incus::up)?;
-    // NOX_IT=1 declares the live environment: live tests run and never skip.
     let result = step("unit and live tests", &mut || {
-        let test = |args: &[&str]| -> Command {
-            let mut c = Command::new("cargo");
-            c.arg("test")
-                .args(args)
-                .arg("--no-fail-fast")
-                .env("NOX_IT", "1")
-                .env("NOX_TEST_IMAGE_CONFIG", image_config.as_ref().unwrap())
-                .env("NOX_TEST_BIN", &test_bin);
-            c
-        };
-        run_in_two_lanes(test)
+        tests_in_two_lanes(image_config.as_ref().unwrap(), &test_bin, &[])
     });
     // Whatever the tests did, the cluster goes: nothing of a run outlives it.
     let down = step("incus cluster down", &mut crate::incus::down);
@@ -86,26 +76,34 @@ pub fn run() -> Result<()> {
     result.and(down)
 }
 
-/// `cargo xtask it [FILTER...]`: setup, the test image and the Incus cluster, then only the
-/// live tests (nox-tests and nox-incus'), and the cluster down again.
+/// `cargo xtask it [FILTER...]`: setup, the test image and the Incus cluster, then the tests
+/// whose names match FILTER (all without one) in CI's two lanes, and the cluster down again.
 pub fn live_tests(filter: &[String]) -> Result<()> {
     crate::setup::run()?;
     let image_config = crate::test_image::build()?;
+    let test_bin = nox_with_fault_points()?;
     crate::incus::up()?;
-    let result = sh(Command::new("cargo")
-        .args([
-            "test",
-            "--package",
-            "nox-tests",
-            "--package",
-            "nox-incus",
-            "--no-fail-fast",
-            "--",
-        ])
-        .args(filter)
-        .env("NOX_IT", "1")
-        .env("NOX_TEST_IMAGE_CONFIG", &image_config));
+    let result = tests_in_two_lanes(&image_config, &test_bin, filter);
     result.and(crate::incus::down())
+}
+
+/// Every test, with `NOX_IT=1`, which declares the live environment: live tests run and never
+/// skip.
+fn tests_in_two_lanes(image_config: &Path, test_bin: &Path, filter: &[String]) -> Result<()> {
+    let test = |args: &[&str]| -> Command {
+        let mut c = Command::new("cargo");
+        c.arg("test")
+            .args(args)
+            .arg("--no-fail-fast")
+            .env("NOX_IT", "1")
+            .env("NOX_TEST_IMAGE_CONFIG", image_config)
+            .env("NOX_TEST_BIN", test_bin);
+        if !filter.is_empty() {
+            c.arg("--").args(filter);
+        }
+        c
+    };
+    run_in_two_lanes(test)
 }
 
 /// The test files that run against the Incus test cluster. They run in a lane of their own,
@@ -122,7 +120,9 @@ fn run_in_two_lanes(test: impl Fn(&[&str]) -> Command + Sync) -> Result<()> {
             let out = std::fs::File::create(&log)?;
             let mut failed = Vec::new();
             for (package, target) in INCUS_LANE {
-                let status = test(&["--package", package, "--test", target])
+                let mut cmd = test(&["--package", package, "--test", target]);
+                writeln!(&out, "xtask: $ {}", crate::util::display(&cmd))?;
+                let status = cmd
                     .stdout(Stdio::from(out.try_clone()?))
                     .stderr(Stdio::from(out.try_clone()?))
                     .status()?;
