@@ -193,6 +193,36 @@ mod tests {
         );
     }
 
+    /// libvirt's own Display adds `[code=.., domain=..]`; the user reads the message nox's
+    /// error already quotes, and nothing below it.
+    #[test]
+    fn a_backend_errors_causes_are_not_appended() {
+        use std::fmt;
+        #[derive(Debug)]
+        struct Verbose;
+        impl fmt::Display for Verbose {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("error: Domain not found [code=42 (42), domain=10 (10)]")
+            }
+        }
+        impl std::error::Error for Verbose {}
+        #[derive(Debug)]
+        struct Step(Verbose);
+        impl fmt::Display for Step {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("starting web: Domain not found")
+            }
+        }
+        impl std::error::Error for Step {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let err = anyhow::Error::from(nox_core::Error::backend(Step(Verbose)));
+        assert_eq!(err.chain().count(), 3);
+        assert_eq!(one_line(&err), "starting web: Domain not found");
+    }
+
     #[test]
     fn a_context_gets_its_cause_appended_on_the_same_line() {
         let io = std::io::Error::other("disk\nfull");
