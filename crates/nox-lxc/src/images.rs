@@ -59,8 +59,10 @@ pub fn ensure_base(
     let base = dir.join(format!("{key}-{}", mapping.suffix()));
     let rootfs = base.join("rootfs");
     if rootfs.is_dir() {
+        tracing::info!(base = %base.display(), "container base cached");
         return Ok(rootfs);
     }
+    tracing::info!(base = %base.display(), "container base not cached: unpacking");
     progress.step("unpacking the image (once per image)");
     let staging = dir.join(format!(".{key}-{}.unpacking", mapping.suffix()));
     let _ = std::fs::remove_dir_all(&staging);
@@ -136,14 +138,13 @@ fn download_base(
         return Ok(rootfs);
     }
     std::fs::create_dir_all(&bases).map_err(|e| Error::io("creating the download cache", e))?;
-    let c = Container::new(&name, &bases).map_err(|e| Error::Backend(e.to_string()))?;
+    let c = Container::new(&name, &bases).map_err(Error::from)?;
     if let Mapping::Shifted { uid, gid } = mapping {
         for (k, v) in [
             ("lxc.idmap", format!("u 0 {uid} 65536")),
             ("lxc.idmap", format!("g 0 {gid} 65536")),
         ] {
-            c.set_config_item(k, &v)
-                .map_err(|e| Error::Backend(e.to_string()))?;
+            c.set_config_item(k, &v).map_err(Error::from)?;
         }
     }
     progress.step(&format!(

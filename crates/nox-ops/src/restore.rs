@@ -70,7 +70,7 @@ pub fn restore_from(
             &ctx.config.backup.identity_file,
             progress,
         )?,
-        (true, None) => return Err(Error::Backend("no S3 store to restore from".into())),
+        (true, None) => return Err(Error::failure("no S3 store to restore from")),
         (false, _) => which,
     };
     let b = store.find(&which)?;

@@ -14,10 +14,13 @@
 //! - `lib.rs`: [`Secret`] (credentials) and [`Remote`] (the bucket: check, list, upload,
 //!   download); nox-ops reaches it through its `RemoteStore` trait;
 //! - `upload.rs`: one file into one object, multipart, part by part;
-//! - `retry.rs`: which failures are tried again, how often, how long apart.
+//! - `retry.rs`: which failures are tried again, how often, how long apart;
+//! - `error.rs`: the crate's error, keeping rust-s3's as its cause.
 
 mod retry;
 mod upload;
+
+pub mod error;
 
 use std::fmt;
 use std::io::Write;
@@ -174,7 +177,7 @@ impl Remote {
             None,
             None,
         )
-        .map_err(|e| Error::Backend(format!("S3 credentials: {e}")))?;
+        .map_err(error::S3Error::Credentials)?;
         let mut bucket = Bucket::new(&config.bucket, region, creds).map_err(s3_error)?;
         if config.path_style {
             bucket = bucket.with_path_style();
@@ -322,11 +325,7 @@ impl Remote {
                 &mut file,
                 f.size,
                 progress,
-            )
-            .map_err(|e| match e {
-                Error::Backend(m) => Error::Backend(format!("downloading {}: {m}", f.name)),
-                other => other,
-            })?;
+            )?;
             file.sync_all()
                 .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
             progress.done();

@@ -217,7 +217,7 @@ pub fn seal(
         let encryptor = age::Encryptor::with_recipients(
             recipients.keys.iter().map(|k| k as &dyn age::Recipient),
         )
-        .map_err(|e| Error::Backend(format!("age: {e}")))?;
+        .map_err(|e| Error::failure(format!("age: {e}")))?;
         let io = |e| {
             Error::io(
                 format!("encrypting {} into {}", from.display(), to.display()),

@@ -129,7 +129,7 @@ impl PrivateMount {
         userxattr: bool,
     ) -> Result<PrivateMount> {
         let c = |s: String| {
-            CString::new(s).map_err(|_| Error::Backend("a rootfs path holds a NUL byte".into()))
+            CString::new(s).map_err(|_| Error::failure("a rootfs path holds a NUL byte"))
         };
         Ok(PrivateMount {
             source: c("overlay".into())?,
@@ -230,11 +230,11 @@ impl Finished {
             .first()
             .map(|a| format!(" {}", a.to_string_lossy()))
             .unwrap_or_default();
-        Err(Error::Backend(if tail.is_empty() {
-            format!("{}{sub} failed ({how})", cmd.name())
-        } else {
-            format!("{}{sub} failed ({how}): {tail}", cmd.name())
-        }))
+        Err(Error::Program {
+            program: format!("{}{sub}", cmd.name()),
+            how,
+            stderr_tail: tail,
+        })
     }
 }
 
@@ -286,6 +286,7 @@ const STDERR_LIMIT: usize = 1 << 20;
 impl Runner for SystemRunner {
     fn execute(&self, cmd: &Cmd, stdin: Stdin<'_>, stdout: Stdout<'_>) -> Result<Finished> {
         tracing::debug!(argv = %cmd.display(), "running");
+        let started = std::time::Instant::now();
         let mut child = spawn(cmd, !matches!(stdin, Stdin::Null))?;
         let result = pump(&mut child, stdin, stdout, cmd);
         if result.is_err() {
@@ -301,8 +302,10 @@ impl Runner for SystemRunner {
             stderr: err,
             timed_out,
         };
-        if !finished.success() {
-            tracing::info!(argv = %cmd.display(), code = ?finished.code, stderr = %finished.stderr_tail(), "program failed");
+        if finished.success() {
+            tracing::debug!(program = %cmd.name(), took = ?started.elapsed(), "finished");
+        } else {
+            tracing::info!(argv = %cmd.display(), code = ?finished.code, took = ?started.elapsed(), stderr = %finished.stderr_tail(), "program failed");
         }
         crate::interrupt::check()?;
         Ok(finished)

@@ -8,12 +8,15 @@ use nox_core::Error;
 use virt::domain::Domain;
 use virt::sys;
 
+use crate::connection::logged;
+
+fn domain_name(dom: &Domain) -> String {
+    dom.name().unwrap_or_default()
+}
+
 /// libvirt's last error, with what nox was doing.
 pub fn last_error(context: &str) -> Error {
-    Error::Backend(format!(
-        "{context}: {}",
-        virt::error::Error::last_error().message()
-    ))
+    crate::connection::err(context, virt::error::Error::last_error())
 }
 
 /// The names of the domain's checkpoints.
@@ -44,14 +47,16 @@ pub fn checkpoints(dom: &Domain) -> Result<Vec<String>, Error> {
 }
 
 pub fn delete_checkpoint(dom: &Domain, name: &str) -> Result<(), Error> {
-    let cname = CString::new(name).map_err(|_| Error::Backend("bad checkpoint name".into()))?;
+    let cname = CString::new(name).map_err(|_| Error::failure("bad checkpoint name"))?;
     // SAFETY: plain calls on a live domain; the checkpoint reference is freed.
     unsafe {
         let cp = sys::virDomainCheckpointLookupByName(dom.as_ptr(), cname.as_ptr(), 0);
         if cp.is_null() {
             return Ok(());
         }
-        let rc = sys::virDomainCheckpointDelete(cp, 0);
+        let rc = logged("checkpointDelete", name, || {
+            sys::virDomainCheckpointDelete(cp, 0)
+        });
         sys::virDomainCheckpointFree(cp);
         if rc < 0 {
             return Err(last_error(&format!("deleting checkpoint {name}")));
@@ -63,7 +68,9 @@ pub fn delete_checkpoint(dom: &Domain, name: &str) -> Result<(), Error> {
 /// Freezes the guest's filesystems; `Err` says why not (no agent, say).
 pub fn freeze(dom: &Domain) -> Result<i32, String> {
     // SAFETY: NULL mountpoints with count 0 means all filesystems.
-    let n = unsafe { sys::virDomainFSFreeze(dom.as_ptr(), std::ptr::null_mut(), 0, 0) };
+    let n = logged("FSFreeze", &domain_name(dom), || unsafe {
+        sys::virDomainFSFreeze(dom.as_ptr(), std::ptr::null_mut(), 0, 0)
+    });
     if n < 0 {
         Err(virt::error::Error::last_error().message().to_string())
     } else {
@@ -71,11 +78,12 @@ pub fn freeze(dom: &Domain) -> Result<i32, String> {
     }
 }
 
-/// Thaws the guest's filesystems (harmless when they are not frozen).
 /// Thaws the guest's filesystems; true when some were frozen.
 pub fn thaw(dom: &Domain) -> bool {
     // SAFETY: as in freeze.
-    let thawed = unsafe { sys::virDomainFSThaw(dom.as_ptr(), std::ptr::null_mut(), 0, 0) };
+    let thawed = logged("FSThaw", &domain_name(dom), || unsafe {
+        sys::virDomainFSThaw(dom.as_ptr(), std::ptr::null_mut(), 0, 0)
+    });
     thawed > 0
 }
 
@@ -129,13 +137,15 @@ pub fn completed_job(dom: &Domain) -> i32 {
 /// Starts the push-mode backup job described by `backup_xml`, creating the checkpoint
 /// `checkpoint_xml` at the same point in time.
 pub fn begin_backup(dom: &Domain, backup_xml: &str, checkpoint_xml: &str) -> Result<(), Error> {
-    let nul = |_| Error::Backend("backup XML holds a NUL byte".into());
+    let nul = |_| Error::failure("backup XML holds a NUL byte");
     let (bx, cx) = (
         CString::new(backup_xml).map_err(nul)?,
         CString::new(checkpoint_xml).map_err(nul)?,
     );
     // SAFETY: both strings outlive the call.
-    let rc = unsafe { sys::virDomainBackupBegin(dom.as_ptr(), bx.as_ptr(), cx.as_ptr(), 0) };
+    let rc = logged("backupBegin", &domain_name(dom), || unsafe {
+        sys::virDomainBackupBegin(dom.as_ptr(), bx.as_ptr(), cx.as_ptr(), 0)
+    });
     if rc < 0 {
         return Err(last_error("starting the backup job"));
     }
@@ -145,7 +155,7 @@ pub fn begin_backup(dom: &Domain, backup_xml: &str, checkpoint_xml: &str) -> Res
 /// Asks libvirt to abort the domain's active job.
 pub fn abort_job(dom: &Domain) {
     // SAFETY: plain call on a live domain.
-    unsafe {
+    logged("abortJob", &domain_name(dom), || unsafe {
         sys::virDomainAbortJob(dom.as_ptr());
-    }
+    });
 }
