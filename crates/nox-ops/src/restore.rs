@@ -203,10 +203,11 @@ fn pick(ctx: &Context, ui: &dyn Ui) -> Result<BackupRef> {
             )
         })
         .collect();
-    let i = ui
-        .select("Restore which backup?", &items, items.len() - 1)?
-        .ok_or_else(|| Error::Usage("no backup picked".into()))?;
-    rows[i].reference()
+    let picked = ui.select("Restore which backup?", &items, items.len() - 1)?;
+    picked
+        .and_then(|i| rows.get(i))
+        .ok_or_else(|| Error::Usage("no backup picked".into()))?
+        .reference()
 }
 
 #[cfg(test)]
