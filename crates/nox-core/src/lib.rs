@@ -44,6 +44,8 @@ pub mod script;
 pub mod spec;
 pub mod ssh_identity;
 pub mod state;
+#[cfg(test)]
+mod strategies;
 pub mod wait;
 
 pub use backend::Backend;

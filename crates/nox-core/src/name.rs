@@ -305,4 +305,25 @@ mod tests {
         assert!("web-".parse::<InstanceName>().is_err());
         assert!("web-".parse::<InstanceRef>().is_err());
     }
+
+    proptest::proptest! {
+        /// `REMOTE:NAME` and `NAME` print as they were parsed, and read back equal.
+        #[test]
+        fn references_read_back_as_written(r in crate::strategies::instance_ref()) {
+            let text = r.to_string();
+            proptest::prop_assert_eq!(text.parse::<InstanceRef>().unwrap(), r.clone());
+            // And as JSON, as records and `--json` output hold them.
+            let json = serde_json::to_string(&r).unwrap();
+            proptest::prop_assert_eq!(serde_json::from_str::<InstanceRef>(&json).unwrap(), r);
+        }
+
+        /// A name with anything outside [a-z0-9-] in it is refused as bad input.
+        #[test]
+        fn names_with_other_characters_are_refused(
+            head in "[a-z]{0,5}", bad in "[^a-z0-9-]", tail in "[a-z]{0,5}"
+        ) {
+            let s = format!("{head}{bad}{tail}");
+            proptest::prop_assert!(InstanceName::new(&s).unwrap_err().is_bad_input());
+        }
+    }
 }

@@ -586,4 +586,43 @@ mod tests {
             .resolve(&none)
             .is_err());
     }
+
+    proptest::proptest! {
+        /// Every size prints in a form that reads back as the same number of bytes.
+        #[test]
+        fn sizes_read_back_as_written(b in 1u64..) {
+            let m = MemoryRequest(SizeRequest::Bytes(b));
+            proptest::prop_assert_eq!(m.to_string().parse::<MemoryRequest>().unwrap(), m);
+            let d = DiskRequest(SizeRequest::Bytes(b));
+            proptest::prop_assert_eq!(d.to_string().parse::<DiskRequest>().unwrap(), d);
+        }
+
+        /// Every share, however written (`12.5%` or `0.125`), prints as a percentage that
+        /// reads back as the same share.
+        #[test]
+        fn shares_read_back_as_written(whole in 0u32..100, frac in "[0-9]{0,6}") {
+            let percent = if frac.is_empty() { format!("{whole}") } else { format!("{whole}.{frac}") };
+            let parsed = format!("{percent}%").parse::<CpuRequest>();
+            let Ok(c) = parsed else {
+                // Only 0% is refused among these.
+                proptest::prop_assert!(percent.parse::<f64>().unwrap() == 0.0);
+                return Ok(());
+            };
+            proptest::prop_assert_eq!(c.to_string().parse::<CpuRequest>().unwrap(), c);
+            let m: MemoryRequest = format!("{percent}%").parse().unwrap();
+            proptest::prop_assert_eq!(m.to_string().parse::<MemoryRequest>().unwrap(), m);
+            // The same share written as a fraction of one (`0.125`): read as exactly 12.5%.
+            if whole == 0 {
+                let f: CpuRequest = format!("0.{frac}").parse().unwrap();
+                proptest::prop_assert_eq!(f.to_string().parse::<CpuRequest>().unwrap(), f);
+            }
+        }
+
+        /// Every CPU count reads back as itself.
+        #[test]
+        fn cpu_counts_read_back_as_written(n in 1u32..) {
+            let c = CpuRequest::Count(n);
+            proptest::prop_assert_eq!(c.to_string().parse::<CpuRequest>().unwrap(), c);
+        }
+    }
 }

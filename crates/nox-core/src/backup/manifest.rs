@@ -236,4 +236,29 @@ mod tests {
         assert!(with(&|m| m.instance = "web-".into()).is_ok());
         assert!(with(&|m| m.parent = Some("20261125T225012Z-2".into())).is_ok());
     }
+
+    proptest::proptest! {
+        /// A manifest nox writes reads back equal, whatever its strings hold (JSON escaping
+        /// of quotes, control characters and any Unicode in notes and file names).
+        #[test]
+        fn manifests_read_back_as_written(
+            id in crate::strategies::backup_id(),
+            parent in proptest::option::of(crate::strategies::backup_id()),
+            instance in crate::strategies::instance_ref(),
+            note in proptest::option::of(".*"),
+            files in proptest::collection::vec((".*", proptest::num::u64::ANY, "[0-9a-f]{64}"), 0..4),
+            was_running: bool,
+        ) {
+            let mut m = crate::backup::testing::manifest(&id, parent.as_deref());
+            m.instance = instance.to_string();
+            m.note = note;
+            m.was_running = was_running;
+            m.files = files
+                .into_iter()
+                .map(|(name, size, sha256)| FileEntry { name, size, sha256 })
+                .collect();
+            let back = Manifest::parse(m.to_json().as_bytes(), "written").unwrap();
+            proptest::prop_assert_eq!(back, m);
+        }
+    }
 }
