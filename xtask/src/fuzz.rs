@@ -41,7 +41,8 @@ pub fn fuzz_all(seconds: u64) -> Result<()> {
     // the versions nox is tested with (cargo adds only libfuzzer-sys and its few deps).
     std::fs::copy(project_root().join("Cargo.lock"), dir.join("Cargo.lock"))
         .context("copying Cargo.lock into the fuzz crate")?;
-    sh(fuzz_cmd(&dir).args(["build", "--sanitizer", "none"]))?;
+    // No separate `cargo fuzz build`: its flags differ from `run`'s, so `run` would build
+    // everything a second time. The first run builds nox-core; the others only their target.
     for target in TARGETS {
         let corpus = dir.join("corpus").join(target);
         std::fs::create_dir_all(&corpus)
