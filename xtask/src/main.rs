@@ -11,6 +11,8 @@ mod incus;
 mod man;
 mod setup;
 mod test_image;
+#[cfg(test)]
+mod tidy;
 mod util;
 
 use std::process::ExitCode;
