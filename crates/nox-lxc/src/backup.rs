@@ -454,9 +454,14 @@ pub fn restore(
             0o644,
             owner,
         )?;
-        // An empty machine-id makes systemd draw a new one at boot; a copied one would make
-        // systemd-networkd's DHCP client id, and so the address, the original's.
-        create::write_file(&rootfs, &["etc"], "machine-id", "", 0o444, owner)?;
+        // machine-id, Tailscale's node keys and the rest of nox-core's list: a copy must not
+        // be the same machine (an empty machine-id makes systemd draw a new one at boot; a
+        // copied one would make systemd-networkd's DHCP client id, and so the address, the
+        // original's).
+        let reset = nox_core::backup::identity::reset_in_root(&rootfs)?;
+        if reset.contains(&nox_core::backup::identity::TAILSCALE_STATE) {
+            progress.warn(&nox_core::backup::identity::tailscale_note(target.as_str()));
+        }
         if info.cloud_init {
             create::write_seed(
                 &rootfs,
