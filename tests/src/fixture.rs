@@ -105,6 +105,11 @@ impl Fixture {
         format!("it-{hint}-{:08x}", h as u32)
     }
 
+    /// This test's `[state] dir`: instance locks and intent records.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
     pub fn uri(&self) -> &str {
         &self.uri
     }
@@ -126,8 +131,9 @@ impl Fixture {
         let images = std::fs::read_to_string(&image.config).expect("reading the image's nox.toml");
         let path = self.dir.join("nox.toml");
         let text = format!(
-            "{images}\n[vm]\nstorage_dir = \"{}\"\n\n[lxc]\nlxcpath = \"{}\"\n{lxc_extra}\n\n{extra}\n",
+            "{images}\n[vm]\nstorage_dir = \"{}\"\n\n[state]\ndir = \"{}\"\n\n[lxc]\nlxcpath = \"{}\"\n{lxc_extra}\n\n{extra}\n",
             self.dir.join("vm").display(),
+            self.state_dir().display(),
             lxcpath().display()
         );
         std::fs::write(&path, text).expect("writing the test config");

@@ -29,13 +29,15 @@ pub fn live(test: &str) -> bool {
     false
 }
 
-/// The `nox` binary of this workspace, built once per test process.
+/// The `nox` binary of this workspace, built once per test process, with the fault points
+/// the crash tests kill it at (inert unless `NOX_FAULT_POINT` names one).
 pub fn nox_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let status = Command::new(env!("CARGO"))
             .args(["build", "--quiet", "--package", "nox-cli", "--bin", "nox"])
+            .args(["--features", "fault-points"])
             .current_dir(&root)
             .status()
             .expect("cargo runs");

@@ -15,6 +15,7 @@ use crate::image::ImageCache;
 use crate::instance::{BackendKind, Instance, InstanceSpec};
 use crate::name::InstanceName;
 use crate::progress::Progress;
+use crate::state::Operation;
 
 /// How `create` should finish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +124,14 @@ pub trait Backend: BackupBackend + std::fmt::Debug + Send + Sync {
     /// Removes the instance and every file nox made for it. Refuses a running one unless
     /// `force`.
     fn delete(&self, name: &InstanceName, force: bool) -> Result<()>;
+
+    /// Puts right what a nox command killed while doing `operation` to `name` left behind
+    /// (see [`crate::state::intent`]). After a create, restore or delete: removes whatever
+    /// this backend holds of `name` that nox made (a domain or container and its files, in any
+    /// state, with or without its record), and nothing nox did not make. After a backup: ends
+    /// the backup's job and thaws the guest. Returns what it did, one short line each; empty
+    /// when there was nothing left.
+    fn recover(&self, name: &InstanceName, operation: Operation) -> Result<Vec<String>>;
 
     /// Runs `argv` in the guest as root, streaming its output to ours; returns its exit code.
     fn exec(&self, name: &InstanceName, argv: &[String]) -> Result<i32>;

@@ -34,6 +34,7 @@ pub struct Config {
     pub tailscale: TailscaleConfig,
     pub backup: BackupConfig,
     pub s3: S3Config,
+    pub state: StateConfig,
     pub images: BTreeMap<String, ImageConfig>,
     /// `[remotes.NAME]`: servers and clusters nox drives over their API (`nox create
     /// --remote NAME`, `NAME:INSTANCE`). None by default: instances live on this host.
@@ -102,6 +103,14 @@ fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u
         return Err(serde::de::Error::custom("keep must be at least 1"));
     }
     Ok(n)
+}
+
+/// `[state]`: where nox keeps its per-instance locks and the records of operations in
+/// progress, which let the next command put right what a killed one left half-done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    pub dir: PathBuf,
 }
 
 /// `[s3]`: an S3-compatible bucket for `nox backup --to s3`. Credentials are never here: they
@@ -333,6 +342,14 @@ impl Default for BackupConfig {
     }
 }
 
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: "/var/lib/nox/state".into(),
+        }
+    }
+}
+
 impl Default for S3Config {
     fn default() -> Self {
         S3Config {
@@ -367,6 +384,7 @@ impl Default for Config {
             tailscale: TailscaleConfig::default(),
             backup: BackupConfig::default(),
             s3: S3Config::default(),
+            state: StateConfig::default(),
             images: BTreeMap::from([("debian-12".to_string(), debian_12)]),
             remotes: BTreeMap::new(),
         }

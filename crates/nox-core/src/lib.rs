@@ -15,7 +15,9 @@
 //!   `ssh_identity.rs` (nox's own SSH key), `script.rs` (launch scripts and redaction),
 //!   `compat.rs` and `check.rs` (what `nox check` and `nox doctor` report);
 //! - `error.rs`, `progress.rs`, `interrupt.rs` (Ctrl-C), `wait.rs` (the one polling loop),
-//!   `lock.rs` (file locks), `golden.rs` (golden-file assertions for tests).
+//!   `lock.rs` (file locks), `golden.rs` (golden-file assertions for tests);
+//! - `state/`: per-instance locks and the intent records that make a killed command's
+//!   half-done work recoverable; `fault.rs`: the fault points the crash tests kill nox at.
 
 pub mod backend;
 pub mod backup;
@@ -25,6 +27,7 @@ pub mod compat;
 pub mod config;
 pub mod config_edit;
 pub mod error;
+pub mod fault;
 pub mod fetch;
 pub mod golden;
 pub mod host;
@@ -40,6 +43,7 @@ pub mod resources;
 pub mod script;
 pub mod spec;
 pub mod ssh_identity;
+pub mod state;
 pub mod wait;
 
 pub use backend::Backend;

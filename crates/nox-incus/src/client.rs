@@ -222,6 +222,14 @@ impl Client {
         self.block_on(self.operation_async(id))
     }
 
+    /// `GET /1.0/operations?recursion=1`: every operation of the project that Incus still
+    /// knows (a cluster answers for all its members), whatever its status.
+    pub fn operations(&self) -> Result<Vec<Operation>> {
+        let by_status: std::collections::BTreeMap<String, Vec<Operation>> =
+            self.get(self.scoped("/1.0/operations?recursion=1"))?;
+        Ok(by_status.into_values().flatten().collect())
+    }
+
     // ---- plumbing shared by the area files ----
 
     pub(crate) fn block_on<F: Future>(&self, f: F) -> F::Output {

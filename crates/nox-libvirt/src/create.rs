@@ -45,8 +45,6 @@ pub fn create(
 ) -> Result<Instance, Error> {
     let conn = b.conn()?;
     let name = spec.name.as_str();
-    // One create per name at a time: a second one waits here, then finds the name taken.
-    let _lock = NameLock::take(&b.config.vm.storage_dir, name)?;
     if conn.lookup_domain_by_name(name).is_ok() {
         return Err(Error::AlreadyExists {
             name: name.into(),
@@ -90,6 +88,7 @@ pub fn create(
     qemu_img::create_overlay(&*b.host.runner, &image.path, &disk, spec.disk_bytes)?;
     // The guest's data is nobody else's: libvirt hands the file to QEMU's user itself.
     images::set_mode(&disk, 0o600);
+    nox_core::fault::point("vm.create.disk");
     interrupt::check()?;
 
     let facts: &dyn HostFacts = &*b.host.facts;
@@ -159,6 +158,7 @@ pub(crate) fn define_and_boot(
         &seed,
     )
     .map_err(|e| Error::Backend(e.to_string()))?;
+    nox_core::fault::point("vm.define.seed");
     let used_ports: Vec<u16> = crate::list::records(conn)
         .iter()
         .filter_map(|(_, r)| r.ssh_port)
@@ -201,6 +201,7 @@ pub(crate) fn define_and_boot(
     // Only now is the domain ours to remove: a define that failed (the name taken meanwhile by
     // virsh, say) must never make the rollback delete somebody else's domain.
     *undo_domain = Some(name.to_string());
+    nox_core::fault::point("vm.define.defined");
     dom.set_autostart(d.spec.autostart)
         .map_err(|e| crate::connection::err("setting autostart", e))?;
     interrupt::check()?;
@@ -209,6 +210,7 @@ pub(crate) fn define_and_boot(
         progress.step(&format!("starting {name}"));
         dom.create()
             .map_err(|e| Error::Backend(format!("starting {name}: {}", e.message())))?;
+        nox_core::fault::point("vm.define.started");
         progress.done();
         if let Some(timeout) = wait {
             readiness::wait(&dom, name, timeout, progress)?;
@@ -233,29 +235,4 @@ pub(crate) fn create_dir(dir: &Path, storage_dir: &Path) -> Result<(), Error> {
         images::set_mode(&d, 0o711);
     }
     Ok(())
-}
-
-/// The lock of one instance name during its create, in `STORAGE_DIR/locks/`; the file goes
-/// when the create ends, so nothing of the name outlives it.
-pub(crate) struct NameLock {
-    path: PathBuf,
-    _lock: nox_core::lock::LockGuard,
-}
-
-impl NameLock {
-    pub(crate) fn take(storage_dir: &Path, name: &str) -> Result<Self, Error> {
-        let dir = storage_dir.join("locks");
-        create_dir(&dir, storage_dir)?;
-        let path = dir.join(format!("{name}.lock"));
-        Ok(NameLock {
-            _lock: nox_core::lock::lock(&path)?,
-            path,
-        })
-    }
-}
-
-impl Drop for NameLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
 }

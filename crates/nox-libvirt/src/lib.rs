@@ -7,7 +7,8 @@
 //!
 //! Where things live:
 //! - `create.rs` makes a VM (disk, seed, domain, boot), `lifecycle.rs` starts, stops and
-//!   deletes it, `list.rs` reads records and states, `readiness.rs` waits for a booted guest;
+//!   deletes it, `list.rs` reads records and states, `readiness.rs` waits for a booted guest,
+//!   `recover.rs` removes or settles what a killed nox command left;
 //! - `domain.rs` renders domain XML and `network_xml.rs` libvirt's `default` network, both
 //!   from typed structs pinned by golden files; `record.rs` is nox's record in `<metadata>`;
 //! - `seed.rs` writes the cloud-init seed, `images.rs` keeps the image cache, `qemu_img.rs`
@@ -41,6 +42,7 @@ mod network_xml;
 mod qemu_img;
 mod readiness;
 pub mod record;
+mod recover;
 mod resize;
 pub mod seed;
 
@@ -52,6 +54,7 @@ use nox_core::config::{Config, ImageSource};
 use nox_core::host::Host;
 use nox_core::image::{CachedImage, ImageCache};
 use nox_core::instance::{Instance, InstanceSpec};
+use nox_core::state::Operation;
 use nox_core::{Backend, BackendKind, Check, Error, InstanceName, Progress};
 use virt::connect::Connect;
 
@@ -153,6 +156,10 @@ impl Backend for LibvirtBackend {
 
     fn delete(&self, name: &InstanceName, force: bool) -> Result<(), Error> {
         lifecycle::delete(self, name, force)
+    }
+
+    fn recover(&self, name: &InstanceName, operation: Operation) -> Result<Vec<String>, Error> {
+        recover::recover(self, name, operation)
     }
 
     fn exec(&self, name: &InstanceName, argv: &[String]) -> Result<i32, Error> {

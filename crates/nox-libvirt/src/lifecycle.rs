@@ -79,6 +79,7 @@ pub fn delete(b: &LibvirtBackend, name: &InstanceName, force: bool) -> Result<()
         });
     }
     remove_domain(&conn, name.as_str())?;
+    nox_core::fault::point("vm.delete.undefined");
     if matches!(rec.spec.network, NetworkSpec::Macvtap(_)) {
         network::remove_macvtap_for(&b.host, &rec.mac);
     }

@@ -150,6 +150,7 @@ pub fn backup(
         progress.step(&format!("freezing {name}"));
         c.freeze().map_err(lxc)?;
         resume.thaw = true;
+        nox_core::fault::point("lxc.backup.frozen");
         note = "every process frozen (cgroup freezer) while the filesystem was read".to_string();
     } else {
         note = "the container was stopped".to_string();
@@ -429,6 +430,7 @@ pub fn restore(
         progress,
     )?;
     progress.done();
+    nox_core::fault::point("lxc.restore.unpacked");
     if let (Some(old), Some((uid, gid))) = (info.idmap, owner) {
         if old.uid_start != uid || old.gid_start != gid {
             progress.step("moving file owners into this host's id range");
@@ -490,8 +492,6 @@ pub fn restore(
         layout,
         log_file: dir.join(LOG_FILE),
     };
-    std::fs::write(dir.join("config"), config.render())
-        .map_err(|e| Error::io("writing the container config", e))?;
     let record = CtRecord {
         version: 1,
         spec: spec.clone(),
@@ -501,9 +501,15 @@ pub fn restore(
         provisioned: info.provisioned,
         created_at: nox_core::backup::rfc3339(std::time::SystemTime::now()),
     };
+    // The record goes before the config: a config without nox's record is someone else's
+    // container, which recovery after a killed create or restore never touches.
     record
         .write(&dir)
         .map_err(|e| Error::io("writing nox's record", e))?;
+    nox_core::fault::point("lxc.restore.record");
+    std::fs::write(dir.join("config"), config.render())
+        .map_err(|e| Error::io("writing the container config", e))?;
+    nox_core::fault::point("lxc.restore.config");
     interrupt::check()?;
     if options.start {
         let c = Container::new(target.as_str(), lxcpath).map_err(lxc)?;

@@ -148,6 +148,7 @@ pub fn create(
         chown(d, owner)?;
     }
 
+    nox_core::fault::point("lxc.create.overlay");
     let mac = random_mac(&*b.host.facts)?;
     let cloud_init = base.join("usr/bin/cloud-init").exists();
     if !cloud_init {
@@ -187,8 +188,6 @@ pub fn create(
         layout,
         log_file: dir.join(LOG_FILE),
     };
-    std::fs::write(dir.join("config"), config.render())
-        .map_err(|e| Error::io("writing the container config", e))?;
     // Images with cloud-init provision themselves at first boot; the others are provisioned
     // by nox after their first start (now, or at `nox start` after --no-start).
     let mut record = CtRecord {
@@ -200,15 +199,22 @@ pub fn create(
         provisioned: cloud_init,
         created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     };
+    // The record goes before the config: a config without nox's record is someone else's
+    // container, which recovery after a killed create or restore never touches.
     record
         .write(&dir)
         .map_err(|e| Error::io("writing nox's record", e))?;
+    nox_core::fault::point("lxc.create.record");
+    std::fs::write(dir.join("config"), config.render())
+        .map_err(|e| Error::io("writing the container config", e))?;
+    nox_core::fault::point("lxc.create.config");
     interrupt::check()?;
 
     if options.start {
         let c = Container::new(name, lxcpath).map_err(|e| Error::Backend(e.to_string()))?;
         progress.done();
         c.start().map_err(|e| Error::Backend(e.to_string()))?;
+        nox_core::fault::point("lxc.create.started");
         if options.wait {
             ready::wait(&c, options.timeout, cloud_init, progress)?;
         }

@@ -14,7 +14,8 @@
 //! - `images.rs` unpacks and caches base root filesystems;
 //! - `liblxc.rs` is the safe face of liblxc (`lxc-sys`); `access.rs` (ssh, console, passwd,
 //!   resize, nesting) and `exec_io.rs` (exec with pipes) use it;
-//! - `backup.rs` backs containers up (frozen tar + zstd) and restores them;
+//! - `backup.rs` backs containers up (frozen tar + zstd) and restores them; `recover.rs`
+//!   removes or thaws what a killed nox command left;
 //! - `host_checks.rs` is what `nox doctor` asks of this backend.
 //!
 //! Programs (tar, lxc-usernsexec) run through the host's
@@ -34,6 +35,7 @@ mod lifecycle;
 pub mod list;
 mod ready;
 pub mod record;
+mod recover;
 pub mod subid;
 
 use std::time::Duration;
@@ -42,6 +44,7 @@ use nox_core::backend::{CreateOptions, ExecIo, Handoff, Resize};
 use nox_core::config::{Config, ImageSource};
 use nox_core::host::Host;
 use nox_core::instance::{Instance, InstanceSpec};
+use nox_core::state::Operation;
 use nox_core::{Backend, BackendKind, Check, Error, InstanceName, Progress};
 
 /// The LXC backend, bound to one lxcpath.
@@ -123,6 +126,10 @@ impl Backend for LxcBackend {
 
     fn delete(&self, name: &InstanceName, force: bool) -> Result<(), Error> {
         lifecycle::delete(self, name, force)
+    }
+
+    fn recover(&self, name: &InstanceName, operation: Operation) -> Result<Vec<String>, Error> {
+        recover::recover(self, name, operation)
     }
 
     fn exec(&self, name: &InstanceName, argv: &[String]) -> Result<i32, Error> {

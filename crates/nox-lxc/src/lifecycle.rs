@@ -73,12 +73,14 @@ pub fn delete(b: &LxcBackend, name: &InstanceName, force: bool) -> Result<(), Er
             });
         }
         c.stop().map_err(lxc)?;
+        nox_core::fault::point("lxc.delete.stopped");
     }
     // liblxc removes the overlay delta with the container; the directory holds the rest of
     // what nox wrote (config, record, log), so it goes whole.
     if c.is_defined() {
         c.destroy().map_err(lxc)?;
     }
+    nox_core::fault::point("lxc.delete.destroyed");
     let dir = b.config.lxc.lxcpath.join(name.as_str());
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => Ok(()),

@@ -47,7 +47,13 @@ fn hand_off(ctx: &Context, h: Handoff, ui: &dyn Ui) -> Error {
 
 /// Sets a new random password for `user` (default: the instance's user) and returns the user
 /// and the password. nox stores it nowhere.
-pub fn passwd(ctx: &Context, r: &InstanceRef, user: Option<&str>) -> Result<(String, String)> {
+pub fn passwd(
+    ctx: &Context,
+    r: &InstanceRef,
+    user: Option<&str>,
+    ui: &dyn Ui,
+) -> Result<(String, String)> {
+    let _x = crate::exclusive::lock(ctx, r, "passwd", ui)?;
     let b = ctx.backends.find(r)?;
     let name = &r.name;
     let user = match user {
@@ -86,6 +92,7 @@ pub fn resize(ctx: &Context, at: &InstanceRef, r: ResizeRequest, ui: &dyn Ui) ->
             "nothing to resize: give --cpus, --memory or --disk".into(),
         ));
     }
+    let _x = crate::exclusive::lock(ctx, at, "resize", ui)?;
     let b = ctx.backends.find(at)?;
     let name = &at.name;
     let mut host = match at.remote() {

@@ -5,6 +5,7 @@
 use nox_core::backup::{
     self, BackupKind, BackupRef, BackupRequest, Consistency, LocalBackup, Manifest, Store,
 };
+use nox_core::state::{Intent, Operation};
 use nox_core::{BackendKind, Error, InstanceRef, Result};
 use serde::Serialize;
 
@@ -77,6 +78,7 @@ pub fn backup_one(
     remote: Option<&dyn RemoteStore>,
     ui: &dyn Ui,
 ) -> Result<BackupOutcome> {
+    let x = crate::exclusive::lock(ctx, r, "backup", ui)?;
     let backend = ctx.backends.find(r)?;
     // The store keys backups by the reference (`web`, `cluster:web`): the same name on this
     // host and on a remote are two instances.
@@ -97,6 +99,11 @@ pub fn backup_one(
         let (previous, incremental) = plan(&existing, kind, keep, opts.full)?;
         let id = store.next_id(&key);
         let staging = store.stage(&key, &id)?;
+        let mut intent = Intent::new(Operation::Backup, kind);
+        intent.was_running =
+            opts.stop && backend.status(name)?.state == nox_core::instance::InstanceState::Running;
+        let _intent = x.begin(&intent)?;
+        nox_core::fault::point("backup.begun");
         let request = BackupRequest {
             id: &id,
             previous,
@@ -113,6 +120,7 @@ pub fn backup_one(
         {
             progress.warn(&format!("{name}: crash-consistent backup: {note}"));
         }
+        nox_core::fault::point("backup.copied");
         staging.commit(&manifest)?
     };
     let mut uploaded = Vec::new();

@@ -10,6 +10,7 @@ use nox_core::backend::CreateOptions;
 use nox_core::host::{Capacity, HostFacts, InterfaceKind};
 use nox_core::instance::{Instance, NetworkSpec};
 use nox_core::spec::{self, Kind};
+use nox_core::state::{Intent, Operation};
 use nox_core::{ssh_identity, BackendKind, Error, InstanceRef, RemoteName, Result};
 
 use crate::context::Context;
@@ -103,6 +104,9 @@ pub fn create(
         &capacity,
         ctx.home.as_deref(),
     )?;
+    // From here to the end, no other nox command makes or changes this name: a second
+    // create of it is refused at once, not after a timeout.
+    let exclusive = crate::exclusive::lock_new(ctx, &at, "create", ui)?;
     // Names are unique across the backends of one place: `nox exec NAME` must find one
     // instance. A backend that cannot be asked (libvirtd down) must not stop a container
     // from being created.
@@ -129,6 +133,8 @@ pub fn create(
     if spec.privileged {
         confirm_privileged(ui, req.yes)?;
     }
+    let intent = exclusive.begin(&Intent::new(Operation::Create, kind))?;
+    nox_core::fault::point("create.begun");
     let instance = backend.create(
         &spec,
         CreateOptions {
@@ -139,8 +145,13 @@ pub fn create(
         },
         ui.progress(),
     )?;
+    nox_core::fault::point("create.made");
+    // The instance is whole: a kill from here on must not take it away, only what the
+    // scripts leave in the guest.
+    drop(intent);
     created(&instance);
     if !plan.is_empty() {
+        let _intent = exclusive.begin(&Intent::new(Operation::Run, kind))?;
         crate::scripts::run_plan(ctx, backend, &at, &spec.user, &plan, req.json, ui)?;
     }
     Ok(instance)

@@ -14,7 +14,9 @@
 //! - `backup.rs`: backups (full or incremental, retention, S3 upload) and the backup list;
 //!   `restore.rs`: restores (S3 download, verification, replacing an instance);
 //!   `remote.rs`: the S3 store behind a trait, so the policies are tested without a bucket;
-//! - `remotes.rs`: `nox remote add|list|rm`, servers and clusters in `[remotes]`.
+//! - `remotes.rs`: `nox remote add|list|rm`, servers and clusters in `[remotes]`;
+//! - `exclusive.rs`: the instance lock every changing verb takes first, and the recovery of
+//!   what a killed command left half-done.
 //!
 //! Nothing here names a backend crate, runs a program or reads `/sys` directly: programs and
 //! host facts come through [`nox_core::host::Host`].
@@ -28,6 +30,7 @@ pub mod check;
 pub mod context;
 pub mod create;
 pub mod doctor;
+pub mod exclusive;
 pub mod images;
 pub mod lifecycle;
 pub mod list;

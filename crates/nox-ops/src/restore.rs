@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use nox_core::backup::{self, BackupRef, Manifest, RestoreOptions, Store};
 use nox_core::instance::Instance;
+use nox_core::state::{Intent, Operation};
 use nox_core::{Error, InstanceName, InstanceRef, Progress, Result};
 
 use crate::backup::store;
@@ -76,6 +77,7 @@ pub fn restore_from(
         remote: original.remote.clone(),
         name: req.name.clone().unwrap_or(original.name.clone()),
     };
+    let x = crate::exclusive::lock(ctx, &target, "restore", ui)?;
     let backend = ctx.backends.get(target.remote(), m.backend)?;
     if req.target.is_some() && backend.remote().is_none() {
         return Err(Error::Usage(
@@ -88,25 +90,31 @@ pub fn restore_from(
     if m.spec.privileged {
         crate::create::confirm_privileged(ui, req.yes)?;
     }
-    if let (Some(existing), _) = ctx.backends.locate(&target) {
-        if !req.force {
-            return Err(Error::Refused {
-                message: format!("an instance named {target} exists"),
-                hint: format!(
-                    "restore under another name with --name NEW, or replace {target} with --force"
-                ),
-            });
-        }
+    let existing = ctx.backends.locate(&target).0;
+    if existing.is_some() && !req.force {
+        return Err(Error::Refused {
+            message: format!("an instance named {target} exists"),
+            hint: format!(
+                "restore under another name with --name NEW, or replace {target} with --force"
+            ),
+        });
+    }
+    if let Some(existing) = existing {
+        // Replacing is deleting first: killed during it, the next command finishes it.
+        let _intent = x.begin(&Intent::new(Operation::Delete, existing.kind()))?;
         progress.step(&format!("deleting the existing {target}"));
         existing.delete(&target.name, true)?;
         progress.done();
     }
+    // Killed from here on, the restore is undone: the instance it was making goes.
+    let _intent = x.begin(&Intent::new(Operation::Restore, m.backend))?;
     let options = RestoreOptions {
         start: req.start,
         new_identity: target != original,
         timeout: req.timeout,
         target: req.target.clone(),
     };
+    nox_core::fault::point("restore.begun");
     let instance = backend.restore(&chain, &target.name, options, progress)?;
     progress.done();
     Ok(Restored {

@@ -15,6 +15,7 @@ use nox_core::compat::DockerVerdict;
 use nox_core::host::HostFacts;
 use nox_core::instance::InstanceState;
 use nox_core::script::{self, Redacting, Script, Secret};
+use nox_core::state::{Intent, Operation};
 use nox_core::{Backend, BackendKind, Config, Error, InstanceRef, Result};
 
 use crate::context::Context;
@@ -68,12 +69,14 @@ pub fn run(
     ui: &dyn Ui,
 ) -> Result<()> {
     let plan = Plan::resolve(args, &ctx.config, ts_authkey)?;
+    let x = crate::exclusive::lock(ctx, r, "run", ui)?;
     let backend = ctx.backends.find(r)?;
     let inst = backend.status(&r.name)?;
     if inst.state != InstanceState::Running {
         return Err(Error::not_running(&r.to_string()));
     }
     let user = inst.user.unwrap_or_default();
+    let _intent = x.begin(&Intent::new(Operation::Run, backend.kind()))?;
     if plan.needs_nesting() {
         if let Some(note) = backend.enable_nesting(&r.name, ui.progress())? {
             ui.note(&format!("note: {note}"));
@@ -191,6 +194,41 @@ fn run_one(
                 log_path.display()
             ),
         )),
+    }
+}
+
+/// After a `nox run` (or create's scripts) was killed: the scripts and any secret it had put
+/// in the guest go. Both directories live in the guest's /run, a tmpfs, so a stopped guest
+/// has lost them already.
+pub fn remove_guest_files(backend: &dyn Backend, r: &InstanceRef) -> Vec<String> {
+    let running = backend
+        .status(&r.name)
+        .is_ok_and(|i| i.state == InstanceState::Running);
+    if !running {
+        return Vec::new();
+    }
+    let argv: Vec<String> = ["/bin/rm", "-rf", "--", GUEST_SCRIPTS, GUEST_SECRETS]
+        .map(String::from)
+        .to_vec();
+    let removed = backend.exec_with(
+        &r.name,
+        &argv,
+        ExecIo {
+            stdin: &[],
+            stdout: &mut std::io::sink(),
+            stderr: &mut std::io::sink(),
+        },
+    );
+    match removed {
+        Ok(0) => vec![format!(
+            "removed the launch scripts and secrets it left in the guest ({GUEST_SCRIPTS}, {GUEST_SECRETS})"
+        )],
+        Ok(code) => vec![format!(
+            "could not remove {GUEST_SCRIPTS} and {GUEST_SECRETS} in the guest (rm exited with {code})"
+        )],
+        Err(e) => vec![format!(
+            "could not remove {GUEST_SCRIPTS} and {GUEST_SECRETS} in the guest: {e}"
+        )],
     }
 }
 

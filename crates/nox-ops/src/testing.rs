@@ -15,6 +15,7 @@ use nox_core::backup::{
 use nox_core::host::Host;
 use nox_core::instance::{Instance, InstanceSpec, InstanceState, SshEndpoint};
 use nox_core::progress::Quiet;
+use nox_core::state::Operation;
 use nox_core::{Backend, BackendKind, Check, Config, Error, InstanceName, Progress, Result};
 
 use crate::backends::Backends;
@@ -221,6 +222,19 @@ impl Backend for FakeBackend {
         st.instances.remove(name.as_str());
         Ok(())
     }
+    fn recover(&self, name: &InstanceName, operation: Operation) -> Result<Vec<String>> {
+        let mut st = self.st();
+        st.calls.push(format!("recover {name} {operation}"));
+        match operation {
+            Operation::Create | Operation::Restore | Operation::Delete => {
+                Ok(match st.instances.remove(name.as_str()) {
+                    Some(_) => vec![format!("removed {name}")],
+                    None => Vec::new(),
+                })
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
     fn exec(&self, name: &InstanceName, argv: &[String]) -> Result<i32> {
         self.exec_with(
             name,
@@ -351,6 +365,7 @@ pub fn context(dir: &Path, backends: Vec<Box<dyn Backend>>) -> Context {
     config.vm.storage_dir = dir.join("vm");
     config.lxc.lxcpath = dir.join("lxc");
     config.backup.dir = dir.join("backups");
+    config.state.dir = dir.join("state");
     let (host, _, _) = Host::fake();
     Context {
         config,

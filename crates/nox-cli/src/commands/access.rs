@@ -26,7 +26,7 @@ pub fn console(name: &InstanceRef) -> anyhow::Result<ExitCode> {
 
 pub fn passwd(name: &InstanceRef, user: Option<&str>) -> anyhow::Result<ExitCode> {
     let ctx = super::context(&[])?;
-    let (user, password) = access::passwd(&ctx, name, user)?;
+    let (user, password) = access::passwd(&ctx, name, user, &TerminalUi::default())?;
     // Shown once, on stdout only; nox keeps no copy.
     println!("{password}");
     eprintln!("new password for {user} in {name}; nox does not store it");

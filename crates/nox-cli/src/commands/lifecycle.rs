@@ -38,6 +38,6 @@ pub fn restart(a: &StopArgs, wait: WaitArgs) -> anyhow::Result<ExitCode> {
 pub fn delete(names: &[InstanceRef], force: bool) -> anyhow::Result<ExitCode> {
     let ctx = super::context(&[])?;
     let ui = TerminalUi::default();
-    nox_ops::for_each(names, &ui, |n| lifecycle::delete(&ctx, n, force))?;
+    nox_ops::for_each(names, &ui, |n| lifecycle::delete(&ctx, n, force, &ui))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -353,15 +353,34 @@ fn spawn(cmd: &Cmd, with_stdin: bool) -> Result<std::process::Child> {
     if let Some(d) = &cmd.cwd {
         c.current_dir(d);
     }
-    if let Some(m) = cmd.mount.clone() {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: between fork and exec the closure makes only system calls (unshare, mount)
-        // on C strings made before the fork: no allocation, no locks.
-        unsafe {
-            c.pre_exec(move || private_mount(&m).map_err(std::io::Error::from));
-        }
+    let mount = cmd.mount.clone();
+    let parent = nix::unistd::getpid();
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the closure makes only system calls (prctl, getppid,
+    // unshare, mount) on C strings made before the fork: no allocation, no locks.
+    unsafe {
+        c.pre_exec(move || {
+            die_with_parent(parent)?;
+            match &mount {
+                Some(m) => private_mount(m).map_err(std::io::Error::from),
+                None => Ok(()),
+            }
+        });
     }
     c.spawn().map_err(|e| not_started(cmd, e))
+}
+
+/// In the child, before exec: dies when nox does. A nox killed with SIGKILL must not leave a
+/// tar or qemu-img writing into files the next command is about to clean up.
+fn die_with_parent(parent: nix::unistd::Pid) -> std::io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    // nox may have died between fork and prctl: then no signal would ever come.
+    if nix::unistd::getppid() != parent {
+        return Err(std::io::Error::other(
+            "nox exited before the program started",
+        ));
+    }
+    Ok(())
 }
 
 /// In the child, before exec: a private mount namespace, then the mount.

@@ -13,11 +13,13 @@
 //! - `ready.rs`: readiness (systemd, cloud-init) and provisioning images without cloud-init;
 //! - `status.rs`: what `list` and `status` report;
 //! - `backup.rs`: backups as Incus exports, restored anywhere in the cluster;
-//! - `trust.rs`: `nox remote add`, trusting nox's certificate through a token.
+//! - `trust.rs`: `nox remote add`, trusting nox's certificate through a token;
+//! - `recover.rs`: what the next command does about one that was killed half-way.
 
 mod backup;
 mod image;
 mod ready;
+mod recover;
 mod request;
 mod status;
 pub mod trust;
@@ -31,6 +33,7 @@ use nox_core::backend::{CreateOptions, ExecIo, Handoff, Resize};
 use nox_core::config::{Config, RemoteConfig};
 use nox_core::host::{Host, HostFacts};
 use nox_core::instance::{Instance, InstanceSpec, NetworkSpec};
+use nox_core::state::Operation;
 use nox_core::{Backend, BackendKind, Check, Error, InstanceName, Progress, Result};
 
 use crate::api::{InstancePatch, InstanceType};
@@ -585,6 +588,10 @@ impl Backend for IncusBackend {
         client
             .delete_instance(name.as_str())
             .map_err(|e| self.err(&format!("deleting {name}"), e))
+    }
+
+    fn recover(&self, name: &InstanceName, operation: Operation) -> Result<Vec<String>> {
+        self.recover_instance(name, operation)
     }
 
     fn exec(&self, name: &InstanceName, argv: &[String]) -> Result<i32> {

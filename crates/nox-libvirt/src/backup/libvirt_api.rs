@@ -72,11 +72,11 @@ pub fn freeze(dom: &Domain) -> Result<i32, String> {
 }
 
 /// Thaws the guest's filesystems (harmless when they are not frozen).
-pub fn thaw(dom: &Domain) {
+/// Thaws the guest's filesystems; true when some were frozen.
+pub fn thaw(dom: &Domain) -> bool {
     // SAFETY: as in freeze.
-    unsafe {
-        sys::virDomainFSThaw(dom.as_ptr(), std::ptr::null_mut(), 0, 0);
-    }
+    let thawed = unsafe { sys::virDomainFSThaw(dom.as_ptr(), std::ptr::null_mut(), 0, 0) };
+    thawed > 0
 }
 
 /// Thaws the guest however the start of the backup ends.
@@ -85,7 +85,7 @@ pub struct Thaw<'d>(pub Option<&'d Domain>);
 impl Drop for Thaw<'_> {
     fn drop(&mut self) {
         if let Some(d) = self.0.take() {
-            thaw(d);
+            let _ = thaw(d);
         }
     }
 }

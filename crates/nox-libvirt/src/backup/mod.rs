@@ -71,6 +71,29 @@ fn abort_and_wait(dom: &Domain) {
     });
 }
 
+/// What a killed backup left that must not wait for the next backup: a running job (it
+/// keeps writing beside the disk), a frozen guest, the job's output. Checkpoints stay: the
+/// next backup knows which one its incremental needs and removes the rest.
+pub fn after_interrupted_backup(dom: &Domain, instance_dir: &Path) -> Vec<String> {
+    let mut done = Vec::new();
+    if !no_job(dom) {
+        abort_and_wait(dom);
+        done.push("aborted the backup job it left running".to_string());
+    }
+    if dom.is_active().unwrap_or(false) && thaw(dom) {
+        done.push("thawed the guest's filesystems".to_string());
+    }
+    if let Ok(entries) = std::fs::read_dir(instance_dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(PUSH_PREFIX) {
+                let _ = std::fs::remove_file(e.path());
+                done.push(format!("removed {}", e.path().display()));
+            }
+        }
+    }
+    done
+}
+
 /// Removes what a killed backup left on the VM: its running job, a frozen guest, the job's
 /// output beside the disk, and every nox checkpoint but `keep`.
 fn clean_up(dom: &Domain, instance_dir: &Path, keep: Option<&str>, progress: &dyn Progress) {
@@ -79,7 +102,7 @@ fn clean_up(dom: &Domain, instance_dir: &Path, keep: Option<&str>, progress: &dy
         abort_and_wait(dom);
     }
     if dom.is_active().unwrap_or(false) {
-        thaw(dom);
+        let _ = thaw(dom);
     }
     if let Ok(entries) = std::fs::read_dir(instance_dir) {
         for e in entries.flatten() {
@@ -229,6 +252,7 @@ fn live_backup(
         ),
     };
     let begun = begin_backup(dom, &backup_xml, &cp_xml);
+    nox_core::fault::point("vm.backup.frozen");
     // The point in time is fixed once the job has started: thaw at once.
     drop(guard);
     progress.done();

@@ -64,7 +64,6 @@ pub fn restore(
     })?;
     let conn = b.conn()?;
     let name = target.as_str();
-    let _lock = crate::create::NameLock::take(&b.config.vm.storage_dir, name)?;
     if conn.lookup_domain_by_name(name).is_ok() {
         return Err(Error::AlreadyExists {
             name: name.into(),
@@ -148,6 +147,7 @@ pub fn restore(
     }
     images::set_mode(&disk, 0o600);
     progress.done();
+    nox_core::fault::point("vm.restore.disk");
     interrupt::check()?;
 
     let mut spec = m.spec.clone();
