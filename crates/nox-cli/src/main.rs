@@ -88,7 +88,7 @@ fn clap_error(e: clap::Error) -> ExitCode {
 /// One line on stderr: what is wrong, then what to do, and the exit code that fits.
 fn report(err: &anyhow::Error) -> ExitCode {
     let core = err.downcast_ref::<nox_core::Error>();
-    let message = format!("{err:#}").replace('\n', " ");
+    let message = one_line(err);
     match core.and_then(nox_core::Error::hint) {
         Some(hint) => eprintln!("error: {message} (hint: {hint})"),
         None => eprintln!("error: {message}"),
@@ -98,6 +98,24 @@ fn report(err: &anyhow::Error) -> ExitCode {
     } else {
         ExitCode::from(EXIT_FAILURE)
     }
+}
+
+/// The error and its causes, `: `-joined on one line. A cause whose text the line already
+/// holds is left out: nox's I/O errors print their source themselves, and `{:#}` would say
+/// "No space left on device" twice.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }
 
 /// Ctrl-C sets a flag that long operations check, so they unwind through their rollback
@@ -132,4 +150,23 @@ fn init_tracing(verbose: u8) {
         .with_target(false)
         .without_time()
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_says_each_cause_once() {
+        let e = anyhow::Error::from(nox_core::Error::io(
+            "writing /b/rootfs.tar.zst",
+            std::io::Error::from_raw_os_error(28),
+        ));
+        assert_eq!(
+            one_line(&e),
+            "writing /b/rootfs.tar.zst: No space left on device (os error 28)"
+        );
+        let e = anyhow::anyhow!("no such\nthing").context("starting web");
+        assert_eq!(one_line(&e), "starting web: no such thing");
+    }
 }
