@@ -142,9 +142,22 @@ fn unprivileged_container_with_tun_by_default() {
     // TUN works by default: the analysis said an unprivileged container cannot have it.
     ok(tuntap(&fx, &cfg, &name));
 
-    // passwd: shown once, applied through chpasswd on stdin.
-    let pw = ok(fx.nox(&cfg).args(["passwd", &name]).output().unwrap());
-    assert_eq!(text(&pw.stdout).trim().len(), 20);
+    // passwd: shown once, applied through chpasswd on stdin. Under `-vv` every liblxc call
+    // and program is logged, and the password never is.
+    let pw = ok(fx
+        .nox(&cfg)
+        .args(["-vv", "passwd", &name])
+        .output()
+        .unwrap());
+    let password = text(&pw.stdout).trim().to_string();
+    assert_eq!(password.len(), 20);
+    let log = text(&pw.stderr);
+    assert!(log.contains("liblxc is_running"), "{log}");
+    assert!(log.contains("took="), "{log}");
+    assert!(
+        !log.contains(&password),
+        "the password leaked into the log: {log}"
+    );
     let st = ok(fx
         .nox(&cfg)
         .args(["exec", &name, "--", "passwd", "-S", "nox"])
@@ -207,7 +220,14 @@ fn unprivileged_container_with_tun_by_default() {
     )
     .unwrap();
     assert_eq!(st["state"], "stopped");
-    ok(fx.nox(&cfg).args(["start", &name]).output().unwrap());
+    // `-v` logs decisions only; `-vv` adds each wait with where and how long.
+    let start = ok(fx.nox(&cfg).args(["-vv", "start", &name]).output().unwrap());
+    let log = text(&start.stderr);
+    assert!(log.contains("liblxc start"), "{log}");
+    assert!(
+        log.contains("wait done") && log.contains("waited="),
+        "{log}"
+    );
 
     // delete refuses a running container, then leaves nothing.
     assert_eq!(

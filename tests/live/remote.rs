@@ -544,3 +544,113 @@ fn remote_add_by_token_over_https() {
     let fp = nox_incus::Fingerprint::of_pem(&cert).unwrap();
     admin.delete_certificate(fp.as_str()).unwrap();
 }
+
+/// A remote create or delete killed with SIGKILL at each fault point (nox built with
+/// `fault-points`): the next command on the name says in one line what it undid or finished,
+/// and nothing is left, neither on the cluster nor in nox's state dir.
+#[test]
+fn a_remote_create_or_delete_killed_anywhere_is_put_right_by_the_next_command() {
+    let Some(cluster) =
+        Cluster::get("a_remote_create_or_delete_killed_anywhere_is_put_right_by_the_next_command")
+    else {
+        return;
+    };
+    let _shared = GATE.read().unwrap_or_else(|p| p.into_inner());
+    let fx = Fixture::new("remote-crash");
+    let state = fx.dir.join("state");
+    let cfg = cluster.config_in(&fx.dir, &format!("[state]\ndir = \"{}\"", state.display()));
+    let killed = |point: &str, args: &[&str]| {
+        let out = fx
+            .nox(&cfg)
+            .args(args)
+            .env("NOX_FAULT_POINT", point)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(9),
+            "`nox {}` was to be killed at {point}: {}",
+            args.join(" "),
+            text(&out.stderr)
+        );
+    };
+    let put_right = |r: &str, what: &str, after: &str| {
+        let out = ok(fx
+            .nox(&cfg)
+            .args(["delete", "--force", r])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap());
+        let err = text(&out.stderr);
+        let notes: Vec<&str> = err.lines().filter(|l| l.contains("interrupted")).collect();
+        assert_eq!(
+            notes.len(),
+            1,
+            "after {after}, one recovery line expected:\n{err}"
+        );
+        assert!(
+            notes[0].starts_with(&format!("note: {r}: {what} an interrupted `nox ")),
+            "{}",
+            notes[0]
+        );
+        let name = r.trim_start_matches("cluster:");
+        assert!(
+            find(&list(&fx, &cfg), name).is_none(),
+            "after {after}, {r} is still on the cluster"
+        );
+        for left in [
+            state.join(format!("locks/remotes/cluster/{name}.lock")),
+            state.join(format!("intents/remotes/cluster/{name}.json")),
+        ] {
+            assert!(!left.exists(), "after {after}, left: {}", left.display());
+        }
+    };
+
+    // Every point at once, each on its own name: the cluster takes them in parallel.
+    let creates = ["create.begun", "incus.create.made", "create.made"];
+    let deletes = ["delete.begun", "incus.delete.stopped"];
+    std::thread::scope(|s| {
+        for point in creates {
+            let (killed, put_right, fx, cfg) = (&killed, &put_right, &fx, &cfg);
+            s.spawn(move || {
+                let name = fx.unique_name("kc");
+                let r = format!("cluster:{name}");
+                let _cleanup = Cleanup {
+                    fx,
+                    cfg: cfg.clone(),
+                    refs: vec![r.clone()],
+                };
+                killed(
+                    point,
+                    &[
+                        "create",
+                        &name,
+                        "--remote",
+                        "cluster",
+                        "--backend",
+                        "lxc",
+                        "--image",
+                        IMAGE,
+                    ],
+                );
+                put_right(&r, "undid", &format!("create killed at {point}"));
+            });
+        }
+        for point in deletes {
+            let (killed, put_right, fx, cfg) = (&killed, &put_right, &fx, &cfg);
+            s.spawn(move || {
+                let name = fx.unique_name("kd");
+                let r = format!("cluster:{name}");
+                let _cleanup = Cleanup {
+                    fx,
+                    cfg: cfg.clone(),
+                    refs: vec![r.clone()],
+                };
+                ok(create(fx, cfg, &name, &[]));
+                killed(point, &["delete", "--force", &r]);
+                put_right(&r, "finished", &format!("delete killed at {point}"));
+            });
+        }
+    });
+}

@@ -219,7 +219,14 @@ fn vm_lifecycle() {
     assert_eq!(status(&fx, &cfg, &name)["disk_bytes"], 6u64 << 30);
 
     // stop (clean ACPI shutdown), start (waits for readiness), exec works again.
-    ok(fx.nox(&cfg).args(["stop", &name]).output().unwrap());
+    // Under `-vv`, each libvirt call and each wait is logged with its time.
+    let stop = ok(fx.nox(&cfg).args(["-vv", "stop", &name]).output().unwrap());
+    let log = text(&stop.stderr);
+    assert!(log.contains("libvirt shutdown"), "{log}");
+    assert!(
+        log.contains("wait done") && log.contains("waited="),
+        "{log}"
+    );
     assert_eq!(status(&fx, &cfg, &name)["state"], "stopped");
     ok(fx.nox(&cfg).args(["start", &name]).output().unwrap());
     assert_eq!(status(&fx, &cfg, &name)["state"], "running");

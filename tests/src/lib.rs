@@ -31,11 +31,21 @@ pub fn live(test: &str) -> bool {
     false
 }
 
-/// The `nox` binary of this workspace, built once per test process, with the fault points
-/// the crash tests kill it at (inert unless `NOX_FAULT_POINT` names one).
+/// Where `cargo xtask ci` puts the `nox` it built with fault points, before any test runs.
+pub const BIN_ENV: &str = "NOX_TEST_BIN";
+
+/// The `nox` binary of this workspace, with the fault points the crash tests kill it at
+/// (inert unless `NOX_FAULT_POINT` names one): the one `cargo xtask ci` built (`NOX_TEST_BIN`),
+/// else built once per test process. CI runs test binaries side by side, and a `cargo build`
+/// in one re-links `target/debug/nox` under another's feet, so CI's copy lives elsewhere.
 pub fn nox_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os(BIN_ENV) {
+            let bin = PathBuf::from(bin);
+            assert!(bin.is_file(), "{BIN_ENV}={} is not a file", bin.display());
+            return bin;
+        }
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let status = Command::new(env!("CARGO"))
             .args(["build", "--quiet", "--package", "nox-cli", "--bin", "nox"])

@@ -1,7 +1,9 @@
 //! `cargo xtask ci`: the whole CI run, in the order a reviewer would check a change, with a
 //! time breakdown at the end (docs/testing.md quotes it).
 
-use std::process::Command;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -52,17 +54,16 @@ pub fn run() -> Result<()> {
         }
         Ok(())
     })?;
+    let mut test_bin = PathBuf::new();
     step("build tests", &mut || {
-        sh(Command::new("cargo").args(["test", "--workspace", "--all-targets", "--no-run"]))
+        sh(Command::new("cargo").args(["test", "--workspace", "--all-targets", "--no-run"]))?;
+        test_bin = nox_with_fault_points()?;
+        Ok(())
     })?;
     // The remotes' tests run against a real three-member Incus cluster on this machine.
     step("incus cluster up", &mut crate::incus::up)?;
-    // NOX_IT=1 declares the live environment: live tests run and never skip.
     let result = step("unit and live tests", &mut || {
-        sh(Command::new("cargo")
-            .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
-            .env("NOX_IT", "1")
-            .env("NOX_TEST_IMAGE_CONFIG", image_config.as_ref().unwrap()))
+        tests_in_two_lanes(image_config.as_ref().unwrap(), &test_bin, &[])
     });
     // Whatever the tests did, the cluster goes: nothing of a run outlives it.
     let down = step("incus cluster down", &mut crate::incus::down);
@@ -75,24 +76,166 @@ pub fn run() -> Result<()> {
     result.and(down)
 }
 
-/// `cargo xtask it [FILTER...]`: setup, the test image and the Incus cluster, then only the
-/// live tests (nox-tests and nox-incus'), and the cluster down again.
+/// `cargo xtask it [FILTER...]`: setup, the test image and the Incus cluster, then the tests
+/// whose names match FILTER (all without one) in CI's two lanes, and the cluster down again.
 pub fn live_tests(filter: &[String]) -> Result<()> {
     crate::setup::run()?;
     let image_config = crate::test_image::build()?;
+    let test_bin = nox_with_fault_points()?;
     crate::incus::up()?;
-    let result = sh(Command::new("cargo")
-        .args([
-            "test",
-            "--package",
-            "nox-tests",
-            "--package",
-            "nox-incus",
-            "--no-fail-fast",
-            "--",
-        ])
-        .args(filter)
-        .env("NOX_IT", "1")
-        .env("NOX_TEST_IMAGE_CONFIG", &image_config));
+    let result = tests_in_two_lanes(&image_config, &test_bin, filter);
     result.and(crate::incus::down())
+}
+
+/// Every test, with `NOX_IT=1`, which declares the live environment: live tests run and never
+/// skip.
+fn tests_in_two_lanes(image_config: &Path, test_bin: &Path, filter: &[String]) -> Result<()> {
+    let test = |args: &[&str]| -> Command {
+        let mut c = Command::new("cargo");
+        c.arg("test")
+            .args(args)
+            .arg("--no-fail-fast")
+            .env("NOX_IT", "1")
+            .env("NOX_TEST_IMAGE_CONFIG", image_config)
+            .env("NOX_TEST_BIN", test_bin);
+        if !filter.is_empty() {
+            c.arg("--").args(filter);
+        }
+        c
+    };
+    run_in_two_lanes(test)
+}
+
+/// The test files that run against the Incus test cluster. They run in a lane of their own,
+/// beside all the others: their containers live in incusd and mostly wait on it, while the
+/// other lane's VMs keep the CPUs busy under emulation, so together they take about the time
+/// of the longer lane instead of the sum.
+const INCUS_LANE: [(&str, &str); 2] = [("nox-incus", "live"), ("nox-tests", "remote")];
+
+fn run_in_two_lanes(test: impl Fn(&[&str]) -> Command + Sync) -> Result<()> {
+    let root = crate::util::project_root();
+    let log = target_dir().join("ci-incus-lane.log");
+    let incus = std::thread::scope(|s| -> Result<Result<()>> {
+        let lane = s.spawn(|| -> Result<()> {
+            let out = std::fs::File::create(&log)?;
+            let mut failed = Vec::new();
+            for (package, target) in INCUS_LANE {
+                let mut cmd = test(&["--package", package, "--test", target]);
+                writeln!(&out, "xtask: $ {}", crate::util::display(&cmd))?;
+                let status = cmd
+                    .stdout(Stdio::from(out.try_clone()?))
+                    .stderr(Stdio::from(out.try_clone()?))
+                    .status()?;
+                if !status.success() {
+                    failed.push(format!("{package} --test {target}"));
+                }
+            }
+            anyhow::ensure!(failed.is_empty(), "failed: {}", failed.join(", "));
+            Ok(())
+        });
+        let mut failed = Vec::new();
+        let others = nox_tests_targets(&root)?;
+        let mut runs: Vec<Vec<String>> = vec![
+            [
+                "--workspace",
+                "--all-targets",
+                "--exclude",
+                "nox-tests",
+                "--exclude",
+                "nox-incus",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ["--package", "nox-incus", "--lib"]
+                .map(String::from)
+                .to_vec(),
+        ];
+        let mut tests = vec!["--package".to_string(), "nox-tests".into(), "--lib".into()];
+        for t in others
+            .iter()
+            .filter(|t| !INCUS_LANE.contains(&("nox-tests", t.as_str())))
+        {
+            tests.extend(["--test".to_string(), t.clone()]);
+        }
+        runs.push(tests);
+        for args in &runs {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            if sh(&mut test(&args)).is_err() {
+                failed.push(args.join(" "));
+            }
+        }
+        let incus = lane.join().expect("the Incus lane does not panic");
+        eprintln!("\n===== the Incus lane ({}) =====", log.display());
+        eprintln!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+        anyhow::ensure!(failed.is_empty(), "tests failed: {}", failed.join("; "));
+        Ok(incus)
+    })?;
+    incus
+}
+
+/// The `[[test]]` targets of tests/Cargo.toml, so a new test file lands in a lane by itself.
+fn nox_tests_targets(root: &Path) -> Result<Vec<String>> {
+    let manifest = std::fs::read_to_string(root.join("tests/Cargo.toml"))?;
+    let mut names = Vec::new();
+    let mut in_test = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_test = line == "[[test]]";
+        } else if let Some(v) = line.strip_prefix("name = ").filter(|_| in_test) {
+            names.push(v.trim_matches('"').to_string());
+        }
+    }
+    anyhow::ensure!(!names.is_empty(), "no [[test]] in tests/Cargo.toml");
+    Ok(names)
+}
+
+/// nox with the crash tests' fault points, copied out of `target/debug` where other builds
+/// would replace it.
+fn nox_with_fault_points() -> Result<PathBuf> {
+    sh(Command::new("cargo").args([
+        "build",
+        "--package",
+        "nox-cli",
+        "--bin",
+        "nox",
+        "--features",
+        "fault-points",
+    ]))?;
+    let target = target_dir();
+    let dir = target.join("nox-tests");
+    std::fs::create_dir_all(&dir)?;
+    let bin = dir.join("nox");
+    std::fs::copy(target.join("debug/nox"), &bin)?;
+    Ok(bin)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::util::project_root().join("target"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_live_test_file_is_in_a_lane() {
+        let names = nox_tests_targets(&crate::util::project_root()).unwrap();
+        assert!(names.contains(&"crash".to_string()), "{names:?}");
+        for (package, target) in INCUS_LANE {
+            if package == "nox-tests" {
+                assert!(
+                    names.contains(&target.to_string()),
+                    "{target} not in {names:?}"
+                );
+            }
+        }
+        let files = std::fs::read_dir(crate::util::project_root().join("tests/live")).unwrap();
+        assert_eq!(
+            files.count(),
+            names.len(),
+            "a tests/live file without a [[test]] entry"
+        );
+    }
 }

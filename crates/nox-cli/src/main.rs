@@ -12,6 +12,7 @@ mod commands;
 mod progress;
 mod ui;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -137,15 +138,32 @@ fn install_interrupt_handler() {
 }
 
 fn init_tracing(verbose: u8) {
-    let default = match verbose {
+    // `-v` and `-vv` raise nox's own crates only: hyper, rustls and the rest log every frame at
+    // debug, which would bury what nox did. `NOX_LOG` takes full EnvFilter syntax for those.
+    let level = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
+    let default = [
+        "nox",
+        "nox_cli",
+        "nox_core",
+        "nox_ops",
+        "nox_libvirt",
+        "nox_lxc",
+        "nox_incus",
+        "nox_s3",
+    ]
+    .iter()
+    .fold(String::from("warn"), |acc, krate| {
+        format!("{acc},{krate}={level}")
+    });
     let filter = tracing_subscriber::EnvFilter::try_from_env("NOX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()

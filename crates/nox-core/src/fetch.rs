@@ -148,8 +148,10 @@ pub fn fetch_verified(
     let sum = expected_checksum(source)?;
     let dest = cache_dir.join(cache_key(&sum, ext));
     if dest.is_file() {
+        tracing::info!(url = %source.url, path = %dest.display(), "image cache hit");
         return Ok((dest, sum));
     }
+    tracing::info!(url = %source.url, "image not cached: fetching");
     fs::create_dir_all(cache_dir)
         .map_err(|e| Error::io(format!("creating {}", cache_dir.display()), e))?;
     let part = dest.with_extension("part");
@@ -175,6 +177,7 @@ pub fn fetch_verified(
         ));
     }
     fs::rename(&part, &dest).map_err(|e| Error::io(format!("caching {}", dest.display()), e))?;
+    tracing::info!(path = %dest.display(), "image verified and cached");
     Ok((dest, sum))
 }
 

@@ -5,22 +5,31 @@ use std::time::{Duration, Instant};
 
 /// Calls `check` with the time waited so far, every `poll`, until it returns `Some` (then
 /// that), `limit` has passed (then `None`), or it fails (then its error: a wait ends early
-/// when what it waits for has failed, or on Ctrl-C if `check` looks).
+/// when what it waits for has failed, or on Ctrl-C if `check` looks). Each wait is logged at
+/// debug level with where it was and how long it took (`nox -vv`).
+#[track_caller]
 pub fn wait_until<T, E>(
     limit: Duration,
     poll: Duration,
     mut check: impl FnMut(Duration) -> Result<Option<T>, E>,
 ) -> Result<Option<T>, E> {
+    let at = std::panic::Location::caller();
     let start = Instant::now();
-    loop {
-        if let Some(v) = check(start.elapsed())? {
-            return Ok(Some(v));
+    let outcome = loop {
+        match check(start.elapsed()) {
+            Ok(Some(v)) => break Ok(Some(v)),
+            Err(e) => break Err(e),
+            Ok(None) if start.elapsed() >= limit => break Ok(None),
+            Ok(None) => std::thread::sleep(poll.min(limit.saturating_sub(start.elapsed()))),
         }
-        if start.elapsed() >= limit {
-            return Ok(None);
-        }
-        std::thread::sleep(poll.min(limit.saturating_sub(start.elapsed())));
-    }
+    };
+    let how = match &outcome {
+        Ok(Some(_)) => "done",
+        Ok(None) => "gave up",
+        Err(_) => "failed",
+    };
+    tracing::debug!(at = %format_args!("{}:{}", at.file(), at.line()), waited = ?start.elapsed(), "wait {how}");
+    outcome
 }
 
 #[cfg(test)]

@@ -369,6 +369,7 @@ impl Http {
         let (resp, method, path) = self.send(call, timeout).await?;
         let left = timeout.saturating_sub(started.elapsed());
         let (status, body) = self.read_body(resp, left).await?;
+        tracing::debug!(status = status.as_u16(), took = ?started.elapsed(), "incus {method} {path}");
         parse_envelope(status, &body, &method, &path)
     }
 

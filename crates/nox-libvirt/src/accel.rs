@@ -52,6 +52,18 @@ pub fn choose(
     runner: &dyn Runner,
     progress: &dyn Progress,
 ) -> Result<Accel, Error> {
+    let chosen = choose_quietly(configured, runner, progress);
+    if let Ok(accel) = &chosen {
+        tracing::info!(?configured, ?accel, "VM acceleration chosen");
+    }
+    chosen
+}
+
+fn choose_quietly(
+    configured: DomainType,
+    runner: &dyn Runner,
+    progress: &dyn Progress,
+) -> Result<Accel, Error> {
     match configured {
         DomainType::Qemu => Ok(Accel::Qemu),
         DomainType::Kvm => match kvm_unusable_reason(runner) {
@@ -65,7 +77,8 @@ pub fn choose(
         },
         DomainType::Auto => match kvm_unusable_reason(runner) {
             None => Ok(Accel::Kvm),
-            Some(_) => {
+            Some(why) => {
+                tracing::info!(%why, "KVM unusable, falling back to software emulation");
                 progress.warn("KVM cannot run ordinary guests on this host: using software emulation (slow); `nox doctor` says why");
                 Ok(Accel::Qemu)
             }

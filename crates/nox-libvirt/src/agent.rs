@@ -79,9 +79,18 @@ impl<'d> GuestAgent<'d> {
     }
 
     fn call<T: for<'de> Deserialize<'de>>(&self, cmd: serde_json::Value) -> Result<T, AgentError> {
+        let started = std::time::Instant::now();
         let reply = self
             .domain
-            .qemu_agent_command(&cmd.to_string(), CALL_TIMEOUT_SECS, 0)?;
+            .qemu_agent_command(&cmd.to_string(), CALL_TIMEOUT_SECS, 0);
+        // The command's name only: its arguments carry passwords, keys and script input.
+        tracing::debug!(
+            command = %cmd["execute"].as_str().unwrap_or("?"),
+            took = ?started.elapsed(),
+            ok = reply.is_ok(),
+            "guest agent"
+        );
+        let reply = reply?;
         serde_json::from_str::<Reply<T>>(&reply)
             .map(|r| r.ret)
             .map_err(|e| AgentError::Protocol(format!("{e}: {reply}")))

@@ -11,6 +11,7 @@ use nox_core::instance::{Instance, InstanceSpec};
 use nox_core::{interrupt, Error, Progress};
 use virt::connect::Connect;
 
+use crate::connection::logged;
 use crate::domain::{DomainSpec, Nic};
 use crate::record::{VmRecord, RECORD_VERSION};
 use crate::{accel, images, network, qemu_img, readiness, LibvirtBackend};
@@ -192,7 +193,7 @@ pub(crate) fn define_and_boot(
         metadata_json: record.to_json(),
     }
     .to_xml();
-    let dom = conn.define_domain_xml(&xml).map_err(|e| {
+    let dom = logged("defineXML", name, || conn.define_domain_xml(&xml)).map_err(|e| {
         Error::Backend(format!(
             "libvirt refused the domain for {name}: {}",
             e.message()
@@ -202,13 +203,13 @@ pub(crate) fn define_and_boot(
     // virsh, say) must never make the rollback delete somebody else's domain.
     *undo_domain = Some(name.to_string());
     nox_core::fault::point("vm.define.defined");
-    dom.set_autostart(d.spec.autostart)
+    logged("setAutostart", name, || dom.set_autostart(d.spec.autostart))
         .map_err(|e| crate::connection::err("setting autostart", e))?;
     interrupt::check()?;
 
     if let Some(wait) = boot {
         progress.step(&format!("starting {name}"));
-        dom.create()
+        logged("create", name, || dom.create())
             .map_err(|e| Error::Backend(format!("starting {name}: {}", e.message())))?;
         nox_core::fault::point("vm.define.started");
         progress.done();

@@ -7,6 +7,7 @@ use nox_core::wait::wait_until;
 use nox_core::{interrupt, Error, InstanceName, Progress};
 use virt::connect::Connect;
 
+use crate::connection::logged;
 use crate::list::{find, state};
 use crate::{network, readiness, LibvirtBackend};
 
@@ -22,7 +23,7 @@ pub fn start(
     let (dom, _) = find(&conn, name)?;
     if !dom.is_active().unwrap_or(false) {
         progress.step(&format!("starting {name}"));
-        dom.create()
+        logged("create", name.as_str(), || dom.create())
             .map_err(|e| Error::Backend(format!("starting {name}: {}", e.message())))?;
         progress.done();
     }
@@ -47,7 +48,7 @@ pub fn stop(
     if !force {
         progress.step(&format!("shutting {name} down"));
         // ACPI power button: the guest shuts down cleanly if it listens.
-        let _ = dom.shutdown();
+        let _ = logged("shutdown", name.as_str(), || dom.shutdown());
         let stopped = wait_until(timeout, POLL, |waited| {
             if state(&dom) == InstanceState::Stopped || !dom.is_active().unwrap_or(false) {
                 return Ok(Some(()));
@@ -64,7 +65,7 @@ pub fn stop(
             timeout.as_secs()
         ));
     }
-    dom.destroy()
+    logged("destroy", name.as_str(), || dom.destroy())
         .map_err(|e| Error::Backend(format!("forcing {name} off: {}", e.message())))?;
     Ok(())
 }
@@ -109,16 +110,14 @@ pub fn remove_domain(conn: &Connect, name: &str) -> Result<(), Error> {
         move |e: virt::error::Error| Error::Backend(format!("{what} {name}: {}", e.message()))
     };
     if dom.is_active().unwrap_or(false) {
-        dom.destroy().map_err(err("forcing off"))?;
+        logged("destroy", name, || dom.destroy()).map_err(err("forcing off"))?;
     }
     if dom.is_persistent().unwrap_or(false) {
-        dom.undefine_flags(
-            sys::VIR_DOMAIN_UNDEFINE_NVRAM
-                | sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-                | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-                | sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA,
-        )
-        .map_err(err("undefining"))?;
+        let flags = sys::VIR_DOMAIN_UNDEFINE_NVRAM
+            | sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+            | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+            | sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
+        logged("undefine", name, || dom.undefine_flags(flags)).map_err(err("undefining"))?;
     }
     Ok(())
 }

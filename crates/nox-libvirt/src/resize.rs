@@ -9,6 +9,7 @@ use virt::domain::Domain;
 use virt::sys;
 
 use crate::agent::GuestAgent;
+use crate::connection::logged;
 use crate::domain::{METADATA_NS, METADATA_PREFIX};
 use crate::list::find;
 use crate::record::VmRecord;
@@ -41,16 +42,20 @@ pub fn resize(
     let mut notes = Vec::new();
     let config = sys::VIR_DOMAIN_AFFECT_CONFIG;
     if let Some(cpus) = r.cpus {
-        dom.set_vcpus_flags(cpus, config | sys::VIR_DOMAIN_VCPU_MAXIMUM)
-            .and_then(|_| dom.set_vcpus_flags(cpus, config))
-            .map_err(lv("setting the CPU count"))?;
+        logged("setVcpusFlags", name.as_str(), || {
+            dom.set_vcpus_flags(cpus, config | sys::VIR_DOMAIN_VCPU_MAXIMUM)
+                .and_then(|_| dom.set_vcpus_flags(cpus, config))
+        })
+        .map_err(lv("setting the CPU count"))?;
         rec.spec.cpus = cpus;
     }
     if let Some(mem) = r.memory_bytes {
         let kib = mem / 1024;
-        dom.set_memory_flags(kib, config | sys::VIR_DOMAIN_MEM_MAXIMUM)
-            .and_then(|_| dom.set_memory_flags(kib, config))
-            .map_err(lv("setting the memory"))?;
+        logged("setMemoryFlags", name.as_str(), || {
+            dom.set_memory_flags(kib, config | sys::VIR_DOMAIN_MEM_MAXIMUM)
+                .and_then(|_| dom.set_memory_flags(kib, config))
+        })
+        .map_err(lv("setting the memory"))?;
         rec.spec.memory_bytes = mem;
     }
     if (r.cpus.is_some() || r.memory_bytes.is_some()) && running {
@@ -62,8 +67,10 @@ pub fn resize(
     if let Some(disk) = r.disk_bytes.filter(|d| *d > rec.spec.disk_bytes) {
         progress.step(&format!("growing {name}'s disk to {}", format_bytes(disk)));
         if running {
-            dom.block_resize("vda", disk, sys::VIR_DOMAIN_BLOCK_RESIZE_BYTES)
-                .map_err(lv("growing the disk"))?;
+            logged("blockResize", name.as_str(), || {
+                dom.block_resize("vda", disk, sys::VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+            })
+            .map_err(lv("growing the disk"))?;
             // The disk has grown whatever happens inside the guest next: record it now.
             rec.spec.disk_bytes = disk;
             save_record(&dom, &rec, running)?;

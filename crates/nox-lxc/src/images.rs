@@ -59,8 +59,10 @@ pub fn ensure_base(
     let base = dir.join(format!("{key}-{}", mapping.suffix()));
     let rootfs = base.join("rootfs");
     if rootfs.is_dir() {
+        tracing::info!(base = %base.display(), "container base cached");
         return Ok(rootfs);
     }
+    tracing::info!(base = %base.display(), "container base not cached: unpacking");
     progress.step("unpacking the image (once per image)");
     let staging = dir.join(format!(".{key}-{}.unpacking", mapping.suffix()));
     let _ = std::fs::remove_dir_all(&staging);

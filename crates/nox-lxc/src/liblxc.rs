@@ -67,8 +67,14 @@ macro_rules! lxc_call {
         // SAFETY: ptr is a live container (we hold a reference).
         let f = unsafe { $self.ptr.as_ref().$field };
         match f {
-            // SAFETY: liblxc filled this pointer; arguments are valid for the call's duration.
-            Some(f) => Ok(unsafe { f($self.ptr.as_ptr() $(, $arg)*) }),
+            Some(f) => {
+                let started = std::time::Instant::now();
+                // SAFETY: liblxc filled this pointer; arguments are valid for the call's
+                // duration.
+                let r = unsafe { f($self.ptr.as_ptr() $(, $arg)*) };
+                tracing::debug!(container = %$self.name, took = ?started.elapsed(), "liblxc {}", $op);
+                Ok(r)
+            }
             None => Err($self.error($op, "liblxc lacks this operation")),
         }
     }};

@@ -97,6 +97,12 @@ pub fn backup_one(
             .map(|b| b.manifest)
             .collect();
         let (previous, incremental) = plan(&existing, kind, keep, opts.full)?;
+        tracing::info!(
+            instance = %key,
+            incremental,
+            parent = previous.map(|(m, _)| m.id.as_str()).unwrap_or("-"),
+            "backup planned"
+        );
         let id = store.next_id(&key);
         let staging = store.stage(&key, &id).map_err(|e| store.explain_full(e))?;
         let mut intent = Intent::new(Operation::Backup, kind);

@@ -286,6 +286,7 @@ const STDERR_LIMIT: usize = 1 << 20;
 impl Runner for SystemRunner {
     fn execute(&self, cmd: &Cmd, stdin: Stdin<'_>, stdout: Stdout<'_>) -> Result<Finished> {
         tracing::debug!(argv = %cmd.display(), "running");
+        let started = std::time::Instant::now();
         let mut child = spawn(cmd, !matches!(stdin, Stdin::Null))?;
         let result = pump(&mut child, stdin, stdout, cmd);
         if result.is_err() {
@@ -301,8 +302,10 @@ impl Runner for SystemRunner {
             stderr: err,
             timed_out,
         };
-        if !finished.success() {
-            tracing::info!(argv = %cmd.display(), code = ?finished.code, stderr = %finished.stderr_tail(), "program failed");
+        if finished.success() {
+            tracing::debug!(program = %cmd.name(), took = ?started.elapsed(), "finished");
+        } else {
+            tracing::info!(argv = %cmd.display(), code = ?finished.code, took = ?started.elapsed(), stderr = %finished.stderr_tail(), "program failed");
         }
         crate::interrupt::check()?;
         Ok(finished)

@@ -48,6 +48,7 @@ pub fn ensure(
         .image_alias(&alias)
         .map_err(|e| err(remote, "looking up the image", e))?;
     if found.is_some() {
+        tracing::info!(%remote, %alias, "image already on the remote");
         return Ok(InstanceSource::image_alias(&alias));
     }
     let ext = match kind {
@@ -84,6 +85,7 @@ pub fn ensure(
     .map_err(|e| Error::io("writing the image metadata", e))?;
     let fingerprint = crate::split_image_fingerprint(&meta, &file)
         .map_err(|e| err(remote, "reading the image", e))?;
+    tracing::info!(%remote, %fingerprint, "importing the image");
     progress.step(&format!(
         "importing the image into {remote} (once per image)"
     ));

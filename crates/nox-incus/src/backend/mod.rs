@@ -461,6 +461,7 @@ impl Backend for IncusBackend {
             return Err(self.err(&format!("creating {name}"), e));
         }
         progress.done();
+        nox_core::fault::point("incus.create.made");
         // From here on a failure removes the instance again.
         let finish = || -> Result<()> {
             nox_core::interrupt::check()?;
@@ -585,6 +586,7 @@ impl Backend for IncusBackend {
             client
                 .stop_instance(name.as_str(), -1, true)
                 .map_err(|e| self.err(&format!("forcing {name} off"), e))?;
+            nox_core::fault::point("incus.delete.stopped");
         }
         client
             .delete_instance(name.as_str())

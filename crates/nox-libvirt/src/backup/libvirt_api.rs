@@ -8,6 +8,12 @@ use nox_core::Error;
 use virt::domain::Domain;
 use virt::sys;
 
+use crate::connection::logged;
+
+fn domain_name(dom: &Domain) -> String {
+    dom.name().unwrap_or_default()
+}
+
 /// libvirt's last error, with what nox was doing.
 pub fn last_error(context: &str) -> Error {
     Error::Backend(format!(
@@ -51,7 +57,9 @@ pub fn delete_checkpoint(dom: &Domain, name: &str) -> Result<(), Error> {
         if cp.is_null() {
             return Ok(());
         }
-        let rc = sys::virDomainCheckpointDelete(cp, 0);
+        let rc = logged("checkpointDelete", name, || {
+            sys::virDomainCheckpointDelete(cp, 0)
+        });
         sys::virDomainCheckpointFree(cp);
         if rc < 0 {
             return Err(last_error(&format!("deleting checkpoint {name}")));
@@ -63,7 +71,9 @@ pub fn delete_checkpoint(dom: &Domain, name: &str) -> Result<(), Error> {
 /// Freezes the guest's filesystems; `Err` says why not (no agent, say).
 pub fn freeze(dom: &Domain) -> Result<i32, String> {
     // SAFETY: NULL mountpoints with count 0 means all filesystems.
-    let n = unsafe { sys::virDomainFSFreeze(dom.as_ptr(), std::ptr::null_mut(), 0, 0) };
+    let n = logged("FSFreeze", &domain_name(dom), || unsafe {
+        sys::virDomainFSFreeze(dom.as_ptr(), std::ptr::null_mut(), 0, 0)
+    });
     if n < 0 {
         Err(virt::error::Error::last_error().message().to_string())
     } else {
@@ -71,11 +81,12 @@ pub fn freeze(dom: &Domain) -> Result<i32, String> {
     }
 }
 
-/// Thaws the guest's filesystems (harmless when they are not frozen).
 /// Thaws the guest's filesystems; true when some were frozen.
 pub fn thaw(dom: &Domain) -> bool {
     // SAFETY: as in freeze.
-    let thawed = unsafe { sys::virDomainFSThaw(dom.as_ptr(), std::ptr::null_mut(), 0, 0) };
+    let thawed = logged("FSThaw", &domain_name(dom), || unsafe {
+        sys::virDomainFSThaw(dom.as_ptr(), std::ptr::null_mut(), 0, 0)
+    });
     thawed > 0
 }
 
@@ -135,7 +146,9 @@ pub fn begin_backup(dom: &Domain, backup_xml: &str, checkpoint_xml: &str) -> Res
         CString::new(checkpoint_xml).map_err(nul)?,
     );
     // SAFETY: both strings outlive the call.
-    let rc = unsafe { sys::virDomainBackupBegin(dom.as_ptr(), bx.as_ptr(), cx.as_ptr(), 0) };
+    let rc = logged("backupBegin", &domain_name(dom), || unsafe {
+        sys::virDomainBackupBegin(dom.as_ptr(), bx.as_ptr(), cx.as_ptr(), 0)
+    });
     if rc < 0 {
         return Err(last_error("starting the backup job"));
     }
@@ -145,7 +158,7 @@ pub fn begin_backup(dom: &Domain, backup_xml: &str, checkpoint_xml: &str) -> Res
 /// Asks libvirt to abort the domain's active job.
 pub fn abort_job(dom: &Domain) {
     // SAFETY: plain call on a live domain.
-    unsafe {
+    logged("abortJob", &domain_name(dom), || unsafe {
         sys::virDomainAbortJob(dom.as_ptr());
-    }
+    });
 }
