@@ -89,6 +89,9 @@ fn clap_error(e: clap::Error) -> ExitCode {
 /// One line on stderr: what is wrong, then what to do, and the exit code that fits.
 fn report(err: &anyhow::Error) -> ExitCode {
     let core = err.downcast_ref::<nox_core::Error>();
+    for (depth, cause) in err.chain().enumerate().skip(1) {
+        tracing::debug!("cause {depth}: {cause:?}");
+    }
     let message = one_line(err);
     match core.and_then(nox_core::Error::hint) {
         Some(hint) => eprintln!("error: {message} (hint: {hint})"),
@@ -101,20 +104,23 @@ fn report(err: &anyhow::Error) -> ExitCode {
     }
 }
 
-/// The error and its causes, `: `-joined on one line. A cause whose text the line already
-/// holds is left out: nox's I/O errors print their source themselves, and `{:#}` would say
-/// "No space left on device" twice.
+/// The error and its causes on one line. A nox error already says its cause's words, so the
+/// walk stops there (anyhow's `{:#}` would print an I/O error twice); a layer that does not
+/// (an anyhow context, a foreign error) gets its cause appended, unless those words are
+/// already on the line.
 fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
         let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
         }
-        if !line.is_empty() {
-            line.push_str(": ");
+        if cause.is::<nox_core::Error>() {
+            break;
         }
-        line.push_str(&text);
     }
     line.replace('\n', " ")
 }
@@ -172,19 +178,55 @@ fn init_tracing(verbose: u8) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::one_line;
 
     #[test]
-    fn one_line_says_each_cause_once() {
-        let e = anyhow::Error::from(nox_core::Error::io(
-            "writing /b/rootfs.tar.zst",
-            std::io::Error::from_raw_os_error(28),
-        ));
+    fn a_nox_error_prints_its_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let err = anyhow::Error::from(nox_core::Error::ConfigRead {
+            file: "/x.toml".into(),
+            source: io,
+        });
         assert_eq!(
-            one_line(&e),
-            "writing /b/rootfs.tar.zst: No space left on device (os error 28)"
+            one_line(&err),
+            "cannot read config file /x.toml: No such file"
         );
-        let e = anyhow::anyhow!("no such\nthing").context("starting web");
-        assert_eq!(one_line(&e), "starting web: no such thing");
+    }
+
+    /// libvirt's own Display adds `[code=.., domain=..]`; the user reads the message nox's
+    /// error already quotes, and nothing below it.
+    #[test]
+    fn a_backend_errors_causes_are_not_appended() {
+        use std::fmt;
+        #[derive(Debug)]
+        struct Verbose;
+        impl fmt::Display for Verbose {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("error: Domain not found [code=42 (42), domain=10 (10)]")
+            }
+        }
+        impl std::error::Error for Verbose {}
+        #[derive(Debug)]
+        struct Step(Verbose);
+        impl fmt::Display for Step {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("starting web: Domain not found")
+            }
+        }
+        impl std::error::Error for Step {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let err = anyhow::Error::from(nox_core::Error::backend(Step(Verbose)));
+        assert_eq!(err.chain().count(), 3);
+        assert_eq!(one_line(&err), "starting web: Domain not found");
+    }
+
+    #[test]
+    fn a_context_gets_its_cause_appended_on_the_same_line() {
+        let io = std::io::Error::other("disk\nfull");
+        let err = anyhow::Error::from(io).context("writing the table");
+        assert_eq!(one_line(&err), "writing the table: disk full");
     }
 }

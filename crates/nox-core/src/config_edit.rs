@@ -70,7 +70,7 @@ pub fn has_remote(path: &Path, name: &RemoteName) -> Result<bool> {
 pub fn set_remote(path: &Path, name: &RemoteName, remote: &RemoteConfig) -> Result<()> {
     let mut doc = read(path)?;
     let value = toml_edit::ser::to_document(remote)
-        .map_err(|e| Error::Backend(format!("writing [remotes.{name}]: {e}")))?;
+        .map_err(|e| Error::encode(format!("writing [remotes.{name}]"), e))?;
     let mut table = value.as_table().clone();
     table.set_implicit(false);
     let remotes = doc

@@ -99,10 +99,10 @@ fn generate(host: &dyn HostFacts) -> Result<String> {
     let pair = Ed25519Keypair::from_seed(&seed);
     seed.fill(0);
     let key = PrivateKey::new(KeypairData::Ed25519(pair), "nox")
-        .map_err(|e| Error::Backend(format!("making nox's SSH key: {e}")))?;
+        .map_err(|e| Error::encode("making nox's SSH key", e))?;
     let text = key
         .to_openssh(LineEnding::LF)
-        .map_err(|e| Error::Backend(format!("encoding nox's SSH key: {e}")))?;
+        .map_err(|e| Error::encode("encoding nox's SSH key", e))?;
     Ok(text.to_string())
 }
 

@@ -17,8 +17,8 @@ const POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("guest agent: {0}")]
-    Libvirt(String),
+    #[error("guest agent: {}", .0.message())]
+    Libvirt(#[source] virt::error::Error),
     #[error("guest agent sent an unexpected reply: {0}")]
     Protocol(String),
     #[error("timed out after {0:?} waiting for {1}")]
@@ -27,7 +27,7 @@ pub enum AgentError {
 
 impl From<virt::error::Error> for AgentError {
     fn from(e: virt::error::Error) -> Self {
-        AgentError::Libvirt(e.message().to_string())
+        AgentError::Libvirt(e)
     }
 }
 
@@ -179,8 +179,8 @@ impl<'d> GuestAgent<'d> {
             json!({"execute": "guest-file-open", "arguments": {"path": path, "mode": "r"}}),
         ) {
             Ok(h) => Ok(Some(h)),
-            Err(AgentError::Libvirt(m))
-                if m.contains("No such file") || m.contains("not found") =>
+            Err(AgentError::Libvirt(e))
+                if e.message().contains("No such file") || e.message().contains("not found") =>
             {
                 Ok(None)
             }

@@ -24,5 +24,5 @@ pub(crate) fn logged<T>(call: &str, on: &str, f: impl FnOnce() -> T) -> T {
 
 /// A libvirt error as nox reports it.
 pub fn err(context: &str, e: virt::error::Error) -> Error {
-    Error::Backend(format!("{context}: {}", e.message()))
+    crate::error::LibvirtError::call(context, e).into()
 }

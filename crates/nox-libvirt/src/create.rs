@@ -11,7 +11,7 @@ use nox_core::instance::{Instance, InstanceSpec};
 use nox_core::{interrupt, Error, Progress};
 use virt::connect::Connect;
 
-use crate::connection::logged;
+use crate::connection::{err, logged};
 use crate::domain::{DomainSpec, Nic};
 use crate::record::{VmRecord, RECORD_VERSION};
 use crate::{accel, images, network, qemu_img, readiness, LibvirtBackend};
@@ -157,8 +157,7 @@ pub(crate) fn define_and_boot(
             mac: Some(d.mac.clone()),
         },
         &seed,
-    )
-    .map_err(|e| Error::Backend(e.to_string()))?;
+    )?;
     nox_core::fault::point("vm.define.seed");
     let used_ports: Vec<u16> = crate::list::records(conn)
         .iter()
@@ -193,24 +192,19 @@ pub(crate) fn define_and_boot(
         metadata_json: record.to_json(),
     }
     .to_xml();
-    let dom = logged("defineXML", name, || conn.define_domain_xml(&xml)).map_err(|e| {
-        Error::Backend(format!(
-            "libvirt refused the domain for {name}: {}",
-            e.message()
-        ))
-    })?;
+    let dom = logged("defineXML", name, || conn.define_domain_xml(&xml))
+        .map_err(|e| err(&format!("libvirt refused the domain for {name}"), e))?;
     // Only now is the domain ours to remove: a define that failed (the name taken meanwhile by
     // virsh, say) must never make the rollback delete somebody else's domain.
     *undo_domain = Some(name.to_string());
     nox_core::fault::point("vm.define.defined");
     logged("setAutostart", name, || dom.set_autostart(d.spec.autostart))
-        .map_err(|e| crate::connection::err("setting autostart", e))?;
+        .map_err(|e| err("setting autostart", e))?;
     interrupt::check()?;
 
     if let Some(wait) = boot {
         progress.step(&format!("starting {name}"));
-        logged("create", name, || dom.create())
-            .map_err(|e| Error::Backend(format!("starting {name}: {}", e.message())))?;
+        logged("create", name, || dom.create()).map_err(|e| err(&format!("starting {name}"), e))?;
         nox_core::fault::point("vm.define.started");
         progress.done();
         if let Some(timeout) = wait {

@@ -67,7 +67,7 @@ pub fn ensure(
         virtual_size_bytes: virtual_size,
     };
     let json = serde_json::to_vec_pretty(&img)
-        .map_err(|e| Error::Backend(format!("recording image {name}: {e}")))?;
+        .map_err(|e| Error::encode(format!("recording image {name}"), e))?;
     std::fs::write(&note, json).map_err(|e| Error::io(format!("writing {}", note.display()), e))?;
     Ok(img)
 }

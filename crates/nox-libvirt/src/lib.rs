@@ -31,6 +31,7 @@ pub mod backup;
 mod connection;
 mod create;
 pub mod domain;
+pub mod error;
 mod exec;
 pub mod host_checks;
 pub mod images;

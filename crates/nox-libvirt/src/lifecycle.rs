@@ -24,7 +24,7 @@ pub fn start(
     if !dom.is_active().unwrap_or(false) {
         progress.step(&format!("starting {name}"));
         logged("create", name.as_str(), || dom.create())
-            .map_err(|e| Error::Backend(format!("starting {name}: {}", e.message())))?;
+            .map_err(|e| crate::connection::err(&format!("starting {name}"), e))?;
         progress.done();
     }
     if let Some(timeout) = wait {
@@ -66,7 +66,7 @@ pub fn stop(
         ));
     }
     logged("destroy", name.as_str(), || dom.destroy())
-        .map_err(|e| Error::Backend(format!("forcing {name} off: {}", e.message())))?;
+        .map_err(|e| crate::connection::err(&format!("forcing {name} off"), e))?;
     Ok(())
 }
 
@@ -107,7 +107,7 @@ pub fn remove_domain(conn: &Connect, name: &str) -> Result<(), Error> {
         return Ok(());
     };
     let err = |what: &'static str| {
-        move |e: virt::error::Error| Error::Backend(format!("{what} {name}: {}", e.message()))
+        move |e: virt::error::Error| crate::connection::err(&format!("{what} {name}"), e)
     };
     if dom.is_active().unwrap_or(false) {
         logged("destroy", name, || dom.destroy()).map_err(err("forcing off"))?;

@@ -107,7 +107,7 @@ fn free_port(used: &[u16]) -> Result<u16, Error> {
             return Ok(port);
         }
     }
-    Err(Error::Backend("no free port on 127.0.0.1".into()))
+    Err(Error::failure("no free port on 127.0.0.1"))
 }
 
 /// Removes a macvtap device left for `mac` (libvirt normally removes it with the domain).

@@ -70,7 +70,7 @@ pub fn info(runner: &dyn Runner, path: &Path) -> Result<ImgInfo, Error> {
             )
         })?;
     parse_info(&out.stdout).ok_or_else(|| {
-        Error::Backend(format!(
+        Error::failure(format!(
             "qemu-img info {}: unreadable output",
             path.display()
         ))

@@ -7,16 +7,11 @@ use nox_core::wait::wait_until;
 use nox_core::{interrupt, Error, Progress};
 use virt::domain::Domain;
 
-use crate::agent::{AgentError, GuestAgent};
+use crate::agent::GuestAgent;
+use crate::error::is_agent_timeout;
 
 /// How often readiness is polled: within the 100 to 250 ms the spec allows.
 const POLL: Duration = Duration::from_millis(100);
-
-impl From<AgentError> for Error {
-    fn from(e: AgentError) -> Self {
-        Error::Backend(e.to_string())
-    }
-}
 
 /// Waits until `dom` is ready, reporting progress; fails naming what it was waiting for.
 pub fn wait(
@@ -34,9 +29,7 @@ pub fn wait(
         still_running(dom, name)
     };
     agent.wait_ready(timeout, &tick).map_err(|e| match e {
-        Error::Backend(m) if m.contains("timed out") => {
-            Error::timed_out(name, "the guest agent", timeout)
-        }
+        e if is_agent_timeout(&e) => Error::timed_out(name, "the guest agent", timeout),
         other => other,
     })?;
     progress.done();

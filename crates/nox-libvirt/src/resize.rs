@@ -25,7 +25,7 @@ pub fn resize(
     let (dom, mut rec) = find(&conn, name)?;
     let running = dom.is_active().unwrap_or(false);
     fn lv(what: &'static str) -> impl Fn(virt::error::Error) -> Error {
-        move |e| Error::Backend(format!("{what}: {}", e.message()))
+        move |e| crate::connection::err(what, e)
     }
     if let Some(disk) = r.disk_bytes {
         if disk < rec.spec.disk_bytes {
@@ -112,7 +112,7 @@ fn grow_guest_filesystem(dom: &Domain) -> Result<(), Error> {
     let mut parts = text.split_whitespace();
     let (source, fstype) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (disk, number) = split_partition(source)
-        .ok_or_else(|| Error::Backend(format!("cannot tell the root partition from {source:?}")))?;
+        .ok_or_else(|| Error::failure(format!("cannot tell the root partition from {source:?}")))?;
     let grow = agent.run(&["growpart", &disk, &number], None, t)?;
     // growpart exits 1 with NOCHANGE when the partition already fills the disk.
     if grow.code != 0 && !grow.stdout_text().contains("NOCHANGE") {
@@ -162,7 +162,7 @@ pub fn save_record(dom: &Domain, rec: &VmRecord, running: bool) -> Result<(), Er
         Some(METADATA_NS),
         flags,
     )
-    .map_err(|e| Error::Backend(format!("saving nox's record: {}", e.message())))
+    .map_err(|e| crate::connection::err("saving nox's record", e))
 }
 
 #[cfg(test)]

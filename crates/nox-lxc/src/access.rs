@@ -25,8 +25,7 @@ pub fn exec(b: &LxcBackend, name: &InstanceName, argv: &[String]) -> Result<i32,
     let (c, _) = find(b, name)?;
     running(&c, name)?;
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    c.attach_with_fds(&argv, 0, 1, 2)
-        .map_err(|e| Error::Backend(e.to_string()))
+    c.attach_with_fds(&argv, 0, 1, 2).map_err(Error::from)
 }
 
 /// An interactive login shell for the instance's user, through attach: no network path needed.
@@ -95,9 +94,9 @@ pub fn passwd(
     let devnull = std::fs::File::create("/dev/null").map_err(|e| Error::io("/dev/null", e))?;
     let code = c
         .attach_with_fds(&["chpasswd"], rx.as_raw_fd(), devnull.as_raw_fd(), 2)
-        .map_err(|e| Error::Backend(e.to_string()))?;
+        .map_err(Error::from)?;
     if code != 0 {
-        return Err(Error::Backend(format!(
+        return Err(Error::failure(format!(
             "chpasswd failed in {name} (exit {code})"
         )));
     }
@@ -125,8 +124,7 @@ pub fn resize(
     let mut set = |key: &str, value: String, live: &str| -> Result<(), Error> {
         config = replace_key(&config, key, &value);
         if c.is_running() {
-            c.set_cgroup_item(live, &value)
-                .map_err(|e| Error::Backend(e.to_string()))?;
+            c.set_cgroup_item(live, &value).map_err(Error::from)?;
         }
         Ok(())
     };

@@ -34,10 +34,6 @@ const ROOTFS_FILE: &str = "rootfs.tar.zst";
 /// zstd level 3 (its default): most of the ratio at a fraction of the time of higher levels.
 const ZSTD_LEVEL: i32 = 3;
 
-fn lxc(e: crate::liblxc::LxcError) -> Error {
-    Error::Backend(e.to_string())
-}
-
 /// The container's `lxc.rootfs.path` and id map, read back from the config nox wrote.
 struct OnDisk {
     rootfs: String,
@@ -78,7 +74,7 @@ fn read_config(dir: &Path) -> Result<OnDisk, Error> {
         }
     }
     let rootfs = rootfs
-        .ok_or_else(|| Error::Backend(format!("{} has no lxc.rootfs.path", path.display())))?;
+        .ok_or_else(|| Error::failure(format!("{} has no lxc.rootfs.path", path.display())))?;
     let idmap = match (uid, gid) {
         (Some(uid_start), Some(gid_start)) => Some(IdMap {
             uid_start,
@@ -129,7 +125,7 @@ pub fn backup(
         progress.warn(&format!(
             "{name} was left frozen by an interrupted backup: thawing it"
         ));
-        c.unfreeze().map_err(lxc)?;
+        c.unfreeze().map_err(Error::from)?;
     }
     let was_running = c.is_running();
     let mut resume = Resume {
@@ -142,13 +138,13 @@ pub fn backup(
         progress.step(&format!("stopping {name} for the backup"));
         if !c.shutdown(60) {
             progress.warn(&format!("{name} did not shut down within 60s: killing it"));
-            c.stop().map_err(lxc)?;
+            c.stop().map_err(Error::from)?;
         }
         resume.restart = true;
         note = "stopped cleanly for the backup (--stop), started again after".to_string();
     } else if was_running {
         progress.step(&format!("freezing {name}"));
-        c.freeze().map_err(lxc)?;
+        c.freeze().map_err(Error::from)?;
         resume.thaw = true;
         nox_core::fault::point("lxc.backup.frozen");
         note = "every process frozen (cgroup freezer) while the filesystem was read".to_string();
@@ -160,7 +156,7 @@ pub fn backup(
     let source = if was_running && !req.stop {
         let pid = c
             .init_pid()
-            .ok_or_else(|| Error::Backend(format!("{name} has no init process")))?;
+            .ok_or_else(|| Error::failure(format!("{name} has no init process")))?;
         Source::Dir(PathBuf::from(format!("/proc/{pid}/root")))
     } else {
         Source::from_rootfs(&on_disk.rootfs, &dir)?.with_userxattr(on_disk.userxattr)
@@ -216,7 +212,7 @@ impl Source {
     fn from_rootfs(rootfs: &str, dir: &Path) -> Result<Source, Error> {
         if let Some(rest) = rootfs.strip_prefix("overlay:") {
             let (lower, upper) = rest.split_once(':').ok_or_else(|| {
-                Error::Backend(format!("cannot read the overlay rootfs {rootfs:?}"))
+                Error::failure(format!("cannot read the overlay rootfs {rootfs:?}"))
             })?;
             return Ok(Source::Overlay {
                 lower: lower.into(),
@@ -394,7 +390,7 @@ pub fn restore(
 ) -> Result<Instance, Error> {
     let backup = chain
         .last()
-        .ok_or_else(|| Error::Backend("empty backup chain".into()))?;
+        .ok_or_else(|| Error::failure("empty backup chain"))?;
     let m = &backup.manifest;
     let info = m.lxc.as_ref().ok_or_else(|| {
         Error::failed(
@@ -537,8 +533,8 @@ pub fn restore(
     nox_core::fault::point("lxc.restore.config");
     interrupt::check()?;
     if options.start {
-        let c = Container::new(target.as_str(), lxcpath).map_err(lxc)?;
-        c.start().map_err(lxc)?;
+        let c = Container::new(target.as_str(), lxcpath).map_err(Error::from)?;
+        c.start().map_err(Error::from)?;
         ready::wait(&c, options.timeout, info.cloud_init, progress)?;
     }
     undo.committed = true;
@@ -580,7 +576,7 @@ fn extract(
     runner
         .feed(&cmd, &mut dec)
         .map(|_| ())
-        .map_err(|e| Error::Backend(format!("unpacking {}: {e}", archive.display())))
+        .map_err(|e| e.context(format!("unpacking {}", archive.display())))
 }
 
 struct CountingReader<'p, R> {

@@ -211,9 +211,9 @@ pub fn create(
     interrupt::check()?;
 
     if options.start {
-        let c = Container::new(name, lxcpath).map_err(|e| Error::Backend(e.to_string()))?;
+        let c = Container::new(name, lxcpath).map_err(Error::from)?;
         progress.done();
-        c.start().map_err(|e| Error::Backend(e.to_string()))?;
+        c.start().map_err(Error::from)?;
         nox_core::fault::point("lxc.create.started");
         if options.wait {
             ready::wait(&c, options.timeout, cloud_init, progress)?;

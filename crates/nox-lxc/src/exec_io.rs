@@ -59,7 +59,7 @@ pub fn exec_with(
         drop((in_r, out_w, err_w));
         exited.store(true, Ordering::SeqCst);
         let pumped = pump.join().expect("the output pump does not panic");
-        let code = code.map_err(|e| Error::Backend(e.to_string()))?;
+        let code = code.map_err(Error::from)?;
         pumped.map_err(|e| Error::io("copying the command's output", e))?;
         Ok(code)
     })

@@ -138,14 +138,13 @@ fn download_base(
         return Ok(rootfs);
     }
     std::fs::create_dir_all(&bases).map_err(|e| Error::io("creating the download cache", e))?;
-    let c = Container::new(&name, &bases).map_err(|e| Error::Backend(e.to_string()))?;
+    let c = Container::new(&name, &bases).map_err(Error::from)?;
     if let Mapping::Shifted { uid, gid } = mapping {
         for (k, v) in [
             ("lxc.idmap", format!("u 0 {uid} 65536")),
             ("lxc.idmap", format!("g 0 {gid} 65536")),
         ] {
-            c.set_config_item(k, &v)
-                .map_err(|e| Error::Backend(e.to_string()))?;
+            c.set_config_item(k, &v).map_err(Error::from)?;
         }
     }
     progress.step(&format!(

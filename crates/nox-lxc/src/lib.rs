@@ -27,6 +27,7 @@ pub mod backup;
 pub mod cgroup;
 pub mod config;
 mod create;
+pub mod error;
 mod exec_io;
 pub mod host_checks;
 pub mod images;

@@ -7,10 +7,6 @@ use nox_core::{Error, InstanceName, Progress};
 use crate::list::find;
 use crate::{ready, LxcBackend};
 
-fn lxc(e: crate::liblxc::LxcError) -> Error {
-    Error::Backend(e.to_string())
-}
-
 pub fn start(
     b: &LxcBackend,
     name: &InstanceName,
@@ -20,10 +16,10 @@ pub fn start(
     let (c, mut rec) = find(b, name)?;
     // A backup killed while it had the container frozen leaves it so; start thaws it.
     if c.state() == "FROZEN" {
-        c.unfreeze().map_err(lxc)?;
+        c.unfreeze().map_err(Error::from)?;
     }
     if !c.is_running() {
-        c.start().map_err(lxc)?;
+        c.start().map_err(Error::from)?;
     }
     if let Some(t) = wait {
         ready::wait(&c, t, rec.cloud_init, progress)?;
@@ -60,7 +56,7 @@ pub fn stop(
             timeout.as_secs()
         ));
     }
-    c.stop().map_err(lxc)
+    c.stop().map_err(Error::from)
 }
 
 pub fn delete(b: &LxcBackend, name: &InstanceName, force: bool) -> Result<(), Error> {
@@ -72,13 +68,13 @@ pub fn delete(b: &LxcBackend, name: &InstanceName, force: bool) -> Result<(), Er
                 hint: format!("stop it first (`nox stop {name}`), or `nox delete --force {name}`"),
             });
         }
-        c.stop().map_err(lxc)?;
+        c.stop().map_err(Error::from)?;
         nox_core::fault::point("lxc.delete.stopped");
     }
     // liblxc removes the overlay delta with the container; the directory holds the rest of
     // what nox wrote (config, record, log), so it goes whole.
     if c.is_defined() {
-        c.destroy().map_err(lxc)?;
+        c.destroy().map_err(Error::from)?;
     }
     nox_core::fault::point("lxc.delete.destroyed");
     let dir = b.config.lxc.lxcpath.join(name.as_str());

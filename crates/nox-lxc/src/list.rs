@@ -19,8 +19,7 @@ pub fn state(c: &Container) -> InstanceState {
 }
 
 fn instance(b: &LxcBackend, name: &str, rec: &CtRecord) -> Result<Instance, Error> {
-    let c =
-        Container::new(name, &b.config.lxc.lxcpath).map_err(|e| Error::Backend(e.to_string()))?;
+    let c = Container::new(name, &b.config.lxc.lxcpath).map_err(Error::from)?;
     let st = state(&c);
     let ipv4 = if st == InstanceState::Running {
         c.ipv4()
@@ -82,8 +81,7 @@ pub fn find(b: &LxcBackend, name: &InstanceName) -> Result<(Container, CtRecord)
     let rec = CtRecord::read(&dir).ok_or_else(|| Error::NotFound {
         name: name.to_string(),
     })?;
-    let c = Container::new(name.as_str(), &b.config.lxc.lxcpath)
-        .map_err(|e| Error::Backend(e.to_string()))?;
+    let c = Container::new(name.as_str(), &b.config.lxc.lxcpath).map_err(Error::from)?;
     Ok((c, rec))
 }
 

@@ -41,7 +41,7 @@ pub fn wait(
         .to_string();
     let out = c
         .attach_run(&["timeout", &left, "systemctl", "is-system-running", "--wait"])
-        .map_err(|e| Error::Backend(e.to_string()))?;
+        .map_err(Error::from)?;
     if out.code == 124 {
         return Err(Error::timed_out(&name, "systemd to finish booting", limit));
     }
@@ -77,7 +77,7 @@ pub fn wait(
         let result = wait_until(limit.saturating_sub(start.elapsed()), POLL, |_| {
             let out = c
                 .attach_run(&["head", "-c", "1048576", "/run/cloud-init/result.json"])
-                .map_err(|e| Error::Backend(e.to_string()))?;
+                .map_err(Error::from)?;
             interrupt::check()?;
             Ok::<_, Error>((out.code == 0).then_some(out.stdout))
         })?
@@ -98,7 +98,7 @@ pub fn wait(
 pub fn provision_directly(c: &Container, spec: &InstanceSpec) -> Result<(), Error> {
     let user = spec.user.as_str();
     let fail = |argv: &[&str], code: i32, stderr: &[u8]| {
-        Error::Backend(format!(
+        Error::failure(format!(
             "provisioning {}: `{}` failed (exit {code}): {}",
             c.name(),
             argv.join(" "),
@@ -109,9 +109,7 @@ pub fn provision_directly(c: &Container, spec: &InstanceSpec) -> Result<(), Erro
         let argv: Vec<&str> = step.argv.iter().map(String::as_str).collect();
         match &step.stdin {
             None => {
-                let out = c
-                    .attach_run(&argv)
-                    .map_err(|e| Error::Backend(e.to_string()))?;
+                let out = c.attach_run(&argv).map_err(Error::from)?;
                 if out.code != 0 {
                     return Err(fail(&argv, out.code, &out.stderr));
                 }
@@ -126,7 +124,7 @@ pub fn provision_directly(c: &Container, spec: &InstanceSpec) -> Result<(), Erro
                     .map_err(|e| Error::io("writing a temp file", e))?;
                 let code = c
                     .attach_with_fds(&argv, f.as_raw_fd(), 1, 2)
-                    .map_err(|e| Error::Backend(e.to_string()))?;
+                    .map_err(Error::from)?;
                 if code != 0 {
                     return Err(fail(&argv, code, b""));
                 }

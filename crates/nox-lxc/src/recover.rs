@@ -7,10 +7,6 @@ use nox_core::{Error, InstanceName};
 use crate::liblxc::Container;
 use crate::{record, LxcBackend};
 
-fn lxc(e: crate::liblxc::LxcError) -> Error {
-    Error::Backend(e.to_string())
-}
-
 pub fn recover(
     b: &LxcBackend,
     name: &InstanceName,
@@ -23,9 +19,9 @@ pub fn recover(
             if !dir.join(record::FILE).is_file() {
                 return Ok(Vec::new());
             }
-            let c = Container::new(name.as_str(), &b.config.lxc.lxcpath).map_err(lxc)?;
+            let c = Container::new(name.as_str(), &b.config.lxc.lxcpath).map_err(Error::from)?;
             if c.state() == "FROZEN" {
-                c.unfreeze().map_err(lxc)?;
+                c.unfreeze().map_err(Error::from)?;
                 return Ok(vec![format!("thawed {name}, which the backup had frozen")]);
             }
             Ok(Vec::new())
@@ -52,16 +48,16 @@ fn purge(b: &LxcBackend, name: &InstanceName) -> Result<Vec<String>, Error> {
     }
     let mut done = Vec::new();
     if dir.join("config").exists() {
-        let c = Container::new(name.as_str(), lxcpath).map_err(lxc)?;
+        let c = Container::new(name.as_str(), lxcpath).map_err(Error::from)?;
         if c.state() == "FROZEN" {
-            c.unfreeze().map_err(lxc)?;
+            c.unfreeze().map_err(Error::from)?;
         }
         if c.is_running() {
-            c.stop().map_err(lxc)?;
+            c.stop().map_err(Error::from)?;
             done.push(format!("stopped container {name}"));
         }
         if c.is_defined() {
-            c.destroy().map_err(lxc)?;
+            c.destroy().map_err(Error::from)?;
         }
     }
     match std::fs::remove_dir_all(&dir) {

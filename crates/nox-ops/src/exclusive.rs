@@ -37,7 +37,7 @@ pub fn lock(ctx: &Context, r: &InstanceRef, verb: &str, ui: &dyn Ui) -> Result<E
     let mut waiting = |h: &Holder| ui.note(&format!("{r}: waiting for {h} to finish"));
     let held = state(ctx)
         .lock(r, verb, Wait::Yes(&mut waiting))?
-        .map_err(|h| Error::Backend(format!("{r} is locked by {h}")))?;
+        .map_err(|h| Error::failure(format!("{r} is locked by {h}")))?;
     recover(ctx, r, held, ui)
 }
 

@@ -25,7 +25,7 @@ pub fn list(ctx: &Context) -> Result<Listing> {
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(Error::Backend("listing a backend panicked".into())))
+                    .unwrap_or_else(|_| Err(Error::failure("listing a backend panicked")))
             })
             .collect()
     });

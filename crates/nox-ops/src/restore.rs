@@ -64,7 +64,7 @@ pub fn restore_from(
     let progress = ui.progress();
     let which = match (which.s3, remote) {
         (true, Some(r)) => fetch(r, &store, &which, progress)?,
-        (true, None) => return Err(Error::Backend("no S3 store to restore from".into())),
+        (true, None) => return Err(Error::failure("no S3 store to restore from")),
         (false, _) => which,
     };
     let b = store.find(&which)?;

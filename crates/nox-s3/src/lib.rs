@@ -7,8 +7,10 @@
 //! `AWS_SECRET_ACCESS_KEY`, or from `[s3] credentials_file`, which must be readable by its
 //! owner only; they are never printed, logged, or written anywhere.
 //!
-//! One file: [`Secret`] (credentials) and [`Remote`] (the bucket: check, list, upload,
+//! [`Secret`] (credentials) and [`Remote`] (the bucket: check, list, upload,
 //! download). nox-ops reaches it through its `RemoteStore` trait.
+
+pub mod error;
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -175,7 +177,7 @@ impl Remote {
             None,
             None,
         )
-        .map_err(|e| Error::Backend(format!("S3 credentials: {e}")))?;
+        .map_err(error::S3Error::Credentials)?;
         let mut bucket = Bucket::new(&config.bucket, region, creds).map_err(s3_error)?;
         if config.path_style {
             bucket = bucket.with_path_style();
@@ -317,11 +319,7 @@ impl Remote {
                 &mut file,
                 f.size,
                 progress,
-            )
-            .map_err(|e| match e {
-                Error::Backend(m) => Error::Backend(format!("downloading {}: {m}", f.name)),
-                other => other,
-            })?;
+            )?;
             file.sync_all()
                 .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
             progress.done();

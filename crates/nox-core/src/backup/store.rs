@@ -179,7 +179,7 @@ impl Store {
         let dir = self.instance_dir(name).join(format!("{TMP_PREFIX}{id}"));
         let final_dir = self.instance_dir(name).join(id);
         if final_dir.exists() {
-            return Err(Error::Backend(format!("backup {name}/{id} already exists")));
+            return Err(Error::failure(format!("backup {name}/{id} already exists")));
         }
         let _ = std::fs::remove_dir_all(&dir);
         private_dir(&dir)?;

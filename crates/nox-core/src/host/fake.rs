@@ -183,7 +183,7 @@ impl Runner for FakeRunner {
             cmd: cmd.clone(),
             stdin: Vec::new(),
         });
-        Error::Backend(format!("fake: would hand over to {}", cmd.display()))
+        Error::failure(format!("fake: would hand over to {}", cmd.display()))
     }
 
     fn find_program(&self, name: &str) -> Option<PathBuf> {

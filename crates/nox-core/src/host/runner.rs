@@ -129,7 +129,7 @@ impl PrivateMount {
         userxattr: bool,
     ) -> Result<PrivateMount> {
         let c = |s: String| {
-            CString::new(s).map_err(|_| Error::Backend("a rootfs path holds a NUL byte".into()))
+            CString::new(s).map_err(|_| Error::failure("a rootfs path holds a NUL byte"))
         };
         Ok(PrivateMount {
             source: c("overlay".into())?,
@@ -230,11 +230,11 @@ impl Finished {
             .first()
             .map(|a| format!(" {}", a.to_string_lossy()))
             .unwrap_or_default();
-        Err(Error::Backend(if tail.is_empty() {
-            format!("{}{sub} failed ({how})", cmd.name())
-        } else {
-            format!("{}{sub} failed ({how}): {tail}", cmd.name())
-        }))
+        Err(Error::Program {
+            program: format!("{}{sub}", cmd.name()),
+            how,
+            stderr_tail: tail,
+        })
     }
 }
 

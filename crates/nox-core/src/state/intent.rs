@@ -94,12 +94,12 @@ impl Drop for IntentGuard {
 pub fn write(path: &Path, intent: &Intent) -> Result<IntentGuard> {
     let dir = path
         .parent()
-        .ok_or_else(|| Error::Backend(format!("{} has no directory", path.display())))?;
+        .ok_or_else(|| Error::failure(format!("{} has no directory", path.display())))?;
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let io = |e| Error::io(format!("writing {}", path.display()), e);
     let json = serde_json::to_vec_pretty(intent)
-        .map_err(|e| Error::Backend(format!("encoding an intent record: {e}")))?;
+        .map_err(|e| Error::encode("encoding an intent record", e))?;
     // The lock is held, so no other process writes this name's record; the pid keeps the
     // temp name apart from one a dead command left.
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));

@@ -214,7 +214,7 @@ impl BackupBackend for IncusBackend {
     ) -> Result<Instance> {
         let b = chain
             .last()
-            .ok_or_else(|| Error::Backend("empty backup chain".into()))?;
+            .ok_or_else(|| Error::failure("empty backup chain"))?;
         let m = &b.manifest;
         let info = m.incus.as_ref().ok_or_else(|| {
             Error::failed(

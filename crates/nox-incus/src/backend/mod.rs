@@ -17,6 +17,7 @@
 //! - `recover.rs`: what the next command does about one that was killed half-way.
 
 mod backup;
+mod error;
 mod image;
 mod ready;
 mod recover;
@@ -37,6 +38,7 @@ use nox_core::secret::{Password, Zeroizing};
 use nox_core::state::Operation;
 use nox_core::{Backend, BackendKind, Check, Error, InstanceName, Progress, Result};
 
+use self::error::BackendError;
 use crate::api::{InstancePatch, InstanceType};
 use crate::{Client, ExecCommand, Options, Stdin};
 
@@ -361,12 +363,13 @@ impl IncusBackend {
         let input = stdin.map_or(Stdin::Null, |s| Stdin::Bytes(s.as_bytes().to_vec()));
         let code = self.exec_io(name, &argv, input, &mut out, &mut errs)?;
         if code != 0 {
-            return Err(Error::Backend(format!(
-                "`{}` failed in {} (exit {code}): {}",
-                argv.join(" "),
-                self.qualified(name),
-                String::from_utf8_lossy(&errs).trim()
-            )));
+            return Err(BackendError::Command {
+                command: argv.join(" "),
+                instance: self.qualified(name),
+                code,
+                stderr: String::from_utf8_lossy(&errs).trim().to_string(),
+            }
+            .into());
         }
         Ok(out)
     }
@@ -388,7 +391,12 @@ pub(crate) fn err(remote: &str, what: &str, e: crate::Error) -> Error {
             ),
         );
     }
-    Error::Backend(format!("remote {remote}: {what}: {e}"))
+    BackendError::Remote {
+        remote: remote.into(),
+        what: what.into(),
+        source: e,
+    }
+    .into()
 }
 
 /// Incus's answer when a request must go to a cluster member that is down.

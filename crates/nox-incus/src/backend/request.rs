@@ -49,7 +49,7 @@ pub fn check(spec: &InstanceSpec, remote: &str, cfg: &RemoteConfig) -> Result<()
 
 /// nox's record: the spec as JSON.
 pub fn record(spec: &InstanceSpec) -> Result<String> {
-    serde_json::to_string(spec).map_err(|e| Error::Backend(format!("recording the spec: {e}")))
+    serde_json::to_string(spec).map_err(|e| Error::encode("recording the spec", e))
 }
 
 /// The root disk device on the remote's pool, with `size` when given.

@@ -4,6 +4,7 @@
 use nox_core::instance::{Instance, InstanceSpec, InstanceState};
 use nox_core::{BackendKind, Error, Result};
 
+use super::error::BackendError;
 use super::RECORD_KEY;
 use crate::api::{self, InstanceFull};
 
@@ -12,9 +13,14 @@ pub fn spec(i: &api::Instance) -> Result<InstanceSpec> {
     let text = i
         .config
         .get(RECORD_KEY)
-        .ok_or_else(|| Error::Backend(format!("{} has no nox record ({RECORD_KEY})", i.name)))?;
-    serde_json::from_str(text)
-        .map_err(|e| Error::Backend(format!("{}'s nox record is damaged: {e}", i.name)))
+        .ok_or_else(|| Error::failure(format!("{} has no nox record ({RECORD_KEY})", i.name)))?;
+    serde_json::from_str(text).map_err(|source| {
+        BackendError::Record {
+            instance: i.name.clone(),
+            source,
+        }
+        .into()
+    })
 }
 
 /// Whether Incus could not reach the member holding `i`: it answers `Error` with neither

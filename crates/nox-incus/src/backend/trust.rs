@@ -8,6 +8,7 @@ use std::path::Path;
 use nox_core::config::{RemoteConfig, RemoteDriver};
 use nox_core::{Error, Result};
 
+use super::error::BackendError;
 use crate::{Client, ClientIdentity, Endpoint, Options, TrustToken};
 
 /// Trusts nox on the remote at `url` and returns its `[remotes.NAME]` entry. The client
@@ -82,10 +83,18 @@ pub fn add(
     let _ = std::fs::remove_file(&key);
     let _ = std::fs::remove_file(&cert);
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-    let (identity, pem) = ClientIdentity::generate(&format!("nox@{}", host.trim()))
-        .map_err(|e| Error::Backend(format!("making a client certificate: {e}")))?;
+    let (identity, pem) =
+        ClientIdentity::generate(&format!("nox@{}", host.trim())).map_err(|source| {
+            BackendError::Local {
+                what: "making a client certificate",
+                source,
+            }
+        })?;
     pem.write(&cert, &key)
-        .map_err(|e| Error::Backend(format!("writing the client certificate: {e}")))?;
+        .map_err(|source| BackendError::Local {
+            what: "writing the client certificate",
+            source,
+        })?;
     let trusted = Client::https(endpoint, identity, seen.clone())
         .and_then(|c| c.trust_token(token).map(|_| c));
     let client = match trusted {

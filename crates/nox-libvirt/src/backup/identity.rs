@@ -121,7 +121,7 @@ struct Stat {
 impl Fs {
     fn new(raw: &Path, offset: u64) -> Result<Fs, Error> {
         let (Some(dir), Some(name)) = (raw.parent(), raw.file_name()) else {
-            return Err(Error::Backend(format!("{} is not a file", raw.display())));
+            return Err(Error::failure(format!("{} is not a file", raw.display())));
         };
         Ok(Fs {
             dir: dir.to_path_buf(),

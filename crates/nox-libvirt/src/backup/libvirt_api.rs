@@ -16,10 +16,7 @@ fn domain_name(dom: &Domain) -> String {
 
 /// libvirt's last error, with what nox was doing.
 pub fn last_error(context: &str) -> Error {
-    Error::Backend(format!(
-        "{context}: {}",
-        virt::error::Error::last_error().message()
-    ))
+    crate::connection::err(context, virt::error::Error::last_error())
 }
 
 /// The names of the domain's checkpoints.
@@ -50,7 +47,7 @@ pub fn checkpoints(dom: &Domain) -> Result<Vec<String>, Error> {
 }
 
 pub fn delete_checkpoint(dom: &Domain, name: &str) -> Result<(), Error> {
-    let cname = CString::new(name).map_err(|_| Error::Backend("bad checkpoint name".into()))?;
+    let cname = CString::new(name).map_err(|_| Error::failure("bad checkpoint name"))?;
     // SAFETY: plain calls on a live domain; the checkpoint reference is freed.
     unsafe {
         let cp = sys::virDomainCheckpointLookupByName(dom.as_ptr(), cname.as_ptr(), 0);
@@ -140,7 +137,7 @@ pub fn completed_job(dom: &Domain) -> i32 {
 /// Starts the push-mode backup job described by `backup_xml`, creating the checkpoint
 /// `checkpoint_xml` at the same point in time.
 pub fn begin_backup(dom: &Domain, backup_xml: &str, checkpoint_xml: &str) -> Result<(), Error> {
-    let nul = |_| Error::Backend("backup XML holds a NUL byte".into());
+    let nul = |_| Error::failure("backup XML holds a NUL byte");
     let (bx, cx) = (
         CString::new(backup_xml).map_err(nul)?,
         CString::new(checkpoint_xml).map_err(nul)?,

@@ -286,7 +286,7 @@ fn live_backup(
     progress.done();
     let result = completed_job(dom);
     if result != sys::VIR_DOMAIN_JOB_COMPLETED as i32 {
-        return Err(fail(Error::Backend(format!(
+        return Err(fail(Error::failure(format!(
             "the backup job ended without completing (job state {result}); see libvirtd's log"
         ))));
     }

@@ -54,7 +54,7 @@ pub fn restore(
 ) -> Result<Instance, Error> {
     let last = chain
         .last()
-        .ok_or_else(|| Error::Backend("empty backup chain".into()))?;
+        .ok_or_else(|| Error::failure("empty backup chain"))?;
     let m = &last.manifest;
     let info = m.vm.as_ref().ok_or_else(|| {
         Error::failed(
@@ -99,11 +99,10 @@ pub fn restore(
             c.file(&f)
         })
         .collect();
-    let spec = chain_spec(&files).ok_or_else(|| Error::Backend("empty backup chain".into()))?;
+    let spec = chain_spec(&files).ok_or_else(|| Error::failure("empty backup chain"))?;
     let source = format!(
         "json:{}",
-        serde_json::to_string(&spec)
-            .map_err(|e| Error::Backend(format!("the chain's image spec: {e}")))?
+        serde_json::to_string(&spec).map_err(|e| Error::encode("the chain's image spec", e))?
     );
     let disk = dir.join("disk.qcow2");
     let runner = &*b.host.runner;
