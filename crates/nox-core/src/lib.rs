@@ -46,6 +46,8 @@ pub mod secret;
 pub mod spec;
 pub mod ssh_identity;
 pub mod state;
+#[cfg(test)]
+mod strategies;
 pub mod wait;
 
 pub use backend::Backend;

@@ -598,11 +598,18 @@ impl<R: Read> Read for CountingReader<'_, R> {
 /// Moves every owner from the backup's id range to this host's (ids outside the old range are
 /// left alone), keeping modes: chown clears set-id bits, so they are put back.
 fn shift_ids(root: &Path, old: IdMap, uid: u32, gid: u32) -> Result<(), Error> {
+    // The old range comes from the manifest: a count no host could map must fail here, not
+    // wrap around into ids outside this host's range.
     let shift = |id: u32, old_start: u32, new_start: u32| {
         if id >= old_start && id - old_start < old.count.max(1) {
-            id - old_start + new_start
+            (id - old_start).checked_add(new_start).ok_or_else(|| {
+                Error::failed(
+                    format!("owner {id} of the backup maps past the last id from {new_start}"),
+                    "the backup's id map is not nox's (65536 ids); it was tampered with",
+                )
+            })
         } else {
-            id
+            Ok(id)
         }
     };
     let mut stack = vec![root.to_path_buf()];
@@ -610,8 +617,8 @@ fn shift_ids(root: &Path, old: IdMap, uid: u32, gid: u32) -> Result<(), Error> {
         let meta = std::fs::symlink_metadata(&p)
             .map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
         let (nu, ng) = (
-            shift(meta.uid(), old.uid_start, uid),
-            shift(meta.gid(), old.gid_start, gid),
+            shift(meta.uid(), old.uid_start, uid)?,
+            shift(meta.gid(), old.gid_start, gid)?,
         );
         std::os::unix::fs::lchown(&p, Some(nu), Some(ng))
             .map_err(|e| Error::io(format!("chowning {}", p.display()), e))?;

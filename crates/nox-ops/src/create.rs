@@ -251,12 +251,12 @@ fn ask_network(kind: BackendKind, host: &dyn HostFacts, ui: &dyn Ui) -> Result<N
             "--network ask needs an interactive terminal; give --network default, user, bridge:NAME or macvtap:IFACE".into(),
         ));
     }
-    let mut choices = network_choices(kind, host)?;
+    let choices = network_choices(kind, host)?;
     let labels: Vec<String> = choices.iter().map(|(l, _)| l.clone()).collect();
-    let pick = ui
-        .select("Network", &labels, 0)?
-        .ok_or_else(|| Error::Usage("no network chosen".into()))?;
-    Ok(choices.swap_remove(pick).1)
+    let pick = ui.select("Network", &labels, 0)?;
+    pick.and_then(|i| choices.into_iter().nth(i))
+        .map(|(_, network)| network)
+        .ok_or_else(|| Error::Usage("no network chosen".into()))
 }
 
 pub const PRIVILEGED_WARNING: &str = "\
