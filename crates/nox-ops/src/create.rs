@@ -9,6 +9,7 @@ use std::time::Duration;
 use nox_core::backend::CreateOptions;
 use nox_core::host::{Capacity, HostFacts, InterfaceKind};
 use nox_core::instance::{Instance, NetworkSpec};
+use nox_core::script::Secret;
 use nox_core::spec::{self, Kind};
 use nox_core::state::{Intent, Operation};
 use nox_core::{ssh_identity, BackendKind, Error, InstanceRef, RemoteName, Result};
@@ -38,8 +39,8 @@ pub struct CreateRequest {
     pub disk_given: bool,
     /// `--script` arguments, in order.
     pub scripts: Vec<String>,
-    /// `TS_AUTHKEY` from the environment.
-    pub ts_authkey: Option<String>,
+    /// `TS_AUTHKEY` from the environment (not yet checked).
+    pub ts_authkey: Option<Secret>,
     pub start: bool,
     /// Wait this long for readiness; `None` returns once started.
     pub wait: Option<Duration>,

@@ -6,7 +6,9 @@
 //! - `hash.rs`: SHA-256 of backup files, while written or read back;
 //! - `chain.rs`: incremental chains and retention;
 //! - `verify.rs`: checking a chain before a restore;
-//! - `backend.rs`: [`BackupBackend`], what a backend does (write data, restore a chain).
+//! - `backend.rs`: [`BackupBackend`], what a backend does (write data, restore a chain);
+//! - `identity.rs`: the files that make a guest one machine, reset in a copy restored under a
+//!   new name.
 //!
 //! When to back up fully or incrementally, S3 transfers and restores are workflows, in
 //! nox-ops.
@@ -14,6 +16,7 @@
 mod backend;
 mod chain;
 mod hash;
+pub mod identity;
 mod manifest;
 mod reference;
 mod store;
