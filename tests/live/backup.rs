@@ -137,6 +137,13 @@ fn container_backup_and_restore_keep_files_and_owners() {
     exec(&fx, &cfg, &name, setup);
     let probe = "cd /srv/data && sha256sum blob && stat -c '%n %u %g %a %F' blob fifo link";
     let before = exec(&fx, &cfg, &name, probe);
+    // A Tailscale node as `tailscaled` leaves it (a stand-in: the tailnet is unreachable
+    // here), and the machine-id systemd drew at first boot: identities a copy must not share.
+    exec(&fx, &cfg, &name, FAKE_TAILSCALE_NODE);
+    let node = exec(&fx, &cfg, &name, IDENTITY_PROBE);
+    assert!(node.contains(FAKE_NODE_KEY), "{node}");
+    let machine_id = exec(&fx, &cfg, &name, "cat /etc/machine-id");
+    assert_eq!(machine_id.trim().len(), 32, "{machine_id}");
     // An extended attribute, set from the host through the container's root (the image has no
     // setfattr); the restore must bring it back.
     let pid = init_pid(&name);
@@ -179,7 +186,7 @@ fn container_backup_and_restore_keep_files_and_owners() {
     // MAC and hostname.
     let copy = fx.unique_name("ct");
     fx.own_container(&copy);
-    ok(fx
+    let out = ok(fx
         .nox(&cfg)
         .args(["restore", &id, "--name", &copy])
         .stdin(Stdio::null())
@@ -187,6 +194,17 @@ fn container_backup_and_restore_keep_files_and_owners() {
         .unwrap());
     assert_eq!(exec(&fx, &cfg, &copy, probe), before);
     assert_eq!(exec(&fx, &cfg, &copy, "hostname").trim(), copy);
+    // ...and not the same machine: no Tailscale node (the user is told to join it again), a
+    // machine-id of its own.
+    assert_eq!(exec(&fx, &cfg, &copy, IDENTITY_PROBE), NO_TAILSCALE_NODE);
+    assert!(
+        text(&out.stderr).contains("starts logged out"),
+        "{}",
+        text(&out.stderr)
+    );
+    let copy_id = exec(&fx, &cfg, &copy, "cat /etc/machine-id");
+    assert_eq!(copy_id.trim().len(), 32, "{copy_id}");
+    assert_ne!(copy_id, machine_id);
     let restored = json(
         fx.nox(&cfg)
             .args(["status", &copy, "--json"])
@@ -254,6 +272,23 @@ fn container_backup_and_restore_keep_files_and_owners() {
     assert_eq!(exec(&fx, &cfg, &copy, "cat /srv/data/later"), "second\n");
     assert_eq!(exec(&fx, &cfg, &copy, probe), before);
 
+    // Restored in place (its own name, over itself): the same machine, identities kept.
+    exec(&fx, &cfg, &name, "rm -rf /var/lib/tailscale");
+    let out = ok(fx
+        .nox(&cfg)
+        .args(["restore", &name, "--force"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap());
+    assert!(
+        !text(&out.stderr).contains("logged out"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(exec(&fx, &cfg, &name, IDENTITY_PROBE), node);
+    assert_eq!(exec(&fx, &cfg, &name, "cat /etc/machine-id"), machine_id);
+    assert_eq!(exec(&fx, &cfg, &name, "cat /srv/data/later"), "second\n");
+
     // A flipped byte: refused before anything is touched, naming the file; the copy stays.
     let second = backups(&fx, &cfg)[1]["backup"]
         .as_str()
@@ -299,6 +334,21 @@ fn container_backup_and_restore_keep_files_and_owners() {
         text(&no_tty.stderr)
     );
 }
+
+/// What a fake Tailscale node key file holds.
+const FAKE_NODE_KEY: &str = "nox-fake-node-key-5f3a";
+
+/// Writes a Tailscale node's state and log id where `tailscaled` keeps them, 0600 as it does.
+const FAKE_TAILSCALE_NODE: &str = "set -e; mkdir -p /var/lib/tailscale; umask 077; \
+     printf '{\"_machinekey\":\"nox-fake-node-key-5f3a\"}' > /var/lib/tailscale/tailscaled.state; \
+     echo 'log-id-5f3a' > /var/lib/tailscale/tailscaled.log.conf; sync";
+
+/// Prints Tailscale's node state and log id, or that there are none.
+const IDENTITY_PROBE: &str = "cd /var/lib/tailscale 2>/dev/null && \
+     cat tailscaled.state tailscaled.log.conf 2>/dev/null || echo no-node";
+
+/// What `IDENTITY_PROBE` prints for a machine with no Tailscale node.
+const NO_TAILSCALE_NODE: &str = "no-node\n";
 
 fn checkpoints(name: &str) -> Vec<String> {
     let out = std::process::Command::new("virsh")
@@ -369,6 +419,11 @@ fn vm_full_and_incremental_backups_restore_each_point_in_time() {
     );
     let at_full = exec(&fx, &cfg, &name, sum);
     assert!(at_full.contains("/root/one") && !at_full.contains("/root/two"));
+    // Identities the copies must not share (reset in their disks before their first boot).
+    exec(&fx, &cfg, &name, FAKE_TAILSCALE_NODE);
+    assert!(exec(&fx, &cfg, &name, IDENTITY_PROBE).contains(FAKE_NODE_KEY));
+    let machine_id = exec(&fx, &cfg, &name, "cat /etc/machine-id");
+    assert_eq!(machine_id.trim().len(), 32, "{machine_id}");
 
     // First backup: full, application-consistent (the agent froze the filesystems).
     let out = ok(fx.nox(&cfg).args(["backup", &name]).output().unwrap());
@@ -476,7 +531,7 @@ fn vm_full_and_incremental_backups_restore_each_point_in_time() {
     for (which, expected) in [(&full, &at_full), (&incr, &at_incr)] {
         let copy = fx.unique_name("vm");
         fx.own_domain(&copy);
-        ok(fx
+        let out = ok(fx
             .nox(&cfg)
             .args([
                 "restore",
@@ -488,6 +543,15 @@ fn vm_full_and_incremental_backups_restore_each_point_in_time() {
             .unwrap());
         assert_eq!(&exec(&fx, &cfg, &copy, sum), expected, "{which}");
         assert_eq!(exec(&fx, &cfg, &copy, "hostname").trim(), copy);
+        assert_eq!(exec(&fx, &cfg, &copy, IDENTITY_PROBE), NO_TAILSCALE_NODE);
+        assert!(
+            text(&out.stderr).contains("starts logged out"),
+            "{}",
+            text(&out.stderr)
+        );
+        let copy_id = exec(&fx, &cfg, &copy, "cat /etc/machine-id");
+        assert_eq!(copy_id.trim().len(), 32, "{copy_id}");
+        assert_ne!(copy_id, machine_id);
         let (u, m) = domain_uuid_and_mac(&copy);
         assert_ne!(u, uuid);
         assert_ne!(m, mac);

@@ -294,6 +294,15 @@ pub fn sweep(uri: &str) {
                     .all(|p| p.bytes().all(|b| b.is_ascii_digit()))
                 && !owner_alive(&name)
             {
+                // A loop filesystem a killed test left mounted there goes first, so the
+                // removal below never reaches into it and its loop device is freed.
+                for m in crate::loopfs::mounts_under(&e.path()) {
+                    eprintln!(
+                        "fixture: unmounting {} left by dead test run {name}",
+                        m.display()
+                    );
+                    crate::loopfs::unmount(&m);
+                }
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }

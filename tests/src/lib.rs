@@ -1,9 +1,11 @@
 //! Support for nox's live tests: the live-environment gate, the `nox` binary under test, the
-//! test image, and the fixture that owns and cleans up what tests create.
+//! test image, the fixture that owns and cleans up what tests create, and small loop-mounted
+//! filesystems to fill.
 
 pub mod cluster;
 pub mod fixture;
 pub mod image;
+pub mod loopfs;
 pub mod proxy;
 pub mod s3;
 

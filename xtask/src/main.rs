@@ -6,10 +6,13 @@
 mod bench;
 mod ci;
 mod compat;
+mod fuzz;
 mod incus;
 mod man;
 mod setup;
 mod test_image;
+#[cfg(test)]
+mod tidy;
 mod util;
 
 use std::process::ExitCode;
@@ -21,6 +24,9 @@ tasks:
   setup      install nox's host dependencies (Debian 12) and start libvirtd, virtlogd, lxc-net
   ci         setup, then cargo fmt --check, clippy -D warnings, and every test (live ones included)
   it [ARGS]  setup, then the live integration tests (ARGS go to the test binary: a name filter)
+  fuzz [SECONDS]
+             run every cargo-fuzz target of nox-core for SECONDS each (default 15; stable
+             toolchain, no sanitizer; needs cargo-fuzz, which setup installs)
   test-image build (or reuse) the Debian 12 test image; prints its nox.toml path last
   bench vm   benchmark the VM backend (medians; see docs/benchmarks.md)
   bench lxc  benchmark the container backend
@@ -41,6 +47,7 @@ fn main() -> ExitCode {
         Some("setup") => setup::run(),
         Some("ci") => ci::run(),
         Some("it") => ci::live_tests(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("test-image") => test_image::run(),
         Some("compat") => compat::run(),

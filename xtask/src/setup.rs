@@ -9,6 +9,7 @@
 //!    or lxc-net for us; each is started only when it is not already running.
 //! 4. The S3 test server: moto (server mode, which checks SigV4 signatures), pinned, in its
 //!    own virtualenv under /var/cache/nox; the S3 live tests start it on 127.0.0.1.
+//! 5. cargo-fuzz, for `cargo xtask fuzz` (it builds libFuzzer's C++, hence g++).
 
 use std::fs;
 use std::path::Path;
@@ -50,6 +51,8 @@ const BASE_PACKAGES: &[&str] = &[
     "openssh-client",
     // The S3 test server's virtualenv.
     "python3-venv",
+    // libfuzzer-sys compiles libFuzzer (C++) for `cargo xtask fuzz`.
+    "g++",
 ];
 
 /// Where `cargo xtask setup` installs moto, and the version it pins. The live tests look here.
@@ -64,6 +67,7 @@ pub fn run() -> Result<()> {
     ensure_subids()?;
     start_daemons()?;
     ensure_moto()?;
+    ensure_cargo_fuzz()?;
     eprintln!("xtask: setup complete");
     Ok(())
 }
@@ -119,6 +123,19 @@ fn ensure_moto() -> Result<()> {
         "--disable-pip-version-check",
         MOTO_REQUIREMENT,
     ]))
+}
+
+/// Installs cargo-fuzz with the versions its lock file pins, unless it is there already.
+fn ensure_cargo_fuzz() -> Result<()> {
+    let have = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if have {
+        eprintln!("xtask: cargo-fuzz already installed");
+        return Ok(());
+    }
+    sh(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
 }
 
 fn nix_is_root() -> bool {

@@ -15,6 +15,7 @@ use crate::image::ImageCache;
 use crate::instance::{BackendKind, Instance, InstanceSpec};
 use crate::name::InstanceName;
 use crate::progress::Progress;
+use crate::secret::Password;
 use crate::state::Operation;
 
 /// How `create` should finish.
@@ -156,8 +157,9 @@ pub trait Backend: BackupBackend + std::fmt::Debug + Send + Sync {
     /// How to attach to the guest's console.
     fn console(&self, name: &InstanceName) -> Result<Handoff>;
 
-    /// Sets a new random password for `user` and returns it; nox stores it nowhere.
-    fn passwd(&self, name: &InstanceName, user: &str) -> Result<String>;
+    /// Sets a new random password for `user` and returns it; nox stores it nowhere, and its
+    /// buffer is wiped when dropped.
+    fn passwd(&self, name: &InstanceName, user: &str) -> Result<Password>;
 
     /// Changes resources. Disk grows only. Returns a note for the user (what takes effect when).
     fn resize(

@@ -185,11 +185,25 @@ pub struct VmConfig {
 pub struct LxcConfig {
     pub lxcpath: PathBuf,
     /// The NAT bridge ordinary containers join.
+    #[serde(deserialize_with = "interface_name")]
     pub bridge: String,
     /// The bridge privileged containers join (they get a LAN presence, as the seed analysis had).
+    #[serde(deserialize_with = "interface_name")]
     pub privileged_bridge: String,
     /// Pass /dev/net/tun into unprivileged containers.
     pub tun: bool,
+}
+
+/// A bridge name becomes an LXC config line and a /sys path: it must be one the kernel could
+/// give an interface, checked when the file is read.
+fn interface_name<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    let name = String::deserialize(d)?;
+    if !crate::instance::is_interface_name(&name) {
+        return Err(serde::de::Error::custom(format!(
+            "{name:?} is not an interface name (1 to 15 letters, digits, '-', '_' or '.')"
+        )));
+    }
+    Ok(name)
 }
 
 /// `[images.NAME]`: where each backend gets this image, and how it is verified.
@@ -529,18 +543,27 @@ impl LoadedConfig {
 
 /// Reads and layers every config file, then applies `overrides`.
 pub fn load(files: &ConfigFiles, overrides: &[Override]) -> Result<LoadedConfig> {
+    let mut texts = Vec::new();
+    for (path, required) in files.candidates() {
+        match std::fs::read_to_string(&path) {
+            Ok(t) => texts.push((path, t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => continue,
+            Err(source) => return Err(Error::ConfigRead { file: path, source }),
+        }
+    }
+    load_texts(texts, overrides)
+}
+
+/// Layers config files given as (path, text), lowest first, then applies `overrides`: what
+/// [`load`] does once the files are read (and what the config fuzz target drives).
+pub fn load_texts(texts: Vec<(PathBuf, String)>, overrides: &[Override]) -> Result<LoadedConfig> {
     let mut merged = toml::Table::try_from(Config::default()).expect("defaults serialize");
     let mut origins = BTreeMap::new();
     collect_leaves(&merged, "", &mut |key, _| {
         origins.insert(key, Origin::Default);
     });
     let mut files_read = Vec::new();
-    for (path, required) in files.candidates() {
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => continue,
-            Err(source) => return Err(Error::ConfigRead { file: path, source }),
-        };
+    for (path, text) in texts {
         let layer = parse_file(&path, &text)?;
         merge(
             &mut merged,
@@ -588,12 +611,59 @@ pub fn parse_file(path: &Path, text: &str) -> Result<toml::Table> {
         }
     };
     toml::from_str::<Config>(text).map_err(syntax)?;
-    toml::from_str::<toml::Table>(text).map_err(syntax)
+    let table = toml::from_str::<toml::Table>(text).map_err(syntax)?;
+    if let Some(key) = key_with_nul(&table, "") {
+        // TOML's \u0000 escape is the only way in: point at it.
+        let at = ["\\u0000", "\\U00000000"]
+            .iter()
+            .filter_map(|e| text.find(e))
+            .min()
+            .unwrap_or(0);
+        let (line, column) = line_col(text, at);
+        return Err(Error::ConfigSyntax {
+            file: path.to_path_buf(),
+            line,
+            column,
+            message: format!(
+                "{key} holds a NUL character, which no path, name or value nox passes on may hold"
+            ),
+        });
+    }
+    Ok(table)
 }
 
-/// 1-based line and column (in characters) of a byte offset.
+/// The dotted key of the first key or string in `table` holding a NUL character: such a value
+/// cannot reach the C libraries and programs nox hands paths and names to.
+fn key_with_nul(table: &toml::Table, prefix: &str) -> Option<String> {
+    fn in_value(v: &toml::Value, key: &str) -> Option<String> {
+        match v {
+            toml::Value::String(s) if s.contains('\0') => Some(key.to_string()),
+            toml::Value::Array(items) => items.iter().find_map(|i| in_value(i, key)),
+            toml::Value::Table(t) => key_with_nul(t, key),
+            _ => None,
+        }
+    }
+    table.iter().find_map(|(k, v)| {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if k.contains('\0') {
+            return Some(key.replace('\0', "\\0"));
+        }
+        in_value(v, &key)
+    })
+}
+
+/// 1-based line and column (in characters) of a byte offset; an offset past the end or
+/// inside a character counts from the last character boundary before it.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
     (line, column)
@@ -837,6 +907,32 @@ mod tests {
                 "[images.x.vm]\nurl = \"/x.qcow2\"\nchecksum = \"md5:00\"\n",
                 (3, 12),
                 "sha256: or sha512:",
+            ),
+            // A NUL would panic or truncate at the C libraries (liblxc, libvirt) and programs.
+            (
+                "[lxc]\nlxcpath = \"/var/lib/lxc\\u0000x\"\n",
+                (2, 24),
+                "lxc.lxcpath holds a NUL",
+            ),
+            (
+                "[defaults]\nssh_keys = [\"a\", \"b\\U00000000\"]\n",
+                (2, 20),
+                "defaults.ssh_keys holds a NUL",
+            ),
+            (
+                "[images.\"x\\u0000\".lxc]\nurl = \"images:debian/bookworm\"\n",
+                (1, 11),
+                "images.x\\0 holds a NUL",
+            ),
+            (
+                "[lxc]\nbridge = \"lxcbr0\\nlxc.hook.pre-start = /x\"\n",
+                (2, 10),
+                "not an interface name",
+            ),
+            (
+                "[lxc]\nprivileged_bridge = \"..\"\n",
+                (2, 21),
+                "not an interface name",
             ),
         ];
         for (text, (line, column), msg) in cases {

@@ -104,6 +104,7 @@ pub fn remove_remote(path: &Path, name: &RemoteName) -> Result<bool> {
 mod tests {
     use super::*;
     use crate::config::RemoteDriver;
+    use proptest::strategy::Strategy as _;
 
     fn remote() -> RemoteConfig {
         RemoteConfig {
@@ -187,5 +188,48 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "[defaults]\ncpu = 2\n"
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// `nox remote add` then `nox remote rm` of the same name leaves the file byte for byte
+        /// as it was (comments, order, other remotes), and what was added reads back as given.
+        #[test]
+        fn adding_then_removing_a_remote_leaves_the_file_as_it_was(
+            before in proptest::sample::select(vec![
+                "",
+                "# mine\n[defaults]\ncpus = 2 # two\n",
+                "[remotes.other]\ndriver = \"incus\"\nurl = \"unix:///x\"\n\n# after\n[lxc]\nbridge = \"br1\"\n",
+                "[defaults]\nmemory = \"2G\"\n[remotes]\n",
+            ]),
+            name in crate::strategies::remote_name().prop_filter("not the file's own", |n| n.as_str() != "other"),
+            url in ".*",
+            project in "[a-z0-9_-]{1,20}",
+            fingerprint in proptest::option::of("[0-9a-f]{64}"),
+            client_cert in proptest::option::of("/[a-z/]{1,30}"),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("nox.toml");
+            std::fs::write(&path, before).unwrap();
+            let remote = RemoteConfig {
+                url,
+                project,
+                fingerprint,
+                client_cert: client_cert.map(Into::into),
+                ..remote()
+            };
+            if remote.url.contains('\0') {
+                // Nothing nox passes on may hold a NUL: refused, the file untouched.
+                proptest::prop_assert!(set_remote(&path, &name, &remote).unwrap_err().is_bad_input());
+                proptest::prop_assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+                return Ok(());
+            }
+            set_remote(&path, &name, &remote).unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let read = crate::config::load_texts(vec![(path.clone(), text)], &[]).unwrap();
+            proptest::prop_assert_eq!(read.config.remotes.get(&name), Some(&remote));
+            proptest::prop_assert!(remove_remote(&path, &name).unwrap());
+            proptest::prop_assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+        }
     }
 }

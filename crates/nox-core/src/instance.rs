@@ -69,13 +69,7 @@ impl FromStr for NetworkSpec {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
         let iface = |kind: &str, name: &str| {
-            // Interface names end up in libvirt XML and LXC config: same rule as the kernel's.
-            let ok = !name.is_empty()
-                && name.len() <= 15
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-            if ok {
+            if is_interface_name(name) {
                 Ok(name.to_string())
             } else {
                 Err(Error::Usage(format!(
@@ -119,6 +113,20 @@ impl From<NetworkSpec> for String {
     fn from(n: NetworkSpec) -> String {
         n.to_string()
     }
+}
+
+/// Whether `name` can be a host network interface: the kernel's rule (`dev_valid_name`: 1 to
+/// 15 bytes, not `.` or `..`, no '/', ':' or whitespace), narrowed to letters, digits, '-',
+/// '_' and '.'. Interface names end up in libvirt XML, LXC config lines and /sys paths, so
+/// nothing else may get through.
+pub fn is_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Everything a backend needs to create one instance, fully resolved: no shares, no defaults
@@ -244,7 +252,16 @@ mod tests {
 
     #[test]
     fn network_specs_parse_and_print() {
-        for s in ["default", "user", "ask", "bridge:br0", "macvtap:eth0"] {
+        for s in [
+            "default",
+            "user",
+            "ask",
+            "bridge:br0",
+            "macvtap:eth0",
+            "bridge:br-lan.100",
+            "bridge:abcdefghijklmno",
+            "bridge:a..b",
+        ] {
             let n: NetworkSpec = s.parse().unwrap();
             assert_eq!(n.to_string(), s);
         }
@@ -255,6 +272,12 @@ mod tests {
             "bridge:a b",
             "macvtap:waytoolonginterface0",
             "bridge:$(x)",
+            "bridge:.",
+            "bridge:..",
+            "bridge:a/b",
+            "bridge:br0\n",
+            "macvtap:eth0:1",
+            "bridge:16charsxxxxxxxxxx",
         ] {
             let e = bad.parse::<NetworkSpec>().unwrap_err();
             assert!(e.is_bad_input(), "{bad}");

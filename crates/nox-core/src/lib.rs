@@ -13,7 +13,8 @@
 //! - `backup/`: manifests, the local store, chains, retention and verification;
 //! - `cloud_init.rs` (the NoCloud documents), `fetch.rs` (verified downloads),
 //!   `ssh_identity.rs` (nox's own SSH key), `script.rs` (launch scripts and redaction),
-//!   `compat.rs` and `check.rs` (what `nox check` and `nox doctor` report);
+//!   `compat.rs` and `check.rs` (what `nox check` and `nox doctor` report), `secret.rs`
+//!   (secrets wiped from memory once used);
 //! - `error.rs`, `progress.rs`, `interrupt.rs` (Ctrl-C), `wait.rs` (the one polling loop),
 //!   `lock.rs` (file locks), `golden.rs` (golden-file assertions for tests);
 //! - `state/`: per-instance locks and the intent records that make a killed command's
@@ -41,9 +42,12 @@ pub mod provision;
 pub mod remote;
 pub mod resources;
 pub mod script;
+pub mod secret;
 pub mod spec;
 pub mod ssh_identity;
 pub mod state;
+#[cfg(test)]
+mod strategies;
 pub mod wait;
 
 pub use backend::Backend;

@@ -8,35 +8,67 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// A validated instance name: `^[a-z][a-z0-9-]{0,62}$`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+/// A validated instance name: an RFC 1123 hostname label that starts with a letter,
+/// `^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`.
+///
+/// Read back from nox's own records and manifests (serde), a name may also end in '-', as
+/// nox allowed before: such an instance stays listed (and its backups readable) instead of
+/// vanishing, while every name the user gives is held to the hostname rule.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(into = "String")]
 pub struct InstanceName(String);
 
 pub const NAME_RULE: &str =
-    "names are 1 to 63 characters: a lowercase letter, then lowercase letters, digits or '-'";
+    "names are 1 to 63 characters: a lowercase letter, then lowercase letters, digits or '-', not ending in '-'";
+
+/// Whether `name` is a hostname label as nox takes it (RFC 1123, starting with a letter, as
+/// nox has always required): 1 to 63 of `[a-z0-9-]`, a letter first, no '-' last.
+fn is_label(name: &str) -> bool {
+    let b = name.as_bytes();
+    let allowed = |c: &u8| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-');
+    matches!(b.first(), Some(b'a'..=b'z'))
+        && b.last() != Some(&b'-')
+        && b.len() <= 63
+        && b.iter().all(allowed)
+}
 
 impl InstanceName {
     pub fn new(name: &str) -> Result<Self> {
-        let invalid = |reason| Error::InvalidName {
-            name: name.to_string(),
-            reason,
-        };
-        let bytes = name.as_bytes();
-        match bytes.first() {
-            Some(b'a'..=b'z') => {}
+        if !is_label(name) {
             // Every rejection states the same rule, so users learn it from any mistake.
-            None | Some(_) => return Err(invalid(NAME_RULE)),
-        }
-        let allowed = |b: &u8| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-');
-        if bytes.len() > 63 || !bytes.iter().all(allowed) {
-            return Err(invalid(NAME_RULE));
+            return Err(Error::InvalidName {
+                name: name.to_string(),
+                reason: NAME_RULE,
+            });
         }
         Ok(InstanceName(name.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// A name as nox's records hold it: the hostname rule, or the older one that allowed a
+    /// trailing '-' (`^[a-z][a-z0-9-]{0,62}$`), still safe as a path and a domain name.
+    pub fn from_record(name: &str) -> Result<Self> {
+        match InstanceName::new(name) {
+            Ok(n) => Ok(n),
+            Err(_)
+                if name.len() <= 63
+                    && name.ends_with('-')
+                    && is_label(name.trim_end_matches('-')) =>
+            {
+                Ok(InstanceName(name.to_string()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for InstanceName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        InstanceName::from_record(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -90,7 +122,7 @@ impl RemoteName {
             .map(|n| RemoteName(n.0))
             .map_err(|_| Error::InvalidName {
                 name: name.to_string(),
-                reason: "remote names are 1 to 63 characters: a lowercase letter, then lowercase letters, digits or '-'",
+                reason: "remote names are 1 to 63 characters: a lowercase letter, then lowercase letters, digits or '-', not ending in '-'",
             })
     }
 
@@ -209,6 +241,12 @@ mod tests {
         }
         let e = "C:web".parse::<InstanceRef>().unwrap_err();
         assert!(e.to_string().contains("remote names"), "{e}");
+        // Remote names follow the hostname rule too, and say so.
+        let e = "lab-:web".parse::<InstanceRef>().unwrap_err();
+        assert!(e.to_string().contains("not ending in '-'"), "{e}");
+        assert!("web-".parse::<RemoteName>().unwrap_err().is_bad_input());
+        assert!("s3".parse::<RemoteName>().is_err());
+        assert!("s3x".parse::<RemoteName>().is_ok());
     }
 
     #[test]
@@ -232,6 +270,16 @@ mod tests {
             ("../etc", false),
             ("web;rm", false),
             ("wéb", false),
+            // RFC 1123: a label does not end with a hyphen.
+            ("web-", false),
+            ("a-", false),
+            ("-", false),
+            ("a--b", true),
+            ("a0", true),
+            ("a-0", true),
+            (&format!("a{}-", "b".repeat(61)), false),
+            ("web\0", false),
+            ("web\n", false),
         ];
         for (name, ok) in cases {
             let got = InstanceName::new(name);
@@ -240,6 +288,42 @@ mod tests {
                 assert!(e.is_bad_input());
                 assert!(e.to_string().contains("lowercase letter"), "{e}");
             }
+        }
+    }
+
+    #[test]
+    fn records_keep_names_older_nox_allowed_but_users_cannot_give_them() {
+        let old: InstanceName = serde_json::from_str("\"web-\"").unwrap();
+        assert_eq!(old.as_str(), "web-");
+        assert_eq!(serde_json::to_string(&old).unwrap(), "\"web-\"");
+        assert!(serde_json::from_str::<InstanceName>("\"web--\"").is_ok());
+        for bad in ["\"-\"", "\"1-\"", "\"Web-\"", "\"a/-\"", "\"\""] {
+            assert!(serde_json::from_str::<InstanceName>(bad).is_err(), "{bad}");
+        }
+        let long = format!("\"a{}-\"", "b".repeat(62));
+        assert!(serde_json::from_str::<InstanceName>(&long).is_err());
+        assert!("web-".parse::<InstanceName>().is_err());
+        assert!("web-".parse::<InstanceRef>().is_err());
+    }
+
+    proptest::proptest! {
+        /// `REMOTE:NAME` and `NAME` print as they were parsed, and read back equal.
+        #[test]
+        fn references_read_back_as_written(r in crate::strategies::instance_ref()) {
+            let text = r.to_string();
+            proptest::prop_assert_eq!(text.parse::<InstanceRef>().unwrap(), r.clone());
+            // And as JSON, as records and `--json` output hold them.
+            let json = serde_json::to_string(&r).unwrap();
+            proptest::prop_assert_eq!(serde_json::from_str::<InstanceRef>(&json).unwrap(), r);
+        }
+
+        /// A name with anything outside [a-z0-9-] in it is refused as bad input.
+        #[test]
+        fn names_with_other_characters_are_refused(
+            head in "[a-z]{0,5}", bad in "[^a-z0-9-]", tail in "[a-z]{0,5}"
+        ) {
+            let s = format!("{head}{bad}{tail}");
+            proptest::prop_assert!(InstanceName::new(&s).unwrap_err().is_bad_input());
         }
     }
 }

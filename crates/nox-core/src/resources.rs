@@ -22,24 +22,25 @@ const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 const TIB: u64 = 1024 * GIB;
 
-/// A share of something the host has, in (0, 1].
+/// A share of something the host has, kept as the percentage the user meant, in (0, 100].
+/// `0.07` is read as exactly `7%` (its decimal point moved in the text, not multiplied in
+/// floating point), so printing a share and reading it back gives the same share.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Share(f64);
+pub struct Share {
+    percent: f64,
+}
 
 impl Share {
     pub fn fraction(self) -> f64 {
-        self.0
+        self.percent / 100.0
     }
 }
 
 impl fmt::Display for Share {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pct = self.0 * 100.0;
-        if (pct - pct.round()).abs() < 1e-9 {
-            write!(f, "{}%", pct.round() as u64)
-        } else {
-            write!(f, "{pct}%")
-        }
+        // Rust prints the shortest decimal that reads back as the same f64, and never in
+        // exponent form: `50%`, `12.5%`.
+        write!(f, "{}%", self.percent)
     }
 }
 
@@ -72,8 +73,30 @@ fn invalid(what: &'static str, value: &str, reason: impl Into<String>) -> Error 
     }
 }
 
+/// A number as written (`1.5`): its digits and at most one '.', and its value.
+struct Number<'a> {
+    text: &'a str,
+    value: f64,
+}
+
+impl Number<'_> {
+    fn is_whole(&self) -> bool {
+        !self.text.contains('.')
+    }
+
+    /// The same number written a hundred times larger: `0.075` -> `7.5`, exactly, by moving
+    /// the decimal point in the text.
+    fn times_100(&self) -> f64 {
+        let (int, frac) = self.text.split_once('.').unwrap_or((self.text, ""));
+        let (moved, rest) = frac.split_at(frac.len().min(2));
+        let shifted = format!("{int}{moved:0<2}.{rest}0");
+        // Digits and one '.', with a digit on each side: always a number.
+        shifted.parse().unwrap_or(self.value * 100.0)
+    }
+}
+
 /// Splits `1.5G` into (1.5, "G"). The number may not be signed or empty.
-fn split_number(what: &'static str, raw: &str) -> Result<(f64, String)> {
+fn split_number<'a>(what: &'static str, raw: &'a str) -> Result<(Number<'a>, &'a str)> {
     let s = raw.trim();
     if s.starts_with('-') {
         return Err(invalid(what, raw, "it must be positive"));
@@ -81,40 +104,43 @@ fn split_number(what: &'static str, raw: &str) -> Result<(f64, String)> {
     let end = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
-    let (num, unit) = s.split_at(end);
-    let n: f64 = num
+    let (text, unit) = s.split_at(end);
+    let value: f64 = text
         .parse()
         .map_err(|_| invalid(what, raw, "expected a number, optionally with a unit or %"))?;
-    if !n.is_finite() {
+    if !value.is_finite() {
         return Err(invalid(what, raw, "expected a finite number"));
     }
-    Ok((n, unit.trim().to_string()))
+    Ok((Number { text, value }, unit.trim()))
 }
 
-fn parse_share(what: &'static str, raw: &str, n: f64, unit: &str) -> Result<Option<Share>> {
+fn parse_share(what: &'static str, raw: &str, n: &Number<'_>, unit: &str) -> Result<Option<Share>> {
     if unit == "%" {
-        if n <= 0.0 || n > 100.0 {
+        if n.value <= 0.0 || n.value > 100.0 {
             return Err(invalid(
                 what,
                 raw,
                 "a share must be above 0% and at most 100%",
             ));
         }
-        return Ok(Some(Share(n / 100.0)));
+        return Ok(Some(Share { percent: n.value }));
     }
-    if unit.is_empty() && n > 0.0 && n < 1.0 {
-        return Ok(Some(Share(n)));
+    if unit.is_empty() && n.value > 0.0 && n.value < 1.0 {
+        return Ok(Some(Share {
+            percent: n.times_100(),
+        }));
     }
     Ok(None)
 }
 
 fn parse_size(what: &'static str, raw: &str, bare_unit: u64) -> Result<SizeRequest> {
     let (n, unit) = split_number(what, raw)?;
-    if let Some(share) = parse_share(what, raw, n, &unit)? {
+    if let Some(share) = parse_share(what, raw, &n, unit)? {
         return Ok(SizeRequest::Share(share));
     }
     let mult = match unit.to_ascii_uppercase().as_str() {
         "" => bare_unit,
+        "B" => 1,
         "K" | "KB" | "KI" | "KIB" => KIB,
         "M" | "MB" | "MI" | "MIB" => MIB,
         "G" | "GB" | "GI" | "GIB" => GIB,
@@ -127,23 +153,33 @@ fn parse_size(what: &'static str, raw: &str, bare_unit: u64) -> Result<SizeReque
             ))
         }
     };
-    let bytes = n * mult as f64;
-    if bytes < 1.0 {
+    let too_large = || invalid(what, raw, "it is larger than any host");
+    // Whole numbers are counted exactly; only a fraction (`1.5G`) goes through f64.
+    let bytes = if n.is_whole() {
+        let whole: u64 = n.text.parse().map_err(|_| too_large())?;
+        whole.checked_mul(mult).ok_or_else(too_large)?
+    } else {
+        let bytes = n.value * mult as f64;
+        // 2^64 is the first f64 no u64 holds.
+        if bytes >= u64::MAX as f64 {
+            return Err(too_large());
+        }
+        bytes as u64
+    };
+    if bytes == 0 {
         return Err(invalid(what, raw, "it must be more than zero"));
     }
-    if bytes > u64::MAX as f64 {
-        return Err(invalid(what, raw, "it is larger than any host"));
-    }
-    Ok(SizeRequest::Bytes(bytes as u64))
+    Ok(SizeRequest::Bytes(bytes))
 }
 
 impl FromStr for CpuRequest {
     type Err = Error;
     fn from_str(raw: &str) -> Result<Self> {
         let (n, unit) = split_number("cpus", raw)?;
-        if let Some(share) = parse_share("cpus", raw, n, &unit)? {
+        if let Some(share) = parse_share("cpus", raw, &n, unit)? {
             return Ok(CpuRequest::Share(share));
         }
+        let n = n.value;
         if !unit.is_empty() {
             return Err(invalid(
                 "cpus",
@@ -195,7 +231,7 @@ impl CpuRequest {
             CpuRequest::Count(n) => Ok(n),
             // A share always yields at least one CPU: "10%" of a 2-CPU host is still a machine.
             CpuRequest::Share(s) => {
-                Ok(((host.cpus as f64 * s.0).round() as u32).clamp(1, host.cpus))
+                Ok(((host.cpus as f64 * s.fraction()).round() as u32).clamp(1, host.cpus.max(1)))
             }
         }
     }
@@ -204,7 +240,7 @@ impl CpuRequest {
 fn resolve_size(what: &'static str, req: SizeRequest, available: u64, of: &str) -> Result<u64> {
     let bytes = match req {
         SizeRequest::Bytes(b) => b,
-        SizeRequest::Share(s) => (available as f64 * s.0) as u64,
+        SizeRequest::Share(s) => (available as f64 * s.fraction()) as u64,
     };
     if bytes > available {
         return Err(invalid(
@@ -285,10 +321,21 @@ impl fmt::Display for CpuRequest {
     }
 }
 
+/// `2147483648` -> `2G`, `1536` -> `1536B`: the largest unit that keeps the value exact, so
+/// it reads back as the same number of bytes.
+fn exact_bytes(b: u64) -> String {
+    for (unit, size) in [("T", TIB), ("G", GIB), ("M", MIB), ("K", KIB)] {
+        if b >= size && b % size == 0 {
+            return format!("{}{unit}", b / size);
+        }
+    }
+    format!("{b}B")
+}
+
 impl fmt::Display for SizeRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SizeRequest::Bytes(b) => f.write_str(&format_bytes(*b)),
+            SizeRequest::Bytes(b) => f.write_str(&exact_bytes(*b)),
             SizeRequest::Share(s) => write!(f, "{s}"),
         }
     }
@@ -480,5 +527,102 @@ mod tests {
         assert_eq!("0.5".parse::<MemoryRequest>().unwrap().to_string(), "50%");
         assert_eq!("1024".parse::<MemoryRequest>().unwrap().to_string(), "1G");
         assert_eq!("10".parse::<DiskRequest>().unwrap().to_string(), "10G");
+        // A fraction is read in decimal, so it prints as the percentage it is.
+        assert_eq!("0.07".parse::<CpuRequest>().unwrap().to_string(), "7%");
+        assert_eq!(
+            "0.075".parse::<MemoryRequest>().unwrap().to_string(),
+            "7.5%"
+        );
+        assert_eq!(".5".parse::<DiskRequest>().unwrap().to_string(), "50%");
+        // Sizes that are no whole K print in bytes, which read back.
+        for (raw, bytes) in [("1536B", 1536), ("1.0000001K", 1024), ("1.5M", 1536 * KIB)] {
+            let r: MemoryRequest = raw.parse().unwrap();
+            assert_eq!(r, MemoryRequest(SizeRequest::Bytes(bytes)), "{raw}");
+            assert_eq!(r.to_string().parse::<MemoryRequest>().unwrap(), r, "{raw}");
+        }
+        let odd = MemoryRequest(SizeRequest::Bytes(MIB + 1));
+        assert_eq!(odd.to_string(), "1048577B");
+    }
+
+    #[test]
+    fn huge_values_are_refused_not_wrapped() {
+        for raw in [
+            "18446744073709551616B",
+            "16777216T",
+            "99999999999999999999999",
+            "17179869184G",
+            "16777216.5T",
+        ] {
+            let e = raw.parse::<DiskRequest>().unwrap_err();
+            assert!(e.to_string().contains("larger than any host"), "{raw}: {e}");
+            assert!(e.is_bad_input());
+        }
+        // The largest whole count of bytes is exact.
+        assert_eq!(
+            "18446744073709551615B".parse::<DiskRequest>().unwrap(),
+            DiskRequest(SizeRequest::Bytes(u64::MAX))
+        );
+        assert!("99999999999"
+            .parse::<CpuRequest>()
+            .unwrap_err()
+            .is_bad_input());
+    }
+
+    #[test]
+    fn a_host_reporting_no_cpus_gets_an_error_or_one_cpu_never_a_panic() {
+        let none = Capacity {
+            cpus: 0,
+            memory_bytes: 0,
+            disk_free_bytes: 0,
+        };
+        assert_eq!(
+            "50%".parse::<CpuRequest>().unwrap().resolve(&none).unwrap(),
+            1
+        );
+        assert!("1".parse::<CpuRequest>().unwrap().resolve(&none).is_err());
+        assert!("50%"
+            .parse::<MemoryRequest>()
+            .unwrap()
+            .resolve(&none)
+            .is_err());
+    }
+
+    proptest::proptest! {
+        /// Every size prints in a form that reads back as the same number of bytes.
+        #[test]
+        fn sizes_read_back_as_written(b in 1u64..) {
+            let m = MemoryRequest(SizeRequest::Bytes(b));
+            proptest::prop_assert_eq!(m.to_string().parse::<MemoryRequest>().unwrap(), m);
+            let d = DiskRequest(SizeRequest::Bytes(b));
+            proptest::prop_assert_eq!(d.to_string().parse::<DiskRequest>().unwrap(), d);
+        }
+
+        /// Every share, however written (`12.5%` or `0.125`), prints as a percentage that
+        /// reads back as the same share.
+        #[test]
+        fn shares_read_back_as_written(whole in 0u32..100, frac in "[0-9]{0,6}") {
+            let percent = if frac.is_empty() { format!("{whole}") } else { format!("{whole}.{frac}") };
+            let parsed = format!("{percent}%").parse::<CpuRequest>();
+            let Ok(c) = parsed else {
+                // Only 0% is refused among these.
+                proptest::prop_assert!(percent.parse::<f64>().unwrap() == 0.0);
+                return Ok(());
+            };
+            proptest::prop_assert_eq!(c.to_string().parse::<CpuRequest>().unwrap(), c);
+            let m: MemoryRequest = format!("{percent}%").parse().unwrap();
+            proptest::prop_assert_eq!(m.to_string().parse::<MemoryRequest>().unwrap(), m);
+            // The same share written as a fraction of one (`0.125`): read as exactly 12.5%.
+            if whole == 0 {
+                let f: CpuRequest = format!("0.{frac}").parse().unwrap();
+                proptest::prop_assert_eq!(f.to_string().parse::<CpuRequest>().unwrap(), f);
+            }
+        }
+
+        /// Every CPU count reads back as itself.
+        #[test]
+        fn cpu_counts_read_back_as_written(n in 1u32..) {
+            let c = CpuRequest::Count(n);
+            proptest::prop_assert_eq!(c.to_string().parse::<CpuRequest>().unwrap(), c);
+        }
     }
 }

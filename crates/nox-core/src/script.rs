@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::TailscaleConfig;
 use crate::error::{Error, Result};
+use crate::secret::Zeroizing;
 
 /// A script that ships inside nox.
 #[derive(Debug)]
@@ -154,11 +155,16 @@ fn safe_name(s: &str) -> String {
     }
 }
 
-/// A secret that never prints itself.
+/// A secret that never prints itself, and is wiped from memory when dropped (clones too).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(Zeroizing<String>);
 
 impl Secret {
+    /// Takes `s` over: no copy of it is left behind.
+    pub fn new(s: String) -> Secret {
+        Secret(Zeroizing::new(s))
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -171,10 +177,11 @@ impl std::fmt::Debug for Secret {
 }
 
 /// The Tailscale auth key: `TS_AUTHKEY` from the environment (given as `env`), else the
-/// config's `authkey_file`, which must be a regular file its owner alone can read.
-pub fn tailscale_authkey(cfg: &TailscaleConfig, env: Option<String>) -> Result<Option<Secret>> {
-    if let Some(k) = env.map(|k| k.trim().to_string()).filter(|k| !k.is_empty()) {
-        return check_key(k, "TS_AUTHKEY").map(Some);
+/// config's `authkey_file`, which must be a regular file its owner alone can read. Every
+/// copy made on the way (the file's text, the untrimmed key) is wiped when dropped.
+pub fn tailscale_authkey(cfg: &TailscaleConfig, env: Option<Secret>) -> Result<Option<Secret>> {
+    if let Some(k) = env.filter(|k| !k.expose().trim().is_empty()) {
+        return check_key(k.expose(), "TS_AUTHKEY").map(Some);
     }
     if cfg.authkey_file.is_empty() {
         return Ok(None);
@@ -199,17 +206,20 @@ pub fn tailscale_authkey(cfg: &TailscaleConfig, env: Option<String>) -> Result<O
         });
     }
     let text = std::fs::read_to_string(path)
+        .map(Zeroizing::new)
         .map_err(|e| Error::Usage(format!("reading {}: {e}", path.display())))?;
-    check_key(text.trim().to_string(), "[tailscale] authkey_file").map(Some)
+    check_key(&text, "[tailscale] authkey_file").map(Some)
 }
 
-fn check_key(k: String, from: &str) -> Result<Secret> {
+/// The key in `k`, trimmed, if it is one word.
+fn check_key(k: &str, from: &str) -> Result<Secret> {
+    let k = k.trim();
     if k.is_empty() || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::Usage(format!(
             "the Tailscale auth key from {from} is empty or not one word"
         )));
     }
-    Ok(Secret(k))
+    Ok(Secret::new(k.to_string()))
 }
 
 const REDACTED: &[u8] = b"[redacted]";
@@ -348,7 +358,7 @@ mod tests {
         let from_file = tailscale_authkey(&cfg, None).unwrap().unwrap();
         assert_eq!(from_file.expose(), "tskey-auth-file");
         assert_eq!(format!("{from_file:?}"), "Secret(..)");
-        let from_env = tailscale_authkey(&cfg, Some("tskey-env".into())).unwrap();
+        let from_env = tailscale_authkey(&cfg, Some(Secret::new("tskey-env".into()))).unwrap();
         assert_eq!(from_env.unwrap().expose(), "tskey-env");
 
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -359,12 +369,15 @@ mod tests {
         assert!(tailscale_authkey(&TailscaleConfig::default(), None)
             .unwrap()
             .is_none());
-        assert!(tailscale_authkey(&TailscaleConfig::default(), Some("a b".into())).is_err());
+        assert!(
+            tailscale_authkey(&TailscaleConfig::default(), Some(Secret::new("a b".into())))
+                .is_err()
+        );
     }
 
     #[test]
     fn the_secret_is_redacted_even_when_split_across_writes() {
-        let secret = Secret("tskey-SECRET".into());
+        let secret = Secret::new("tskey-SECRET".into());
         let (mut term, mut log) = (Vec::new(), Vec::new());
         {
             let mut r = Redacting::new(&mut term, &mut log, Some(&secret));

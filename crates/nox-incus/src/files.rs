@@ -1,4 +1,4 @@
-//! Files in an instance: `POST`/`GET /1.0/instances/NAME/files?path=...`.
+//! Files in an instance: `POST`/`GET`/`DELETE /1.0/instances/NAME/files?path=...`.
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderName, Method};
@@ -50,6 +50,27 @@ impl Client {
         call.body = full(contents.to_vec());
         self.call(call)?;
         Ok(())
+    }
+
+    /// Removes a file from the instance (`DELETE .../files`); `false` when it was not there.
+    pub fn delete_file(&self, instance: &str, path: &str) -> Result<bool> {
+        let url = self.scoped(&format!(
+            "{}/files?path={}",
+            instance_path(instance),
+            enc(path)
+        ));
+        match self.call(Call::new(Method::DELETE, url)) {
+            Ok(_) => Ok(true),
+            // Incus answers a missing file with 404, or (through its SFTP layer) with its
+            // "not exist" text under another status.
+            Err(e)
+                if e.is_not_found()
+                    || (e.status().is_some() && e.to_string().contains("not exist")) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads a file from the instance.

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use nox_core::backend::Handoff;
 use nox_core::instance::NetworkSpec;
+use nox_core::secret::Password;
 use nox_core::{Error, InstanceName};
 
 use crate::list::{addresses, find};
@@ -90,11 +91,13 @@ pub fn console(b: &LibvirtBackend, name: &InstanceName) -> Result<Handoff, Error
     })
 }
 
-pub fn passwd(b: &LibvirtBackend, name: &InstanceName, user: &str) -> Result<String, Error> {
+pub fn passwd(b: &LibvirtBackend, name: &InstanceName, user: &str) -> Result<Password, Error> {
     let conn = b.conn()?;
     let (dom, _) = find(&conn, name)?;
     let facts: &dyn nox_core::host::HostFacts = &*b.host.facts;
     let password = facts.random_password()?;
+    // The one copy nox cannot wipe: the `virt` crate's C string and libvirt's RPC buffers,
+    // inside the libraries, freed by them.
     dom.set_user_password(user, &password, 0).map_err(|e| {
         Error::failed(
             format!("setting the password of {user} in {name}: {}", e.message()),

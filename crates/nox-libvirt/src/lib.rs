@@ -193,7 +193,7 @@ impl Backend for LibvirtBackend {
         access::console(self, name)
     }
 
-    fn passwd(&self, name: &InstanceName, user: &str) -> Result<String, Error> {
+    fn passwd(&self, name: &InstanceName, user: &str) -> Result<nox_core::secret::Password, Error> {
         access::passwd(self, name, user)
     }
 

@@ -96,9 +96,12 @@ pub enum Output {
     Compressed,
     /// Plain qcow2 (restored disks).
     Plain,
+    /// A sparse raw image (a restored disk while nox edits its files, see
+    /// `backup/identity.rs`).
+    Raw,
 }
 
-/// `qemu-img convert` of `source` (a path, or a `json:` image spec) into a standalone qcow2
+/// `qemu-img convert` of `source` (a path, or a `json:` image spec) into a standalone image
 /// `dest`, reporting its percentages as progress. With `unchanged_from`, only what differs
 /// from that image is written (the output's backing for the duration: stripped after).
 pub fn convert(
@@ -113,7 +116,12 @@ pub fn convert(
     if output == Output::Compressed {
         cmd = cmd.arg("-c");
     }
-    cmd = cmd.args(["-O", "qcow2", "-m", "8", "-W", "-p"]);
+    let format = if output == Output::Raw {
+        "raw"
+    } else {
+        "qcow2"
+    };
+    cmd = cmd.args(["-O", format, "-m", "8", "-W", "-p"]);
     if let Some(base) = unchanged_from {
         cmd = cmd.args(["-F", "qcow2", "-B"]).arg(base);
     }

@@ -1,6 +1,6 @@
 //! exec, ssh, console, passwd and resize for containers.
 
-use std::io::{Seek, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -82,14 +82,18 @@ pub fn passwd(
 ) -> Result<(), Error> {
     let (c, _) = find(b, name)?;
     running(&c, name)?;
-    // The password reaches chpasswd on stdin from an unlinked file: never in argv, never on disk.
-    let mut f = tempfile::tempfile().map_err(|e| Error::io("creating a temp file", e))?;
-    writeln!(f, "{user}:{password}")
-        .and_then(|_| f.rewind())
-        .map_err(|e| Error::io("writing stdin", e))?;
+    // The password reaches chpasswd on stdin through a pipe: never in argv, never in a file
+    // (a temp file's blocks could reach the disk and outlive it). `user:password` is far
+    // below the pipe's capacity, so it is written whole before chpasswd starts; the kernel
+    // holds it only until chpasswd reads it.
+    let (rx, tx) = nix::unistd::pipe().map_err(|e| Error::io("creating a pipe", e.into()))?;
+    let mut tx = std::fs::File::from(tx);
+    // `writeln!` on a file writes each piece as it goes: no formatted copy in memory.
+    writeln!(tx, "{user}:{password}").map_err(|e| Error::io("writing stdin", e))?;
+    drop(tx);
     let devnull = std::fs::File::create("/dev/null").map_err(|e| Error::io("/dev/null", e))?;
     let code = c
-        .attach_with_fds(&["chpasswd"], f.as_raw_fd(), devnull.as_raw_fd(), 2)
+        .attach_with_fds(&["chpasswd"], rx.as_raw_fd(), devnull.as_raw_fd(), 2)
         .map_err(Error::from)?;
     if code != 0 {
         return Err(Error::failure(format!(

@@ -290,10 +290,16 @@ fn archive(
         inner: &mut enc,
         written: 0,
         progress,
+        failed: None,
     };
     let end = runner.execute(&cmd, Stdin::Null, Stdout::Stream(&mut sink));
     if let Source::Overlay { mountpoint, .. } = source {
         let _ = std::fs::remove_dir(mountpoint);
+    }
+    // A write to the backup that failed (a full disk) is the store's fault, not tar's: say
+    // which file, not "talking to a program".
+    if let Some(e) = sink.failed.take() {
+        return Err(io(e));
     }
     let end = end?;
     // GNU tar exits 1 when "some files changed while being read". In a frozen or stopped
@@ -314,22 +320,41 @@ fn archive(
     })
 }
 
-/// Counts what passes through into progress.
+/// Counts what passes through into progress, and keeps the first write error (the runner
+/// that writes into it reports its own context).
 struct CountingWriter<'p, W> {
     inner: W,
     written: u64,
     progress: &'p dyn Progress,
+    failed: Option<std::io::Error>,
+}
+
+impl<W> CountingWriter<'_, W> {
+    /// Passes `r` on, keeping a copy of its error (same OS code and message).
+    fn keep<T>(&mut self, r: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &r {
+            if self.failed.is_none() {
+                self.failed = Some(match e.raw_os_error() {
+                    Some(code) => std::io::Error::from_raw_os_error(code),
+                    None => std::io::Error::new(e.kind(), e.to_string()),
+                });
+            }
+        }
+        r
+    }
 }
 
 impl<W: Write> Write for CountingWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
+        let r = self.inner.write(buf);
+        let n = self.keep(r)?;
         self.written += n as u64;
         self.progress.bytes(self.written, None);
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+        let r = self.inner.flush();
+        self.keep(r)
     }
 }
 
@@ -453,9 +478,14 @@ pub fn restore(
             0o644,
             owner,
         )?;
-        // An empty machine-id makes systemd draw a new one at boot; a copied one would make
-        // systemd-networkd's DHCP client id, and so the address, the original's.
-        create::write_file(&rootfs, &["etc"], "machine-id", "", 0o444, owner)?;
+        // machine-id, Tailscale's node keys and the rest of nox-core's list: a copy must not
+        // be the same machine (an empty machine-id makes systemd draw a new one at boot; a
+        // copied one would make systemd-networkd's DHCP client id, and so the address, the
+        // original's).
+        let reset = nox_core::backup::identity::reset_in_root(&rootfs)?;
+        if reset.contains(&nox_core::backup::identity::TAILSCALE_STATE) {
+            progress.warn(&nox_core::backup::identity::tailscale_note(target.as_str()));
+        }
         if info.cloud_init {
             create::write_seed(
                 &rootfs,
@@ -569,11 +599,18 @@ impl<R: Read> Read for CountingReader<'_, R> {
 /// Moves every owner from the backup's id range to this host's (ids outside the old range are
 /// left alone), keeping modes: chown clears set-id bits, so they are put back.
 fn shift_ids(root: &Path, old: IdMap, uid: u32, gid: u32) -> Result<(), Error> {
+    // The old range comes from the manifest: a count no host could map must fail here, not
+    // wrap around into ids outside this host's range.
     let shift = |id: u32, old_start: u32, new_start: u32| {
         if id >= old_start && id - old_start < old.count.max(1) {
-            id - old_start + new_start
+            (id - old_start).checked_add(new_start).ok_or_else(|| {
+                Error::failed(
+                    format!("owner {id} of the backup maps past the last id from {new_start}"),
+                    "the backup's id map is not nox's (65536 ids); it was tampered with",
+                )
+            })
         } else {
-            id
+            Ok(id)
         }
     };
     let mut stack = vec![root.to_path_buf()];
@@ -581,8 +618,8 @@ fn shift_ids(root: &Path, old: IdMap, uid: u32, gid: u32) -> Result<(), Error> {
         let meta = std::fs::symlink_metadata(&p)
             .map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
         let (nu, ng) = (
-            shift(meta.uid(), old.uid_start, uid),
-            shift(meta.gid(), old.gid_start, gid),
+            shift(meta.uid(), old.uid_start, uid)?,
+            shift(meta.gid(), old.gid_start, gid)?,
         );
         std::os::unix::fs::lchown(&p, Some(nu), Some(ng))
             .map_err(|e| Error::io(format!("chowning {}", p.display()), e))?;

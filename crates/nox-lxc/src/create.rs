@@ -62,10 +62,12 @@ pub fn preflight(b: &LxcBackend, spec: &InstanceSpec) -> Result<(Mode, String), 
     if spec.privileged {
         let bridge = bridge.unwrap_or_else(|| b.config.lxc.privileged_bridge.clone());
         if !b.host.facts.is_bridge(&bridge) {
-            return Err(Error::Refused {
-                message: format!("the bridge for privileged containers, {bridge}, does not exist"),
-                hint: "create it, or set [lxc] privileged_bridge to an existing bridge".into(),
-            });
+            // The host lacks what nox's config names, as for `[lxc] bridge` below: a host
+            // failure (exit 1). Only a bridge named by --network is the user's mistake.
+            return Err(Error::failed(
+                format!("the bridge for privileged containers, {bridge} ([lxc] privileged_bridge), does not exist"),
+                "create it, or set [lxc] privileged_bridge to an existing bridge",
+            ));
         }
         return Ok((Mode::Privileged, bridge));
     }
@@ -330,4 +332,74 @@ pub(crate) fn random_mac(host: &dyn HostFacts) -> Result<String, Error> {
 /// A new cloud-init instance id: a new one makes cloud-init treat the guest as a new machine.
 pub(crate) fn instance_id(host: &dyn HostFacts) -> Result<String, Error> {
     host.random_uuid()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use nox_core::host::fake::{FakeHost, FakeRunner};
+    use nox_core::host::{Host, Interface, InterfaceKind};
+    use nox_core::instance::{BackendKind, InstanceSpec, NetworkSpec};
+
+    use super::*;
+
+    fn backend_on(bridges: &[&str]) -> LxcBackend {
+        let interfaces = bridges
+            .iter()
+            .map(|name| Interface {
+                name: (*name).into(),
+                kind: InterfaceKind::Bridge,
+                mac: None,
+            })
+            .collect();
+        let host = Host {
+            facts: Arc::new(FakeHost::with_interfaces(interfaces)),
+            runner: Arc::new(FakeRunner::default()),
+        };
+        LxcBackend::new(nox_core::Config::default(), host)
+    }
+
+    fn spec(network: NetworkSpec, privileged: bool) -> InstanceSpec {
+        InstanceSpec {
+            name: "web".parse().unwrap(),
+            backend: BackendKind::Lxc,
+            image: "debian-12".into(),
+            cpus: 1,
+            memory_bytes: 1 << 30,
+            disk_bytes: 10 << 30,
+            network,
+            autostart: true,
+            user: "nox".into(),
+            ssh_keys: vec![],
+            privileged,
+            nesting: false,
+            tun: !privileged,
+        }
+    }
+
+    /// The exit-code rule (docs/cli.md): a bridge the user named with --network is bad input
+    /// (2); a bridge nox's config expects on the host, missing, is a host failure (1), the
+    /// same for `[lxc] bridge` and `[lxc] privileged_bridge`.
+    #[test]
+    fn a_missing_bridge_is_bad_input_only_when_the_user_named_it() {
+        let none = backend_on(&[]);
+        let named = NetworkSpec::Bridge("br7".into());
+        for privileged in [false, true] {
+            let e = preflight(&none, &spec(named.clone(), privileged)).unwrap_err();
+            assert!(e.is_bad_input(), "{e}");
+            assert!(e.to_string().contains("br7"), "{e}");
+        }
+        let e = preflight(&none, &spec(NetworkSpec::Default, false)).unwrap_err();
+        assert!(!e.is_bad_input(), "{e}");
+        assert!(e.to_string().contains("lxcbr0"), "{e}");
+        let e = preflight(&none, &spec(NetworkSpec::Default, true)).unwrap_err();
+        assert!(!e.is_bad_input(), "{e}");
+        assert!(e.to_string().contains("privileged_bridge"), "{e}");
+
+        let both = backend_on(&["lxcbr0", "br0"]);
+        let (mode, bridge) = preflight(&both, &spec(NetworkSpec::Default, true)).unwrap();
+        assert!(matches!(mode, Mode::Privileged));
+        assert_eq!(bridge, "br0");
+    }
 }

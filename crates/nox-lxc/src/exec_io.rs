@@ -85,9 +85,11 @@ fn pump(
             break;
         }
         let open: Vec<usize> = (0..2).filter(|&i| files[i].is_some()).collect();
-        let mut polls: Vec<PollFd<'_>> = open
+        // The open files in index order, as `open` lists them.
+        let mut polls: Vec<PollFd<'_>> = files
             .iter()
-            .map(|&i| PollFd::new(files[i].as_ref().unwrap().as_fd(), PollFlags::POLLIN))
+            .flatten()
+            .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN))
             .collect();
         let n = nix::poll::poll(&mut polls, PollTimeout::from(50u16)).or_else(|e| {
             if e == nix::errno::Errno::EINTR {
@@ -104,10 +106,10 @@ fn pump(
             .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         for (k, &i) in open.iter().enumerate() {
-            if !ready[k] {
+            let Some(file) = files[i].as_mut().filter(|_| ready[k]) else {
                 continue;
-            }
-            let got = files[i].as_mut().unwrap().read(&mut buf)?;
+            };
+            let got = file.read(&mut buf)?;
             if got == 0 {
                 files[i] = None;
             } else {

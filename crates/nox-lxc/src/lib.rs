@@ -45,6 +45,7 @@ use nox_core::backend::{CreateOptions, ExecIo, Handoff, Resize};
 use nox_core::config::{Config, ImageSource};
 use nox_core::host::Host;
 use nox_core::instance::{Instance, InstanceSpec};
+use nox_core::secret::Password;
 use nox_core::state::Operation;
 use nox_core::{Backend, BackendKind, Check, Error, InstanceName, Progress};
 
@@ -162,7 +163,7 @@ impl Backend for LxcBackend {
         access::console(self, name)
     }
 
-    fn passwd(&self, name: &InstanceName, user: &str) -> Result<String, Error> {
+    fn passwd(&self, name: &InstanceName, user: &str) -> Result<Password, Error> {
         let facts: &dyn nox_core::host::HostFacts = &*self.host.facts;
         let password = facts.random_password()?;
         access::passwd(self, name, user, &password)?;

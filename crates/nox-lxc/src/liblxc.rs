@@ -55,10 +55,15 @@ pub struct Container {
 // uses one from two threads at once (Container is not Sync).
 unsafe impl Send for Container {}
 
-fn cstring(s: &str) -> CString {
-    // Names are validated before they get here, config values come from nox's renderer;
-    // an interior NUL would be a bug, not user input.
-    CString::new(s).expect("no NUL bytes in strings passed to liblxc")
+/// A string for liblxc. Names are validated and config files refuse NUL characters before
+/// anything gets here, but a path or value from the host (a directory name, a record) still
+/// could hold one: that is an error naming the operation, never a panic.
+fn cstring(s: &str, op: &'static str, name: &str) -> Result<CString, LxcError> {
+    CString::new(s).map_err(|_| LxcError {
+        op,
+        name: name.into(),
+        detail: format!("{s:?} holds a NUL byte, which liblxc cannot take"),
+    })
 }
 
 /// Calls an optional function pointer of `struct lxc_container`, or fails naming it.
@@ -83,8 +88,9 @@ macro_rules! lxc_call {
 impl Container {
     /// Gets a handle on container `name` in `lxcpath`, whether or not it exists yet.
     pub fn new(name: &str, lxcpath: &Path) -> Result<Self, LxcError> {
-        let cname = cstring(name);
-        let cpath = cstring(&lxcpath.to_string_lossy());
+        let op = "lxc_container_new";
+        let cname = cstring(name, op, name)?;
+        let cpath = cstring(&lxcpath.to_string_lossy(), op, name)?;
         // SAFETY: both strings outlive the call; liblxc copies them.
         let ptr = unsafe { lxc_sys::lxc_container_new(cname.as_ptr(), cpath.as_ptr()) };
         let ptr = NonNull::new(ptr).ok_or_else(|| LxcError {
@@ -104,6 +110,14 @@ impl Container {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    fn c(&self, s: &str, op: &'static str) -> Result<CString, LxcError> {
+        cstring(s, op, &self.name)
+    }
+
+    fn c_all(&self, strings: &[&str], op: &'static str) -> Result<Vec<CString>, LxcError> {
+        strings.iter().map(|s| self.c(s, op)).collect()
     }
 
     pub fn dir(&self) -> PathBuf {
@@ -154,7 +168,8 @@ impl Container {
     }
 
     pub fn set_config_item(&self, key: &str, value: &str) -> Result<(), LxcError> {
-        let (k, v) = (cstring(key), cstring(value));
+        let op = "set_config_item";
+        let (k, v) = (self.c(key, op)?, self.c(value, op)?);
         let ok = lxc_call!(
             self,
             set_config_item,
@@ -174,7 +189,7 @@ impl Container {
 
     /// Replaces the in-memory config with the file at `path` (LXC config syntax).
     pub fn load_config(&self, path: &Path) -> Result<(), LxcError> {
-        let p = cstring(&path.to_string_lossy());
+        let p = self.c(&path.to_string_lossy(), "load_config")?;
         let ok = lxc_call!(self, load_config, "load_config", p.as_ptr())?;
         self.check(ok, "load_config")
     }
@@ -195,8 +210,8 @@ impl Container {
         })?;
         self.set_config_item("lxc.log.file", &self.dir().join(LOG_FILE).to_string_lossy())?;
         self.set_config_item("lxc.log.level", "WARN")?;
-        let t = cstring(template);
-        let owned: Vec<CString> = args.iter().map(|a| cstring(a)).collect();
+        let t = self.c(template, "create")?;
+        let owned = self.c_all(args, "create")?;
         let mut argv: Vec<*const std::os::raw::c_char> = owned.iter().map(|a| a.as_ptr()).collect();
         argv.push(ptr::null());
         let ok = lxc_call!(
@@ -221,7 +236,9 @@ impl Container {
 
     /// Waits up to `timeout_secs` for `state` (e.g. `RUNNING`); true if reached.
     pub fn wait(&self, state: &str, timeout_secs: i32) -> bool {
-        let s = cstring(state);
+        let Ok(s) = self.c(state, "wait") else {
+            return false;
+        };
         lxc_call!(self, wait, "wait", s.as_ptr(), timeout_secs).unwrap_or(false)
     }
 
@@ -306,8 +323,8 @@ impl Container {
             "LANG=C.UTF-8",
         ]
         .iter()
-        .map(|s| cstring(s))
-        .collect();
+        .map(|s| self.c(s, "attach"))
+        .collect::<Result<_, _>>()?;
         let mut env_ptrs: Vec<*mut std::os::raw::c_char> =
             env.iter().map(|e| e.as_ptr() as *mut _).collect();
         env_ptrs.push(ptr::null_mut());
@@ -331,7 +348,7 @@ impl Container {
                 list: ptr::null_mut(),
             },
         };
-        let owned: Vec<CString> = argv.iter().map(|a| cstring(a)).collect();
+        let owned = self.c_all(argv, "attach")?;
         let mut args: Vec<*const std::os::raw::c_char> = owned.iter().map(|a| a.as_ptr()).collect();
         args.push(ptr::null());
         let program = owned
@@ -353,8 +370,7 @@ impl Container {
 
     /// The container's IPv4 addresses, loopback excluded.
     pub fn ipv4(&self) -> Vec<String> {
-        let inet = cstring("inet");
-        let Ok(list) = lxc_call!(self, get_ips, "get_ips", ptr::null(), inet.as_ptr(), 0) else {
+        let Ok(list) = lxc_call!(self, get_ips, "get_ips", ptr::null(), c"inet".as_ptr(), 0) else {
             return Vec::new();
         };
         if list.is_null() {
@@ -380,7 +396,8 @@ impl Container {
 
     /// Writes a cgroup setting of the running container (`memory.limit_in_bytes`, ...).
     pub fn set_cgroup_item(&self, key: &str, value: &str) -> Result<(), LxcError> {
-        let (k, v) = (cstring(key), cstring(value));
+        let op = "set_cgroup_item";
+        let (k, v) = (self.c(key, op)?, self.c(value, op)?);
         let ok = lxc_call!(
             self,
             set_cgroup_item,
@@ -484,5 +501,19 @@ mod tests {
         .unwrap();
         assert_eq!(log_tail(&p, 5), vec!["Failed to exec init".to_string()]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_byte_is_an_error_naming_the_operation_not_a_panic() {
+        let e = Container::new("web", Path::new("/var/lib/lxc\0x")).unwrap_err();
+        assert_eq!(e.op, "lxc_container_new");
+        assert!(e.detail.contains("NUL"), "{e}");
+        let e = Container::new("we\0b", Path::new("/var/lib/lxc")).unwrap_err();
+        assert!(e.detail.contains("NUL"), "{e}");
     }
 }

@@ -3,6 +3,7 @@
 use nox_core::backend::{Handoff, Resize};
 use nox_core::host::Cmd;
 use nox_core::resources::{CpuRequest, DiskRequest, MemoryRequest};
+use nox_core::secret::Password;
 use nox_core::{Error, InstanceRef, Result};
 
 use crate::context::Context;
@@ -52,7 +53,7 @@ pub fn passwd(
     r: &InstanceRef,
     user: Option<&str>,
     ui: &dyn Ui,
-) -> Result<(String, String)> {
+) -> Result<(String, Password)> {
     let _x = crate::exclusive::lock(ctx, r, "passwd", ui)?;
     let b = ctx.backends.find(r)?;
     let name = &r.name;

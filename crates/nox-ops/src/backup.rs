@@ -106,7 +106,7 @@ pub fn backup_one(
             "backup planned"
         );
         let id = store.next_id(&key);
-        let staging = store.stage(&key, &id)?;
+        let staging = store.stage(&key, &id).map_err(|e| store.explain_full(e))?;
         let mut intent = Intent::new(Operation::Backup, kind);
         intent.was_running =
             opts.stop && backend.status(name)?.state == nox_core::instance::InstanceState::Running;
@@ -118,7 +118,9 @@ pub fn backup_one(
             incremental,
             stop: opts.stop,
         };
-        let mut manifest = backend.backup(name, &request, &staging.dir, progress)?;
+        let mut manifest = backend
+            .backup(name, &request, &staging.dir, progress)
+            .map_err(|e| store.explain_full(e))?;
         manifest.instance = key.clone();
         progress.done();
         if let Some(note) = manifest
@@ -129,7 +131,9 @@ pub fn backup_one(
             progress.warn(&format!("{name}: crash-consistent backup: {note}"));
         }
         nox_core::fault::point("backup.copied");
-        staging.commit(&manifest)?
+        staging
+            .commit(&manifest)
+            .map_err(|e| store.explain_full(e))?
     };
     let mut uploaded = Vec::new();
     if let Some(r) = remote {

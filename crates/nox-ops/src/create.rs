@@ -9,6 +9,7 @@ use std::time::Duration;
 use nox_core::backend::CreateOptions;
 use nox_core::host::{Capacity, HostFacts, InterfaceKind};
 use nox_core::instance::{Instance, NetworkSpec};
+use nox_core::script::Secret;
 use nox_core::spec::{self, Kind};
 use nox_core::state::{Intent, Operation};
 use nox_core::{ssh_identity, BackendKind, Error, InstanceRef, RemoteName, Result};
@@ -38,8 +39,8 @@ pub struct CreateRequest {
     pub disk_given: bool,
     /// `--script` arguments, in order.
     pub scripts: Vec<String>,
-    /// `TS_AUTHKEY` from the environment.
-    pub ts_authkey: Option<String>,
+    /// `TS_AUTHKEY` from the environment (not yet checked).
+    pub ts_authkey: Option<Secret>,
     pub start: bool,
     /// Wait this long for readiness; `None` returns once started.
     pub wait: Option<Duration>,
@@ -250,12 +251,12 @@ fn ask_network(kind: BackendKind, host: &dyn HostFacts, ui: &dyn Ui) -> Result<N
             "--network ask needs an interactive terminal; give --network default, user, bridge:NAME or macvtap:IFACE".into(),
         ));
     }
-    let mut choices = network_choices(kind, host)?;
+    let choices = network_choices(kind, host)?;
     let labels: Vec<String> = choices.iter().map(|(l, _)| l.clone()).collect();
-    let pick = ui
-        .select("Network", &labels, 0)?
-        .ok_or_else(|| Error::Usage("no network chosen".into()))?;
-    Ok(choices.swap_remove(pick).1)
+    let pick = ui.select("Network", &labels, 0)?;
+    pick.and_then(|i| choices.into_iter().nth(i))
+        .map(|(_, network)| network)
+        .ok_or_else(|| Error::Usage("no network chosen".into()))
 }
 
 pub const PRIVILEGED_WARNING: &str = "\

@@ -221,10 +221,11 @@ fn pick(ctx: &Context, ui: &dyn Ui) -> Result<BackupRef> {
             )
         })
         .collect();
-    let i = ui
-        .select("Restore which backup?", &items, items.len() - 1)?
-        .ok_or_else(|| Error::Usage("no backup picked".into()))?;
-    rows[i].reference()
+    let picked = ui.select("Restore which backup?", &items, items.len() - 1)?;
+    picked
+        .and_then(|i| rows.get(i))
+        .ok_or_else(|| Error::Usage("no backup picked".into()))?
+        .reference()
 }
 
 #[cfg(test)]
@@ -299,6 +300,59 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("corrupt"), "{e}");
         assert_eq!(lxc.calls().len(), calls);
+    }
+
+    /// A tampered local manifest (a backup its own parent, or two backups each other's) is
+    /// refused as a damaged backup (exit 1) before anything is touched, never walked forever.
+    #[test]
+    fn a_local_parent_cycle_is_refused_before_anything_is_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        let lxc = FakeBackend::new(BackendKind::Lxc);
+        lxc.add_instance("box");
+        let ctx = context(dir.path(), vec![Box::new(lxc.clone())]);
+        let bx: InstanceRef = "box".parse().unwrap();
+        let opts = BackupOptions::default();
+        let a = backup_one(&ctx, &bx, opts, None, &FakeUi::default()).unwrap();
+        let b = backup_one(&ctx, &bx, opts, None, &FakeUi::default()).unwrap();
+        assert_eq!(
+            b.backup.manifest.parent.as_ref(),
+            Some(&a.backup.manifest.id)
+        );
+        let tamper = |backup: &nox_core::backup::LocalBackup, parent: &str| {
+            let mut m = backup.manifest.clone();
+            m.parent = Some(parent.to_string());
+            std::fs::write(backup.dir.join(backup::MANIFEST), m.to_json()).unwrap();
+        };
+        let force = RestoreRequest {
+            force: true,
+            ..req()
+        };
+        let calls = lxc.calls().len();
+        let (ida, idb) = (&a.backup.manifest.id, &b.backup.manifest.id);
+        let refused = |which: &str| {
+            let e = restore_from(
+                &ctx,
+                &force,
+                which.parse().unwrap(),
+                None,
+                &FakeUi::default(),
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains("parent cycle"), "{which}: {e}");
+            assert!(!e.is_bad_input(), "{which}: {e}");
+        };
+        // b its own parent.
+        tamper(&b.backup, idb);
+        refused("box");
+        refused(&format!("box/{idb}"));
+        // a and b each other's parent.
+        tamper(&b.backup, ida);
+        tamper(&a.backup, idb);
+        refused("box");
+        refused(&format!("box/{idb}"));
+        refused(&format!("box/{ida}"));
+        assert_eq!(lxc.calls().len(), calls, "nothing touched");
+        assert!(lxc.restored().is_empty());
     }
 
     #[test]

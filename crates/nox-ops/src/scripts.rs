@@ -37,7 +37,7 @@ pub struct Plan {
 impl Plan {
     /// Resolves `args` (built-in names or paths); `ts_authkey` is `TS_AUTHKEY` from the
     /// environment, which wins over `[tailscale] authkey_file`.
-    pub fn resolve(args: &[String], config: &Config, ts_authkey: Option<String>) -> Result<Plan> {
+    pub fn resolve(args: &[String], config: &Config, ts_authkey: Option<Secret>) -> Result<Plan> {
         let scripts = args
             .iter()
             .map(|a| Script::resolve(a))
@@ -65,7 +65,7 @@ pub fn run(
     ctx: &Context,
     r: &InstanceRef,
     args: &[String],
-    ts_authkey: Option<String>,
+    ts_authkey: Option<Secret>,
     ui: &dyn Ui,
 ) -> Result<()> {
     let plan = Plan::resolve(args, &ctx.config, ts_authkey)?;
@@ -394,7 +394,7 @@ mod tests {
             &ctx,
             &"web".parse().unwrap(),
             &["tailscale".into()],
-            Some("tskey-auth-SECRET".into()),
+            Some(Secret::new("tskey-auth-SECRET".into())),
             &FakeUi::default(),
         )
         .unwrap();

@@ -15,6 +15,7 @@ use nox_core::backup::{
 use nox_core::host::Host;
 use nox_core::instance::{Instance, InstanceSpec, InstanceState, SshEndpoint};
 use nox_core::progress::Quiet;
+use nox_core::secret::Password;
 use nox_core::state::Operation;
 use nox_core::{Backend, BackendKind, Check, Config, Error, InstanceName, Progress, Result};
 
@@ -275,8 +276,8 @@ impl Backend for FakeBackend {
     fn console(&self, name: &InstanceName) -> Result<Handoff> {
         self.ssh(name, &[])
     }
-    fn passwd(&self, name: &InstanceName, _: &str) -> Result<String> {
-        self.get(name).map(|_| "pw".into())
+    fn passwd(&self, name: &InstanceName, _: &str) -> Result<Password> {
+        self.get(name).map(|_| Password::new("pw".into()))
     }
     fn resize(&self, name: &InstanceName, _: Resize, _: &dyn Progress) -> Result<String> {
         self.get(name).map(|_| String::new())

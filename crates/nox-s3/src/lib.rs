@@ -36,16 +36,18 @@ use nox_core::{Error, Progress};
 use s3::creds::Credentials;
 use s3::{Bucket, Region};
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 pub const ENV_ACCESS_KEY: &str = "AWS_ACCESS_KEY_ID";
 pub const ENV_SECRET_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 
-/// An access key pair. `Debug` shows the key id only.
+/// An access key pair. `Debug` shows the key id only; the secret key is wiped from memory
+/// when dropped.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Secret {
     pub access_key_id: String,
-    secret_access_key: String,
+    secret_access_key: Zeroizing<String>,
 }
 
 impl fmt::Debug for Secret {
@@ -60,10 +62,16 @@ impl fmt::Debug for Secret {
 impl Secret {
     /// From the environment if both variables are set, else from `file`.
     pub fn load(file: &Path) -> Result<Secret, Error> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        // The environment block keeps its own copy of the variable: nox cannot wipe that.
+        let env = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .map(Zeroizing::new)
+                .filter(|v| !v.is_empty())
+        };
         if let (Some(id), Some(secret)) = (env(ENV_ACCESS_KEY), env(ENV_SECRET_KEY)) {
             return Ok(Secret {
-                access_key_id: id,
+                access_key_id: id.to_string(),
                 secret_access_key: secret,
             });
         }
@@ -93,7 +101,10 @@ impl Secret {
                 hint: format!("`chmod 600 {}`", file.display()),
             });
         }
+        // The file's text is wiped once parsed; the TOML parser's own scratch copies of a
+        // value (inside the library) are not ours to wipe.
         let text = std::fs::read_to_string(file)
+            .map(Zeroizing::new)
             .map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
         // The parser's message could quote the line, secret included: say where, not what.
         toml::from_str::<Secret>(&text).map_err(|e| Error::Refused {
@@ -170,6 +181,8 @@ impl Remote {
                 endpoint: config.endpoint.trim_end_matches('/').to_string(),
             }
         };
+        // rust-s3 keeps its own plain copy of both keys in the bucket for signing, for as
+        // long as this Remote lives (one command); nox's copy is wiped when `secret` drops.
         let creds = Credentials::new(
             Some(&secret.access_key_id),
             Some(&secret.secret_access_key),

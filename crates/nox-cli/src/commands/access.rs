@@ -27,8 +27,9 @@ pub fn console(name: &InstanceRef) -> anyhow::Result<ExitCode> {
 pub fn passwd(name: &InstanceRef, user: Option<&str>) -> anyhow::Result<ExitCode> {
     let ctx = super::context(&[])?;
     let (user, password) = access::passwd(&ctx, name, user, &TerminalUi::default())?;
-    // Shown once, on stdout only; nox keeps no copy.
-    println!("{password}");
+    // Shown once, on stdout only; nox keeps no copy. The one it cannot wipe is in the standard
+    // library's stdout buffer (a static, reused by the next line printed).
+    println!("{}", password.as_str());
     eprintln!("new password for {user} in {name}; nox does not store it");
     Ok(ExitCode::SUCCESS)
 }

@@ -67,7 +67,7 @@ pub fn run(a: CreateArgs) -> anyhow::Result<ExitCode> {
         nesting: a.nesting,
         disk_given: a.resources.disk.is_some(),
         scripts: a.scripts.clone(),
-        ts_authkey: std::env::var("TS_AUTHKEY").ok(),
+        ts_authkey: super::ts_authkey(),
         start: !a.no_start,
         wait: a.wait.wait_for(),
         json: a.json,

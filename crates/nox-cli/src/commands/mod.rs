@@ -17,11 +17,18 @@ pub mod scripts;
 
 use nox_core::config::{self as core_config, ConfigFiles, LoadedConfig, Override};
 use nox_core::host::Host;
+use nox_core::script::Secret;
 use nox_ops::Context;
 
 /// Loads the layered config from the standard files and `NOX_CONFIG`, then `overrides`.
 pub fn load_config(overrides: &[Override]) -> nox_core::Result<LoadedConfig> {
     core_config::load(&ConfigFiles::from_env(), overrides)
+}
+
+/// `TS_AUTHKEY` from the environment, held from here on in a buffer wiped when dropped. The
+/// environment block keeps its own copy for the life of the process: nox cannot wipe it.
+pub fn ts_authkey() -> Option<Secret> {
+    std::env::var("TS_AUTHKEY").ok().map(Secret::new)
 }
 
 /// The context every workflow runs in: config (flags as its top layer), the backends built

@@ -8,7 +8,12 @@ use crate::ui::TerminalUi;
 
 pub fn run(name: &InstanceRef, scripts: &[String]) -> anyhow::Result<ExitCode> {
     let ctx = super::context(&[])?;
-    let key = std::env::var("TS_AUTHKEY").ok();
-    nox_ops::scripts::run(&ctx, name, scripts, key, &TerminalUi::default())?;
+    nox_ops::scripts::run(
+        &ctx,
+        name,
+        scripts,
+        super::ts_authkey(),
+        &TerminalUi::default(),
+    )?;
     Ok(ExitCode::SUCCESS)
 }

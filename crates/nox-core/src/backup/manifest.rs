@@ -5,8 +5,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::reference::is_id;
 use crate::error::{Error, Result};
 use crate::instance::{BackendKind, InstanceSpec};
+use crate::name::{InstanceName, RemoteName};
 
 pub const MANIFEST: &str = "manifest.json";
 /// The manifest format this nox writes and reads.
@@ -157,22 +159,126 @@ impl Manifest {
         let path = dir.join(MANIFEST);
         let bytes = std::fs::read(&path)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+        Manifest::parse(&bytes, &path.display().to_string())
+    }
+
+    /// A manifest from its JSON; `origin` names where it came from in errors. Besides the
+    /// schema, the fields that become paths and lookups are checked here, once: the id and
+    /// parent are backup ids, the instance is a name nox could have written. A manifest is a
+    /// file anybody with access to the store or bucket could edit.
+    pub fn parse(bytes: &[u8], origin: &str) -> Result<Manifest> {
+        let damaged = |what: String| {
             Error::failed(
-                format!("{} is not a nox backup manifest: {e}", path.display()),
+                format!("{origin} is not a nox backup manifest: {what}"),
                 "the backup is damaged or from an incompatible nox",
             )
-        })?;
+        };
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| damaged(e.to_string()))?;
         if m.format != FORMAT {
             return Err(Error::failed(
                 format!(
-                    "{} has manifest format {}, this nox reads {FORMAT}",
-                    path.display(),
+                    "{origin} has manifest format {}, this nox reads {FORMAT}",
                     m.format
                 ),
                 "restore it with the nox version that made it",
             ));
         }
+        if !is_id(&m.id) {
+            return Err(damaged(format!("its id {:?} is not a backup id", m.id)));
+        }
+        if let Some(p) = m.parent.as_deref().filter(|p| !is_id(p)) {
+            return Err(damaged(format!("its parent {p:?} is not a backup id")));
+        }
+        if !is_instance(&m.instance) {
+            return Err(damaged(format!(
+                "its instance {:?} is not an instance name",
+                m.instance
+            )));
+        }
         Ok(m)
+    }
+}
+
+/// `NAME` or `REMOTE:NAME` as nox writes them into manifests (names from its records may end
+/// in '-', as older nox allowed).
+fn is_instance(s: &str) -> bool {
+    let (remote, name) = match s.split_once(':') {
+        Some((r, n)) => (Some(r), n),
+        None => (None, s),
+    };
+    remote.is_none_or(|r| RemoteName::new(r).is_ok()) && InstanceName::from_record(name).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fuzz target's seeds that are valid manifests stay valid as the schema changes, so
+    /// the fuzzer keeps starting from inside the format.
+    #[test]
+    fn the_fuzz_seeds_read_and_write_back_as_themselves() {
+        for seed in [
+            include_str!("../../fuzz/seeds/manifest/lxc-full.json"),
+            include_str!("../../fuzz/seeds/manifest/vm-incremental.json"),
+        ] {
+            let m = Manifest::parse(seed.as_bytes(), "seed").unwrap();
+            assert_eq!(
+                Manifest::parse(m.to_json().as_bytes(), "written").unwrap(),
+                m
+            );
+        }
+    }
+
+    /// Fields that become paths or lookups are refused unless they have nox's shapes: a
+    /// manifest is a file anybody with access to the store or bucket could edit.
+    #[test]
+    fn ids_parents_and_instances_of_other_shapes_are_refused() {
+        let good = crate::backup::testing::manifest("20261125T225012Z", None);
+        assert!(Manifest::parse(good.to_json().as_bytes(), "m").is_ok());
+        let with = |f: &dyn Fn(&mut Manifest)| {
+            let mut m = good.clone();
+            f(&mut m);
+            Manifest::parse(m.to_json().as_bytes(), "m.json")
+        };
+        for (what, e) in [
+            ("id", with(&|m| m.id = "../../etc".into())),
+            ("parent", with(&|m| m.parent = Some("x/y".into()))),
+            ("instance", with(&|m| m.instance = "../web".into())),
+            ("instance", with(&|m| m.instance = "s3:web:x".into())),
+            ("format", with(&|m| m.format = 99)),
+        ] {
+            let e = e.unwrap_err();
+            assert!(e.to_string().contains(what) && !e.is_bad_input(), "{e}");
+            assert!(e.to_string().starts_with("m.json"), "{e}");
+        }
+        // What nox writes itself: a remote's instance, and an older name ending in '-'.
+        assert!(with(&|m| m.instance = "lab:web".into()).is_ok());
+        assert!(with(&|m| m.instance = "web-".into()).is_ok());
+        assert!(with(&|m| m.parent = Some("20261125T225012Z-2".into())).is_ok());
+    }
+
+    proptest::proptest! {
+        /// A manifest nox writes reads back equal, whatever its strings hold (JSON escaping
+        /// of quotes, control characters and any Unicode in notes and file names).
+        #[test]
+        fn manifests_read_back_as_written(
+            id in crate::strategies::backup_id(),
+            parent in proptest::option::of(crate::strategies::backup_id()),
+            instance in crate::strategies::instance_ref(),
+            note in proptest::option::of(".*"),
+            files in proptest::collection::vec((".*", proptest::num::u64::ANY, "[0-9a-f]{64}"), 0..4),
+            was_running: bool,
+        ) {
+            let mut m = crate::backup::testing::manifest(&id, parent.as_deref());
+            m.instance = instance.to_string();
+            m.note = note;
+            m.was_running = was_running;
+            m.files = files
+                .into_iter()
+                .map(|(name, size, sha256)| FileEntry { name, size, sha256 })
+                .collect();
+            let back = Manifest::parse(m.to_json().as_bytes(), "written").unwrap();
+            proptest::prop_assert_eq!(back, m);
+        }
     }
 }

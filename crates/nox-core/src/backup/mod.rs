@@ -7,7 +7,9 @@
 //! - `chain.rs`: incremental chains and retention;
 //! - `verify.rs`: checking a chain before a restore;
 //! - `crypt.rs`: age encryption of what goes to S3 (recipients, identities, seal, unseal);
-//! - `backend.rs`: [`BackupBackend`], what a backend does (write data, restore a chain).
+//! - `backend.rs`: [`BackupBackend`], what a backend does (write data, restore a chain);
+//! - `identity.rs`: the files that make a guest one machine, reset in a copy restored under a
+//!   new name.
 //!
 //! When to back up fully or incrementally, S3 transfers and restores are workflows, in
 //! nox-ops.
@@ -16,6 +18,7 @@ mod backend;
 mod chain;
 pub mod crypt;
 mod hash;
+pub mod identity;
 mod manifest;
 mod reference;
 mod store;

@@ -129,4 +129,17 @@ mod tests {
             assert!(e.is_bad_input(), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        /// `[s3:][REMOTE:]NAME[/ID]` prints as it was parsed and reads back equal.
+        #[test]
+        fn references_read_back_as_written(
+            s3: bool,
+            instance in crate::strategies::instance_ref(),
+            id in proptest::option::of(crate::strategies::backup_id()),
+        ) {
+            let r = BackupRef { s3, instance, id };
+            proptest::prop_assert_eq!(r.to_string().parse::<BackupRef>().unwrap(), r);
+        }
+    }
 }

@@ -154,6 +154,26 @@ impl Store {
         Ok(lock)
     }
 
+    /// `e` as the user should see it when it is a full disk (or quota) under the store: what
+    /// failed, that the store's disk is full, and what to do; anything else unchanged. The
+    /// half-written backup is already gone by then ([`Staging`] removes itself).
+    pub fn explain_full(&self, e: Error) -> Error {
+        use nix::errno::Errno;
+        let full = match &e {
+            Error::Io { source, .. } => source
+                .raw_os_error()
+                .is_some_and(|c| c == Errno::ENOSPC as i32 || c == Errno::EDQUOT as i32),
+            _ => false,
+        };
+        if !full {
+            return e;
+        }
+        Error::failed(
+            format!("{e}: the disk holding the backup store {} is full", self.root.display()),
+            "free space there (`nox backup --prune --keep N` removes old backups) or point [backup] dir at a larger disk; nothing of this backup was kept",
+        )
+    }
+
     /// A hidden directory for backup `id` of `name`. Call with the instance's lock held.
     pub fn stage(&self, name: &str, id: &str) -> Result<Staging> {
         let dir = self.instance_dir(name).join(format!("{TMP_PREFIX}{id}"));
@@ -301,6 +321,28 @@ mod tests {
         drop(_lock);
         let _lock = store.lock("web").unwrap();
         assert!(!store.instance_dir("web").join(".tmp-stale").exists());
+    }
+
+    #[test]
+    fn a_full_disk_is_explained_and_other_errors_are_kept() {
+        let store = Store::new("/srv/backups");
+        let full = store.explain_full(Error::io(
+            "writing /srv/backups/web/.tmp-1/rootfs.tar.zst",
+            std::io::Error::from_raw_os_error(nix::errno::Errno::ENOSPC as i32),
+        ));
+        let text = full.to_string();
+        assert!(
+            text.starts_with("writing /srv/backups/web/.tmp-1/rootfs.tar.zst: No space left")
+                && text.ends_with("the disk holding the backup store /srv/backups is full"),
+            "{text}"
+        );
+        assert!(full.hint().is_some_and(|h| h.contains("[backup] dir")));
+        assert!(!full.is_bad_input());
+        let other = store.explain_full(Error::io(
+            "writing x",
+            std::io::Error::from_raw_os_error(nix::errno::Errno::EIO as i32),
+        ));
+        assert!(matches!(other, Error::Io { .. }), "{other:?}");
     }
 
     #[test]

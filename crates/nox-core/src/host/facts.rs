@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::secret::{Password, Zeroizing};
 
 /// A host network interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,13 +68,16 @@ pub trait HostFacts: Send + Sync + fmt::Debug {
 
 /// Randomness helpers over [`HostFacts::fill_random`].
 impl dyn HostFacts + '_ {
-    /// 20 characters from [A-Za-z0-9], without modulo bias.
-    pub fn random_password(&self) -> Result<String> {
+    /// 20 characters from [A-Za-z0-9], without modulo bias, wiped from memory when dropped.
+    pub fn random_password(&self) -> Result<Password> {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        let mut out = String::new();
-        let mut bytes = [0u8; 32];
+        // Its whole length up front: a String that grows leaves its old buffers, with the
+        // first characters in them, in freed memory that nothing wipes.
+        let mut out = Password::new(String::with_capacity(20));
+        // The random bytes are the password too, until wiped.
+        let mut bytes = Zeroizing::new([0u8; 32]);
         while out.len() < 20 {
-            self.fill_random(&mut bytes)?;
+            self.fill_random(&mut *bytes)?;
             // 248 = 4 * 62: the top values are rejected so every character is equally likely.
             for b in bytes.iter().filter(|b| **b < 248) {
                 if out.len() < 20 {
@@ -223,6 +227,8 @@ mod tests {
         let real: &dyn HostFacts = &LocalHost;
         let a = real.random_password().unwrap();
         assert_eq!(a.len(), 20);
+        // Built in one buffer: no outgrown (and so unwiped) copy of its first characters.
+        assert_eq!(a.capacity(), 20);
         assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()));
         assert_ne!(a, real.random_password().unwrap());
 

@@ -283,21 +283,8 @@ impl BackupBackend for IncusBackend {
             // A stopped VM's files are out of reach; cloud-init's new instance id gives it
             // its new hostname and machine at first boot.
             if options.new_identity && self.kind == nox_core::BackendKind::Lxc {
-                // An empty machine-id makes systemd draw a new one at boot (and with it the
-                // DHCP client id, so the copy gets its own address). Incus gives the instance
-                // its new name as hostname itself.
-                client
-                    .push_file(
-                        target.as_str(),
-                        "/etc/machine-id",
-                        b"",
-                        FileOwnership {
-                            uid: Some(0),
-                            gid: Some(0),
-                            mode: Some(0o444),
-                        },
-                    )
-                    .map_err(|e| self.err("resetting the machine id", e))?;
+                self.reset_identity(client, target, progress)?;
+                // Incus gives the instance its new name as hostname itself.
                 self.write_hostname(target, target)?;
             }
             if options.start {
@@ -311,5 +298,44 @@ impl BackupBackend for IncusBackend {
             return Err(e);
         }
         self.status(target)
+    }
+}
+
+impl IncusBackend {
+    /// Resets nox-core's identity files in a restored, stopped container through Incus's
+    /// files API (machine-id emptied, the others removed), as every backend does for a copy.
+    fn reset_identity(
+        &self,
+        client: &Client,
+        target: &InstanceName,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        use nox_core::backup::identity::{self, Reset, IDENTITY_FILES};
+        for f in IDENTITY_FILES {
+            let what = || format!("resetting {} in {}", f.path, self.qualified(target));
+            match f.reset {
+                Reset::Empty => client
+                    .push_file(
+                        target.as_str(),
+                        f.path,
+                        b"",
+                        FileOwnership {
+                            uid: Some(0),
+                            gid: Some(0),
+                            mode: Some(0o444),
+                        },
+                    )
+                    .map_err(|e| self.err(&what(), e))?,
+                Reset::Remove => {
+                    let removed = client
+                        .delete_file(target.as_str(), f.path)
+                        .map_err(|e| self.err(&what(), e))?;
+                    if removed && f.path == identity::TAILSCALE_STATE {
+                        progress.warn(&identity::tailscale_note(&self.qualified(target)));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -34,6 +34,7 @@ use nox_core::backend::{CreateOptions, ExecIo, Handoff, Resize};
 use nox_core::config::{Config, RemoteConfig};
 use nox_core::host::{Host, HostFacts};
 use nox_core::instance::{Instance, InstanceSpec, NetworkSpec};
+use nox_core::secret::{Password, Zeroizing};
 use nox_core::state::Operation;
 use nox_core::{Backend, BackendKind, Check, Error, InstanceName, Progress, Result};
 
@@ -688,12 +689,14 @@ impl Backend for IncusBackend {
         })
     }
 
-    fn passwd(&self, name: &InstanceName, user: &str) -> Result<String> {
+    fn passwd(&self, name: &InstanceName, user: &str) -> Result<Password> {
         self.running(name)?;
         let facts: &dyn HostFacts = &*self.host.facts;
         let password = facts.random_password()?;
-        // chpasswd reads `user:password` on stdin: the password is on no command line.
-        self.run(name, &["chpasswd"], Some(&format!("{user}:{password}\n")))?;
+        // chpasswd reads `user:password` on stdin: the password is on no command line. The
+        // line is wiped too; the websocket's frame buffers (inside the client) are not ours.
+        let line = Zeroizing::new(format!("{user}:{}\n", password.as_str()));
+        self.run(name, &["chpasswd"], Some(&line))?;
         Ok(password)
     }
 

@@ -15,8 +15,10 @@
 
 //!
 //! Files: `libvirt_api.rs` (the libvirt calls the `virt` crate lacks), `xml.rs` (checkpoint
-//! and backup XML), `restore.rs`; this file decides and runs a backup.
+//! and backup XML), `restore.rs`, `identity.rs` (a copy's machine identity reset in its
+//! disk); this file decides and runs a backup.
 
+mod identity;
 mod libvirt_api;
 mod restore;
 mod xml;

@@ -1,6 +1,7 @@
 //! Restoring a VM from a verified chain: one `qemu-img convert` reads every backup over its
 //! parent through a `json:` image spec and writes a standalone disk; the domain is then
-//! defined as `create` defines one, with a new identity when restored under a new name.
+//! defined as `create` defines one, with a new identity when restored under a new name (a new
+//! UUID and MAC, and nox-core's identity files reset in the disk, see `identity.rs`).
 
 use std::path::PathBuf;
 
@@ -104,14 +105,45 @@ pub fn restore(
         serde_json::to_string(&spec).map_err(|e| Error::encode("the chain's image spec", e))?
     );
     let disk = dir.join("disk.qcow2");
-    qemu_img::convert(
-        &*b.host.runner,
-        source.as_ref(),
-        &disk,
-        qemu_img::Output::Plain,
-        None,
-        progress,
-    )?;
+    let runner = &*b.host.runner;
+    if options.new_identity {
+        // A copy's identity files are reset before its first boot, which needs the disk as a
+        // raw image for a moment (see identity.rs); the raw file goes with the directory if
+        // anything fails.
+        let raw = dir.join("disk.raw");
+        qemu_img::convert(
+            runner,
+            source.as_ref(),
+            &raw,
+            qemu_img::Output::Raw,
+            None,
+            progress,
+        )?;
+        images::set_mode(&raw, 0o600);
+        progress.done();
+        interrupt::check()?;
+        super::identity::reset_in_image(runner, &raw, name, progress)?;
+        progress.step("writing the restored disk");
+        qemu_img::convert(
+            runner,
+            raw.as_ref(),
+            &disk,
+            qemu_img::Output::Plain,
+            None,
+            progress,
+        )?;
+        std::fs::remove_file(&raw)
+            .map_err(|e| Error::io(format!("removing {}", raw.display()), e))?;
+    } else {
+        qemu_img::convert(
+            runner,
+            source.as_ref(),
+            &disk,
+            qemu_img::Output::Plain,
+            None,
+            progress,
+        )?;
+    }
     images::set_mode(&disk, 0o600);
     progress.done();
     nox_core::fault::point("vm.restore.disk");
