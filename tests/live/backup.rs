@@ -115,20 +115,7 @@ fn container_backup_and_restore_keep_files_and_owners() {
     let fx = Fixture::new("backup-lxc");
     let cfg = config(&fx, &image);
     let name = fx.unique_name("ct");
-    fx.own_container(&name);
-    ok(fx
-        .nox(&cfg)
-        .args([
-            "create",
-            &name,
-            "--backend",
-            "lxc",
-            "--image",
-            "debian-12-test-minimal",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap());
+    fx.create_container(&cfg, &name);
     // Files with owners other than root, a set-uid bit, an xattr-free FIFO and a symlink.
     let setup = "set -e; mkdir -p /srv/data; head -c 300000 /dev/urandom > /srv/data/blob; \
                  chown 1234:2345 /srv/data/blob; chmod 4750 /srv/data/blob; \
@@ -676,20 +663,7 @@ fn s3_upload_list_download_restore_and_credential_errors() {
     let creds = fx.dir.join("s3-credentials.toml");
     let cfg = s3_config(&fx, &image, &server);
     let name = fx.unique_name("ct");
-    fx.own_container(&name);
-    ok(fx
-        .nox(&cfg)
-        .args([
-            "create",
-            &name,
-            "--backend",
-            "lxc",
-            "--image",
-            "debian-12-test-minimal",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap());
+    fx.create_container(&cfg, &name);
     exec(
         &fx,
         &cfg,
@@ -785,24 +759,6 @@ fn s3_upload_list_download_restore_and_credential_errors() {
     assert!(!err.contains(&server.secret_access_key));
 }
 
-/// Creates an unprivileged container `name` from the minimal test image.
-fn create_container(fx: &Fixture, cfg: &Path, name: &str) {
-    fx.own_container(name);
-    ok(fx
-        .nox(cfg)
-        .args([
-            "create",
-            name,
-            "--backend",
-            "lxc",
-            "--image",
-            "debian-12-test-minimal",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap());
-}
-
 /// Whether `needle` occurs in the file at `path`.
 fn file_contains(path: &Path, needle: &[u8]) -> bool {
     std::fs::read(path)
@@ -857,7 +813,7 @@ fn s3_encrypted_backup_is_ciphertext_in_the_bucket_and_restores_only_with_its_id
         ),
     );
     let name = fx.unique_name("ct");
-    create_container(&fx, &cfg, &name);
+    fx.create_container(&cfg, &name);
     // Random bytes: zstd stores them as they are, so in clear they are found in the tarball.
     let marker = ok(fx
         .nox(&cfg)
@@ -994,7 +950,7 @@ fn s3_uploads_survive_a_server_that_cuts_the_connection() {
     let once = CuttingProxy::start(server.addr(), Cut::Once, 1 << 20);
     let cfg = s3_config_with(&fx, &image, &server, &once.endpoint(), "");
     let name = fx.unique_name("ct");
-    create_container(&fx, &cfg, &name);
+    fx.create_container(&cfg, &name);
     exec(&fx, &cfg, &name, "echo through-the-cut > /root/marker");
 
     // Cut once: the part is sent again and the upload completes.

@@ -142,16 +142,6 @@ fn nothing_left_in_backups(fx: &Fixture, name: &str) {
     assert!(partial.is_empty(), "partial backups of {name}: {partial:?}");
 }
 
-fn create_ct(fx: &Fixture, cfg: &Path, name: &str) {
-    fx.own_container(name);
-    ok(fx
-        .nox(cfg)
-        .args(["create", name, "--backend", "lxc", "--image", CT_IMAGE])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap());
-}
-
 fn newest_backup(fx: &Fixture, cfg: &Path, name: &str) -> Vec<Value> {
     let out = ok(fx.nox(cfg).args(["backups", "--json"]).output().unwrap());
     let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
@@ -204,7 +194,7 @@ fn container_create_delete_backup_restore_killed_anywhere_leave_nothing() {
     // delete, killed half-way; the next delete finishes it.
     for point in ["delete.begun", "lxc.delete.stopped", "lxc.delete.destroyed"] {
         let name = fx.unique_name("cd");
-        create_ct(&fx, &cfg, &name);
+        fx.create_container(&cfg, &name);
         killed_at(&fx, &cfg, point, &["delete", "--force", &name]);
         recovers(&fx, &cfg, &["delete", &name], &name, "finished");
         nothing_left(&fx, &name, &format!("delete killed at {point}"));
@@ -213,7 +203,7 @@ fn container_create_delete_backup_restore_killed_anywhere_leave_nothing() {
     // backup, killed while the container is frozen and before the commit; the next changing
     // command thaws it, and nothing partial is ever listed.
     let name = fx.unique_name("cb");
-    create_ct(&fx, &cfg, &name);
+    fx.create_container(&cfg, &name);
     for point in ["backup.begun", "lxc.backup.frozen", "backup.copied"] {
         killed_at(&fx, &cfg, point, &["backup", &name]);
         if point == "lxc.backup.frozen" {

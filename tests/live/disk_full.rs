@@ -55,20 +55,7 @@ fn a_full_backup_disk_leaves_nothing_and_the_next_backup_works() {
         &format!("[backup]\ndir = \"{}\"\nkeep = 5\n", store.display()),
     );
     let name = fx.unique_name("ct");
-    fx.own_container(&name);
-    ok(fx
-        .nox(&cfg)
-        .args([
-            "create",
-            &name,
-            "--backend",
-            "lxc",
-            "--image",
-            "debian-12-test-minimal",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap());
+    fx.create_container(&cfg, &name);
 
     // 8 MiB left: the rootfs archive is many times that, so the disk fills mid-archive.
     let filler = fs.fill_leaving(8 << 20);

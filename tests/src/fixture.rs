@@ -166,6 +166,26 @@ impl Fixture {
             .push(Resource::Domain(name.into()));
     }
 
+    /// Creates an unprivileged container `name` from the minimal test image (registered for
+    /// removal first), failing the test if nox fails.
+    pub fn create_container(&self, config: &Path, name: &str) {
+        self.own_container(name);
+        crate::ok(
+            self.nox(config)
+                .args([
+                    "create",
+                    name,
+                    "--backend",
+                    "lxc",
+                    "--image",
+                    "debian-12-test-minimal",
+                ])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("nox runs"),
+        );
+    }
+
     /// Registers a container for removal on drop and marks it as ours, before liblxc creates
     /// anything: a run killed mid-create still leaves a marked directory for the sweep.
     pub fn own_container(&self, name: &str) {
