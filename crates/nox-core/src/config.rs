@@ -116,7 +116,22 @@ fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
+    #[serde(deserialize_with = "absolute_path")]
     pub dir: PathBuf,
+}
+
+/// A path that means the same file from any working directory: two nox commands started in
+/// different directories must find the same lock files.
+fn absolute_path<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<PathBuf, D::Error> {
+    let p = PathBuf::deserialize(d)?;
+    if p.is_absolute() {
+        Ok(p)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "`{}` is not an absolute path: give one such as \"/var/lib/nox/state\", so every nox command finds the same locks",
+            p.display()
+        )))
+    }
 }
 
 /// `[s3]`: an S3-compatible bucket for `nox backup --to s3`. Credentials are never here: they
@@ -934,6 +949,8 @@ mod tests {
                 (2, 21),
                 "not an interface name",
             ),
+            ("[state]\ndir = \"\"\n", (2, 7), "not an absolute path"),
+            ("[state]\ndir = \"state\"\n", (2, 7), "not an absolute path"),
         ];
         for (text, (line, column), msg) in cases {
             let env = Env::new();
