@@ -174,6 +174,10 @@ pub enum Command {
         #[arg(value_enum)]
         shell: Shell,
     },
+
+    /// Shared folders: host directories seen inside an instance
+    #[command(subcommand)]
+    Mount(MountCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,6 +292,11 @@ pub struct CreateArgs {
     /// Print the created instance as JSON
     #[arg(long)]
     pub json: bool,
+
+    /// Share a host directory with the instance (repeatable); containers only, see
+    /// `nox mount add`
+    #[arg(long = "mount", value_name = "HOST_DIR:GUEST_DIR[:ro]")]
+    pub mounts: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -470,4 +479,33 @@ pub struct JsonFlag {
     /// Print JSON for scripts instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MountCommand {
+    /// Share a host directory with an instance
+    ///
+    /// HOST_DIR must exist; it is stored with its symlinks resolved. A container sees it
+    /// with ownership mapped (uid N inside is uid N on the host) from its next start.
+    /// Example: nox mount add web ~/code:/home/nox/code
+    Add {
+        name: Name,
+        /// HOST_DIR:GUEST_DIR, or HOST_DIR:GUEST_DIR:ro for read-only, both absolute
+        #[arg(value_name = "HOST_DIR:GUEST_DIR[:ro]")]
+        mount: String,
+    },
+    /// Stop sharing the directory mounted on GUEST_DIR
+    #[command(visible_alias = "remove")]
+    Rm {
+        name: Name,
+        /// The guest path, as `nox mount list` shows it
+        guest_dir: String,
+    },
+    /// List an instance's shared folders
+    #[command(visible_alias = "ls")]
+    List {
+        name: Name,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }

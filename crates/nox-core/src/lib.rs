@@ -36,6 +36,7 @@ pub mod image;
 pub mod instance;
 pub mod interrupt;
 pub mod lock;
+pub mod mounts;
 pub mod name;
 pub mod progress;
 pub mod provision;

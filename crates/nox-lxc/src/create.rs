@@ -189,6 +189,7 @@ pub fn create(
         nesting: spec.nesting,
         layout,
         log_file: dir.join(LOG_FILE),
+        mounts: spec.mounts.clone(),
     };
     // Images with cloud-init provision themselves at first boot; the others are provisioned
     // by nox after their first start (now, or at `nox start` after --no-start).
@@ -375,6 +376,7 @@ mod tests {
             privileged,
             nesting: false,
             tun: !privileged,
+            mounts: Vec::new(),
         }
     }
 

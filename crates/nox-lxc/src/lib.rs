@@ -34,6 +34,7 @@ pub mod images;
 pub mod liblxc;
 mod lifecycle;
 pub mod list;
+pub mod mounts;
 mod ready;
 pub mod record;
 mod recover;
@@ -177,6 +178,18 @@ impl Backend for LxcBackend {
         progress: &dyn Progress,
     ) -> Result<String, Error> {
         access::resize(self, name, resize, progress)
+    }
+
+    fn add_mount(
+        &self,
+        name: &InstanceName,
+        mount: &nox_core::mounts::Mount,
+    ) -> Result<String, Error> {
+        mounts::add(self, name, mount)
+    }
+
+    fn remove_mount(&self, name: &InstanceName, guest: &std::path::Path) -> Result<String, Error> {
+        mounts::remove(self, name, guest)
     }
 }
 

@@ -34,6 +34,7 @@ pub mod exclusive;
 pub mod images;
 pub mod lifecycle;
 pub mod list;
+pub mod mounts;
 pub mod remote;
 pub mod remotes;
 pub mod restore;

@@ -187,6 +187,7 @@ mod tests {
             privileged: false,
             nesting: false,
             tun: backend == BackendKind::Lxc,
+            mounts: Vec::new(),
         }
     }
 
