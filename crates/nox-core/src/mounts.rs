@@ -157,6 +157,29 @@ pub fn guest_arg(guest: &str) -> Result<PathBuf> {
     guest_path(guest, guest)
 }
 
+/// The virtiofs tag a VM's share is exported under: derived from the guest path (unique per
+/// instance), so it stays the same through `mount add|rm`, and short (virtiofs allows 36
+/// bytes).
+pub fn virtiofs_tag(guest: &Path) -> String {
+    // FNV-1a, 64 bits: stable across builds, unlike std's hasher.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in guest.as_os_str().as_encoded_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x100000001b3);
+    }
+    format!("nox-{h:016x}")
+}
+
+/// The guest's `/etc/fstab` line for a VM share. `nofail`: a share that is gone never stops
+/// the guest from booting.
+pub fn fstab_line(m: &Mount) -> String {
+    let ro = if m.readonly { ",ro" } else { "" };
+    format!(
+        "{} {} virtiofs defaults,nofail{ro} 0 0",
+        virtiofs_tag(&m.guest),
+        m.guest.display()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,7 +190,7 @@ mod tests {
         assert_eq!(m.host, Path::new("/srv/a"));
         assert_eq!(m.guest, Path::new("/mnt/a"));
         assert!(!m.readonly);
-        let m: Mount = "/srv/a://mnt//a/:ro".parse().unwrap();
+        let m: Mount = "/srv/a://mnt//a/./:ro".parse().unwrap();
         assert_eq!(m.guest, Path::new("/mnt/a"));
         assert!(m.readonly);
         assert_eq!(m.to_string(), "/srv/a:/mnt/a:ro");
@@ -180,7 +203,6 @@ mod tests {
             "/srv:/mnt:ro:x",
             "/srv:/",
             "/srv:/mnt/../etc",
-            "/srv:/mnt/./a",
             "/s rv:/mnt",
             "/srv:/mnt\n",
             "/srv:/m\\nt",
@@ -214,5 +236,18 @@ mod tests {
         }
         assert_eq!(guest_arg("/mnt/a/").unwrap(), Path::new("/mnt/a"));
         assert!(guest_arg("mnt").unwrap_err().is_bad_input());
+    }
+
+    #[test]
+    fn tags_are_stable_short_and_per_guest_path() {
+        let a = virtiofs_tag(Path::new("/mnt/a"));
+        assert_eq!(a, virtiofs_tag(Path::new("/mnt/a")));
+        assert_ne!(a, virtiofs_tag(Path::new("/mnt/b")));
+        assert!(a.len() <= 36, "{a}");
+        let m: Mount = "/srv/a:/mnt/a:ro".parse().unwrap();
+        assert_eq!(
+            fstab_line(&m),
+            format!("{a} /mnt/a virtiofs defaults,nofail,ro 0 0")
+        );
     }
 }

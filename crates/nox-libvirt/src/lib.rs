@@ -46,6 +46,7 @@ pub mod record;
 mod recover;
 mod resize;
 pub mod seed;
+pub mod shares;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -204,6 +205,18 @@ impl Backend for LibvirtBackend {
         progress: &dyn Progress,
     ) -> Result<String, Error> {
         resize::resize(self, name, resize, progress)
+    }
+
+    fn add_mount(
+        &self,
+        name: &InstanceName,
+        mount: &nox_core::mounts::Mount,
+    ) -> Result<String, Error> {
+        shares::add(self, name, mount)
+    }
+
+    fn remove_mount(&self, name: &InstanceName, guest: &std::path::Path) -> Result<String, Error> {
+        shares::remove(self, name, guest)
     }
 }
 

@@ -499,6 +499,7 @@ pub fn restore(
                     ssh_keys: spec.ssh_keys.clone(),
                     password_hash: None,
                     mac: Some(mac.clone()),
+                    mounts: Vec::new(),
                 },
             )?;
         }

@@ -175,6 +175,7 @@ pub fn create(
                 ssh_keys: spec.ssh_keys.clone(),
                 password_hash: None,
                 mac: Some(mac.clone()),
+                mounts: Vec::new(),
             },
         )?;
     }
@@ -352,6 +353,7 @@ mod tests {
                 name: (*name).into(),
                 kind: InterfaceKind::Bridge,
                 mac: None,
+                mounts: Vec::new(),
             })
             .collect();
         let host = Host {

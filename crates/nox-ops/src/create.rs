@@ -107,7 +107,7 @@ pub fn create(
         &capacity,
         ctx.home.as_deref(),
     )?;
-    spec.mounts = crate::mounts::for_create(at.remote(), kind, &req.mounts)?;
+    spec.mounts = crate::mounts::for_create(at.remote(), &req.mounts)?;
     // From here to the end, no other nox command makes or changes this name: a second
     // create of it is refused at once, not after a timeout.
     let exclusive = crate::exclusive::lock_new(ctx, &at, "create", ui)?;

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use nox_core::mounts::{self, Mount};
-use nox_core::{BackendKind, Error, InstanceRef, Result};
+use nox_core::{Error, InstanceRef, Result};
 
 use crate::{Context, Ui};
 
@@ -19,21 +19,12 @@ fn refuse_remote(remote: &str) -> Error {
 }
 
 /// `--mount` values for `create`, checked before anything exists.
-pub fn for_create(
-    remote: Option<&str>,
-    kind: BackendKind,
-    values: &[String],
-) -> Result<Vec<Mount>> {
+pub fn for_create(remote: Option<&str>, values: &[String]) -> Result<Vec<Mount>> {
     if values.is_empty() {
         return Ok(Vec::new());
     }
     if let Some(r) = remote {
         return Err(refuse_remote(r));
-    }
-    if kind == BackendKind::Vm {
-        return Err(Error::Usage(
-            "--mount is for containers (--backend lxc) in this nox: VM shares need virtiofsd, which Debian 12 does not package".into(),
-        ));
     }
     mounts::resolve(values)
 }
@@ -71,16 +62,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn create_refuses_remotes_and_vms_in_one_line() {
+    fn create_refuses_remotes_in_one_line() {
         let dir = tempfile::tempdir().unwrap();
         let v = vec![format!("{}:/mnt/a", dir.path().display())];
-        assert!(for_create(None, BackendKind::Vm, &[]).unwrap().is_empty());
-        for (remote, kind) in [(Some("cluster"), BackendKind::Lxc), (None, BackendKind::Vm)] {
-            let e = for_create(remote, kind, &v).unwrap_err();
-            assert!(e.is_bad_input(), "{e}");
-            assert!(!e.to_string().contains('\n'), "{e}");
-        }
-        let ms = for_create(None, BackendKind::Lxc, &v).unwrap();
+        assert!(for_create(Some("cluster"), &[]).unwrap().is_empty());
+        let e = for_create(Some("cluster"), &v).unwrap_err();
+        assert!(e.is_bad_input(), "{e}");
+        assert!(!e.to_string().contains('\n'), "{e}");
+        let ms = for_create(None, &v).unwrap();
         assert_eq!(ms[0].guest, std::path::Path::new("/mnt/a"));
     }
 }
