@@ -38,7 +38,7 @@ pub enum Command {
     ///
     /// Flags override the config's [defaults]; `nox config show` prints those.
     /// Example: nox create web --cpus 2 --memory 2G --disk 20G
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
 
     /// List instances
     #[command(visible_alias = "ls")]

@@ -353,7 +353,6 @@ mod tests {
                 name: (*name).into(),
                 kind: InterfaceKind::Bridge,
                 mac: None,
-                mounts: Vec::new(),
             })
             .collect();
         let host = Host {
