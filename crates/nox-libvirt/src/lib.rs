@@ -18,7 +18,8 @@
 //! - `backup/` backs VMs up through libvirt's backup API and restores them;
 //! - `accel.rs` and `kvm_probe.rs` decide between KVM and software emulation,
 //!   `host_checks.rs` is what `nox doctor` asks of this backend;
-//! - `network.rs` turns `--network` into a NIC, `connection.rs` opens libvirt.
+//! - `network.rs` turns `--network` into a NIC, `connection.rs` opens libvirt;
+//! - `shares.rs` holds shared folders (virtiofs): the devices, hot-plug and the guest's mounts.
 //!
 //! Programs run through the host's [`Runner`](nox_core::host::Runner), and what the backend
 //! reads of the host (interfaces, randomness) through its

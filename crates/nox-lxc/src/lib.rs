@@ -16,7 +16,8 @@
 //!   resize, nesting) and `exec_io.rs` (exec with pipes) use it;
 //! - `backup.rs` backs containers up (frozen tar + zstd) and restores them; `recover.rs`
 //!   removes or thaws what a killed nox command left;
-//! - `host_checks.rs` is what `nox doctor` asks of this backend.
+//! - `host_checks.rs` is what `nox doctor` asks of this backend;
+//! - `mounts.rs` adds and removes shared folders (idmapped bind mounts).
 //!
 //! Programs (tar, lxc-usernsexec) run through the host's
 //! [`Runner`](nox_core::host::Runner); bridges and randomness come from its
