@@ -13,6 +13,9 @@ use nox_tests::image::TestImage;
 use nox_tests::{live, ok, text};
 use serde_json::Value;
 
+#[path = "docker.rs"]
+mod docker;
+
 const CLOUD_INIT_IMAGE: &str = "debian-12-test";
 const MINIMAL_IMAGE: &str = "debian-12-test-minimal";
 
@@ -267,8 +270,10 @@ fn container_scripts_docker_and_tailscale_join() {
     assert_eq!(report["privileged"], false);
     assert_eq!(report["user_namespace"]["mapped"], true);
     assert_ne!(report["docker_verdict"]["verdict"], "no", "{report}");
+    docker::overlay2_run_and_build(&fx, &cfg, &name);
 
     tailscale_join(&fx, &cfg, &name, &[&lxcpath().join(&name)]);
+    docker::deleted_leaves_no_volume(&fx, &cfg, &name);
 }
 
 #[test]
@@ -355,7 +360,17 @@ fn a_failing_script_is_reported_and_the_instance_kept() {
     let status: Value =
         serde_json::from_slice(&ok(nox(&fx, &cfg, &["status", &name, "--json"])).stdout).unwrap();
     assert_eq!(status["nesting"], true);
-    ok(exec(&fx, &cfg, &name, &["docker", "info"]));
+    let driver = ok(exec(
+        &fx,
+        &cfg,
+        &name,
+        &["docker", "info", "--format", "{{.Driver}}"],
+    ));
+    assert_eq!(
+        text(&driver.stdout).trim(),
+        "overlay2",
+        "nesting enabled later binds a volume too"
+    );
 
     // Delete takes the logs with the instance.
     ok(nox(&fx, &cfg, &["delete", "--force", &name]));

@@ -39,6 +39,8 @@ pub struct ContainerConfig {
     pub autostart: bool,
     /// Allow containers inside (Docker).
     pub nesting: bool,
+    /// With nesting: the host directory bound at `/var/lib/docker` (docker_volume.rs).
+    pub docker_volume: Option<PathBuf>,
     pub layout: CgroupLayout,
     pub log_file: PathBuf,
 }
@@ -136,6 +138,9 @@ impl ContainerConfig {
         }
         if self.nesting {
             out.extend(nesting_entries());
+            if let Some(v) = &self.docker_volume {
+                out.push(crate::docker_volume::mount_entry(v));
+            }
         }
         let v2 = self.layout == CgroupLayout::V2;
         if let Some(cpus) = self.limits.cpus {
@@ -236,6 +241,7 @@ mod tests {
             },
             autostart: true,
             nesting: false,
+            docker_volume: None,
             layout,
             log_file: "/var/lib/lxc/web/nox-lxc.log".into(),
         }
@@ -267,6 +273,7 @@ mod tests {
             }
             let mut nesting = config(unpriv(true), layout);
             nesting.nesting = true;
+            nesting.docker_volume = Some("/var/lib/lxc/web/docker".into());
             nox_core::golden::assert_golden(
                 &dir,
                 &format!("lxc-nesting-{host}.conf"),

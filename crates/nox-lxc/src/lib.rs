@@ -16,6 +16,8 @@
 //!   resize, nesting) and `exec_io.rs` (exec with pipes) use it;
 //! - `backup.rs` backs containers up (frozen tar + zstd) and restores them; `recover.rs`
 //!   removes or thaws what a killed nox command left;
+//! - `docker_volume.rs` is the host directory a container with nesting gets as
+//!   `/var/lib/docker`, so Docker uses overlay2 there;
 //! - `host_checks.rs` is what `nox doctor` asks of this backend.
 //!
 //! Programs (tar, lxc-usernsexec) run through the host's
@@ -27,6 +29,7 @@ pub mod backup;
 pub mod cgroup;
 pub mod config;
 mod create;
+pub mod docker_volume;
 pub mod error;
 mod exec_io;
 pub mod host_checks;

@@ -127,6 +127,10 @@ pub struct LxcBackup {
     pub provisioned: bool,
     /// The rootfs tarball (tar, zstd).
     pub rootfs_file: String,
+    /// The Docker volume's tarball (tar, zstd), for a container with one: it is a separate
+    /// filesystem bound at `/var/lib/docker`, which the rootfs tarball does not cross into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_file: Option<String>,
 }
 
 /// The part of a manifest for an instance on an Incus remote: Incus's own export.
