@@ -93,3 +93,44 @@ pub fn deleted_leaves_no_volume(fx: &Fixture, cfg: &Path, name: &str) {
     assert!(!v.exists(), "{} is left", v.display());
     assert!(!lxcpath().join(name).exists());
 }
+
+/// The nox config lines that keep this test's backups in its private dir.
+pub fn backup_config(fx: &Fixture) -> String {
+    format!("[backup]\ndir = \"{}\"\n", fx.dir.join("backups").display())
+}
+
+/// `nox backup` archives the volume beside the rootfs, and a restore under a new name puts
+/// it back, owned by the new container's root, with the image built above in it. The copy is
+/// not started (Docker in it was shown above): its files on the host are what is checked.
+pub fn backup_and_restore_keep_the_volume(fx: &Fixture, cfg: &Path, name: &str) {
+    ok(super::nox(fx, cfg, &["backup", name]));
+    let list: serde_json::Value =
+        serde_json::from_slice(&ok(super::nox(fx, cfg, &["backups", "--json"])).stdout).unwrap();
+    let id = list[0]["backup"].as_str().unwrap().to_string();
+    let dir = fx.dir.join("backups").join(&id);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["lxc"]["docker_file"], "docker.tar.zst", "{manifest}");
+    assert!(dir.join("docker.tar.zst").is_file());
+
+    let copy = fx.unique_name("dcopy");
+    fx.own_container(&copy);
+    ok(super::nox(
+        fx,
+        cfg,
+        &["restore", &id, "--name", &copy, "--no-start"],
+    ));
+    let v = volume(&copy);
+    let config = std::fs::read_to_string(lxcpath().join(&copy).join("config")).unwrap();
+    let owner = nox_lxc::docker_volume::owner_from_config(&config).unwrap();
+    let meta = std::fs::metadata(&v).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), owner);
+    assert!(
+        config.contains(&format!("{} var/lib/docker", v.display())),
+        "{config}"
+    );
+    let repos = std::fs::read_to_string(v.join("image/overlay2/repositories.json")).unwrap();
+    assert!(repos.contains("nox-three-layers-t"), "{repos}");
+    ok(super::nox(fx, cfg, &["delete", "--force", &copy]));
+    assert!(!v.exists(), "{} is left", v.display());
+}

@@ -218,7 +218,7 @@ fn container_scripts_docker_and_tailscale_join() {
     }
     let image = TestImage::get();
     let fx = Fixture::new("scripts-lxc");
-    let cfg = fx.nox_config(&image, "");
+    let cfg = fx.nox_config(&image, &docker::backup_config(&fx));
     let name = fx.unique_name("ct");
     fx.own_container(&name);
     let marker = write_script(&fx, "marker.sh", MARKER);
@@ -271,6 +271,7 @@ fn container_scripts_docker_and_tailscale_join() {
     assert_eq!(report["user_namespace"]["mapped"], true);
     assert_ne!(report["docker_verdict"]["verdict"], "no", "{report}");
     docker::overlay2_run_and_build(&fx, &cfg, &name);
+    docker::backup_and_restore_keep_the_volume(&fx, &cfg, &name);
 
     tailscale_join(&fx, &cfg, &name, &[&lxcpath().join(&name)]);
     docker::deleted_leaves_no_volume(&fx, &cfg, &name);

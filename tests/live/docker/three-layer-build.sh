@@ -20,7 +20,7 @@ done
 ln -s dash "$work/rootfs/bin/sh"
 head -c "$((payload_mib * 1048576))" /dev/urandom > "$work/rootfs/payload"
 tar -C "$work/rootfs" -cf "$work/base.tar" .
-docker import -q "$work/base.tar" "nox-base-$tag" >/dev/null
+docker import "$work/base.tar" "nox-base-$tag" >/dev/null
 rm -rf "$work/rootfs" "$work/base.tar"
 
 mkdir "$work/ctx"
