@@ -60,7 +60,11 @@ pub fn overlay2_run_and_build(fx: &Fixture, cfg: &Path, name: &str) {
             "nox-three-layers-t",
         ],
     ));
-    assert_eq!(text(&layers.stdout).trim(), "4", "the base and three layers");
+    assert_eq!(
+        text(&layers.stdout).trim(),
+        "4",
+        "the base and three layers"
+    );
     let run = ok(exec(
         fx,
         cfg,
@@ -110,7 +114,10 @@ pub fn backup_and_restore_keep_the_volume(fx: &Fixture, cfg: &Path, name: &str) 
     let dir = fx.dir.join("backups").join(&id);
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["lxc"]["docker_file"], "docker.tar.zst", "{manifest}");
+    assert_eq!(
+        manifest["lxc"]["docker_file"], "docker.tar.zst",
+        "{manifest}"
+    );
     assert!(dir.join("docker.tar.zst").is_file());
 
     let copy = fx.unique_name("dcopy");

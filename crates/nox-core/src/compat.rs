@@ -292,7 +292,9 @@ mod tests {
         let r = report("c", BackendKind::Lxc, &volume).unwrap();
         assert_eq!(r.docker_verdict.verdict, DockerVerdict::Limited);
         assert!(
-            r.docker_verdict.reason.starts_with("no overlayfs on /var/lib/docker")
+            r.docker_verdict
+                .reason
+                .starts_with("no overlayfs on /var/lib/docker")
                 && !r.docker_verdict.reason.contains("nox run"),
             "{}",
             r.docker_verdict.reason

@@ -49,7 +49,12 @@ pub fn create(volume: &Path, owner: Option<(u32, u32)>) -> Result<(), Error> {
 /// LXC reads a mount entry as fstab does, split on whitespace: a path with a space in it
 /// (from `[lxc] lxcpath`) would be cut in two.
 fn check_path(volume: &Path) -> Result<(), Error> {
-    if volume.display().to_string().chars().any(char::is_whitespace) {
+    if volume
+        .display()
+        .to_string()
+        .chars()
+        .any(char::is_whitespace)
+    {
         return Err(Error::failed(
             format!(
                 "cannot bind {} into a container: LXC mount entries cannot hold whitespace",
@@ -118,7 +123,8 @@ mod tests {
 
     #[test]
     fn the_owner_is_read_from_the_id_map() {
-        let unpriv = "lxc.arch = x86_64\nlxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 200000 65536\n";
+        let unpriv =
+            "lxc.arch = x86_64\nlxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 200000 65536\n";
         assert_eq!(owner_from_config(unpriv), Some((100000, 200000)));
         assert_eq!(owner_from_config("lxc.arch = x86_64\n"), None);
     }

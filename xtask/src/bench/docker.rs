@@ -98,7 +98,10 @@ fn exec(b: &Bench, name: &str, argv: &[&str]) -> Result<String> {
 fn expect_driver(b: &Bench, name: &str, want: &str) -> Result<()> {
     let got = exec(b, name, &["docker", "info", "--format", "{{.Driver}}"])?;
     if got.trim() != want {
-        bail!("{name}: Docker's storage driver is {:?}, not {want}", got.trim());
+        bail!(
+            "{name}: Docker's storage driver is {:?}, not {want}",
+            got.trim()
+        );
     }
     Ok(())
 }
