@@ -8,13 +8,11 @@
 use std::path::Path;
 use std::process::{Output, Stdio};
 
+use nox_tests::docker;
 use nox_tests::fixture::{lxcpath, Fixture};
 use nox_tests::image::TestImage;
 use nox_tests::{live, ok, text};
 use serde_json::Value;
-
-#[path = "docker.rs"]
-mod docker;
 
 const CLOUD_INIT_IMAGE: &str = "debian-12-test";
 const MINIMAL_IMAGE: &str = "debian-12-test-minimal";

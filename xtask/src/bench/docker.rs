@@ -1,5 +1,5 @@
 //! `cargo xtask bench docker`: Docker's storage in a nox container, measured. The same
-//! three-layer `docker build` (tests/live/docker/three-layer-build.sh: an image imported from
+//! three-layer `docker build` (tests/src/docker-three-layer-build.sh: an image imported from
 //! a local rootfs tarball with a 64 MiB payload, then RUN, COPY, RUN) timed and its disk
 //! counted (`du` of Docker's data root, before and after the build):
 //!
@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 
 use super::harness::{list_names, prepare, stats, Bench, ROOT};
 
-const BUILD: &str = include_str!("../../../tests/live/docker/three-layer-build.sh");
+const BUILD: &str = include_str!("../../../tests/src/docker-three-layer-build.sh");
 const PAYLOAD_MIB: &str = "64";
 const RUNS: usize = 3;
 

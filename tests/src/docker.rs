@@ -1,6 +1,6 @@
-//! Docker on overlay2 in a container (issue 17), live. A module of scripts.rs rather than a
-//! test binary of its own: it runs in the container that test already installed Docker in,
-//! so CI installs Docker in a container once.
+//! Docker on overlay2 in a container (issue 17), live. Steps rather than a test binary of
+//! their own: tests/live/scripts.rs runs them in the container it already installed Docker
+//! in, so CI installs Docker in a container once.
 //!
 //! In a default (unprivileged) container with the docker launch script: Docker's storage
 //! driver is overlay2 on the host directory nox binds at /var/lib/docker, an image imported
@@ -9,14 +9,25 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
 
-use nox_tests::fixture::{lxcpath, Fixture};
-use nox_tests::{ok, text};
-
-use super::exec;
+use crate::fixture::{lxcpath, Fixture};
+use crate::{ok, text};
 
 /// The build the benchmark (`cargo xtask bench docker`) times too.
-pub const BUILD: &str = include_str!("docker/three-layer-build.sh");
+pub const BUILD: &str = include_str!("docker-three-layer-build.sh");
+
+fn nox(fx: &Fixture, cfg: &Path, args: &[&str]) -> Output {
+    fx.nox(cfg)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn exec(fx: &Fixture, cfg: &Path, name: &str, argv: &[&str]) -> Output {
+    nox(fx, cfg, &[&["exec", name, "--"][..], argv].concat())
+}
 
 /// The container's Docker volume on the host, as nox-lxc places it.
 pub fn volume(name: &str) -> PathBuf {
@@ -84,7 +95,8 @@ pub fn overlay2_run_and_build(fx: &Fixture, cfg: &Path, name: &str) {
     let in_volume = std::fs::read_dir(v.join("overlay2")).unwrap().count();
     assert!(in_volume >= 4, "{in_volume} entries in overlay2/");
 
-    let report = super::check(fx, cfg, name);
+    let report: serde_json::Value =
+        serde_json::from_slice(&ok(nox(fx, cfg, &["check", name, "--json"])).stdout).unwrap();
     assert_eq!(report["docker"]["overlayfs_dir"], "/var/lib/docker");
     assert_eq!(report["docker_verdict"]["verdict"], "yes", "{report}");
 }
@@ -93,7 +105,7 @@ pub fn overlay2_run_and_build(fx: &Fixture, cfg: &Path, name: &str) {
 pub fn deleted_leaves_no_volume(fx: &Fixture, cfg: &Path, name: &str) {
     let v = volume(name);
     assert!(v.exists());
-    ok(super::nox(fx, cfg, &["delete", "--force", name]));
+    ok(nox(fx, cfg, &["delete", "--force", name]));
     assert!(!v.exists(), "{} is left", v.display());
     assert!(!lxcpath().join(name).exists());
 }
@@ -107,9 +119,9 @@ pub fn backup_config(fx: &Fixture) -> String {
 /// it back, owned by the new container's root, with the image built above in it. The copy is
 /// not started (Docker in it was shown above): its files on the host are what is checked.
 pub fn backup_and_restore_keep_the_volume(fx: &Fixture, cfg: &Path, name: &str) {
-    ok(super::nox(fx, cfg, &["backup", name]));
+    ok(nox(fx, cfg, &["backup", name]));
     let list: serde_json::Value =
-        serde_json::from_slice(&ok(super::nox(fx, cfg, &["backups", "--json"])).stdout).unwrap();
+        serde_json::from_slice(&ok(nox(fx, cfg, &["backups", "--json"])).stdout).unwrap();
     let id = list[0]["backup"].as_str().unwrap().to_string();
     let dir = fx.dir.join("backups").join(&id);
     let manifest: serde_json::Value =
@@ -122,7 +134,7 @@ pub fn backup_and_restore_keep_the_volume(fx: &Fixture, cfg: &Path, name: &str) 
 
     let copy = fx.unique_name("dcopy");
     fx.own_container(&copy);
-    ok(super::nox(
+    ok(nox(
         fx,
         cfg,
         &["restore", &id, "--name", &copy, "--no-start"],
@@ -138,6 +150,6 @@ pub fn backup_and_restore_keep_the_volume(fx: &Fixture, cfg: &Path, name: &str) 
     );
     let repos = std::fs::read_to_string(v.join("image/overlay2/repositories.json")).unwrap();
     assert!(repos.contains("nox-three-layers-t"), "{repos}");
-    ok(super::nox(fx, cfg, &["delete", "--force", &copy]));
+    ok(nox(fx, cfg, &["delete", "--force", &copy]));
     assert!(!v.exists(), "{} is left", v.display());
 }

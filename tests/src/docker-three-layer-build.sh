@@ -1,7 +1,7 @@
 #!/bin/sh
 # A three-layer `docker build` from an image imported from a local rootfs tarball (nothing can
-# be pulled): the live test (tests/live/docker.rs) and `cargo xtask bench docker` both run it,
-# as root in the instance. Usage: three-layer-build.sh TAG PAYLOAD_MIB
+# be pulled): the live test (tests/src/docker.rs, run by tests/live/scripts.rs) and `cargo xtask bench docker` both run it,
+# as root in the instance. Usage: docker-three-layer-build.sh TAG PAYLOAD_MIB
 # Prints key=value lines: build_seconds, and the bytes under Docker's data root (du) before
 # the build (after the import) and after it.
 set -eu
