@@ -38,6 +38,35 @@ fn mounts_json(fx: &Fixture, cfg: &Path, name: &str) -> Value {
     .unwrap()
 }
 
+/// A link the host made in the share to /etc, and one the guest makes to /, both lead to the
+/// guest's own files (its hostname is the instance's name), never the host's.
+fn links_resolve_in_the_guest(fx: &Fixture, cfg: &Path, name: &str) {
+    assert_eq!(
+        out(exec(
+            fx,
+            cfg,
+            name,
+            &["cat", "/mnt/share/etc-link/hostname"]
+        )),
+        name
+    );
+    ok(exec(
+        fx,
+        cfg,
+        name,
+        &["ln", "-s", "/", "/mnt/share/root-link"],
+    ));
+    assert_eq!(
+        out(exec(
+            fx,
+            cfg,
+            name,
+            &["cat", "/mnt/share/root-link/etc/hostname"]
+        )),
+        name
+    );
+}
+
 /// Exit 2 and one line on stderr holding `what`.
 #[track_caller]
 fn bad_input(o: Output, what: &str) {
@@ -196,30 +225,7 @@ fn container_shared_folders() {
         )),
         name
     );
-    assert_eq!(
-        out(exec(
-            &fx,
-            &cfg,
-            &name,
-            &["cat", "/mnt/share/etc-link/hostname"]
-        )),
-        name
-    );
-    ok(exec(
-        &fx,
-        &cfg,
-        &name,
-        &["ln", "-s", "/", "/mnt/share/root-link"],
-    ));
-    assert_eq!(
-        out(exec(
-            &fx,
-            &cfg,
-            &name,
-            &["cat", "/mnt/share/root-link/etc/hostname"]
-        )),
-        name
-    );
+    links_resolve_in_the_guest(&fx, &cfg, &name);
     // A guest's link stays a link on the host: it is never followed by nox.
     assert!(std::fs::symlink_metadata(share.join("root-link"))
         .unwrap()
@@ -398,30 +404,7 @@ fn vm_shared_folders() {
         out(exec(&fx, &cfg, &name, &["realpath", "/mnt/share/.."])),
         "/mnt"
     );
-    assert_eq!(
-        out(exec(
-            &fx,
-            &cfg,
-            &name,
-            &["cat", "/mnt/share/etc-link/hostname"]
-        )),
-        name
-    );
-    ok(exec(
-        &fx,
-        &cfg,
-        &name,
-        &["ln", "-s", "/", "/mnt/share/root-link"],
-    ));
-    assert_eq!(
-        out(exec(
-            &fx,
-            &cfg,
-            &name,
-            &["cat", "/mnt/share/root-link/etc/hostname"]
-        )),
-        name
-    );
+    links_resolve_in_the_guest(&fx, &cfg, &name);
 
     // mount add on the running VM: hot-plugged, mounted now, in fstab for later boots.
     std::fs::write(later.join("note"), "added later\n").unwrap();
