@@ -14,6 +14,19 @@ use virt::domain::Domain;
 const CALL_TIMEOUT_SECS: i32 = 5;
 /// Polling interval while waiting for the agent or a command.
 const POLL: Duration = Duration::from_millis(100);
+/// How often a call whose `guest-sync` went unanswered is tried, in all.
+const SYNC_ATTEMPTS: usize = 5;
+const SYNC_RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Whether libvirt gave up on the agent at the `guest-sync` it sends ahead of each command,
+/// before the command itself was sent. A command that timed out after being sent carries the
+/// same error code but another message, and is not safe to send again.
+fn missed_sync(e: &virt::error::Error) -> bool {
+    matches!(
+        e.code().known(),
+        Some(virt::error::ErrorNumber::AgentUnresponsive)
+    ) && e.message().contains("synchronization")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -80,9 +93,20 @@ impl<'d> GuestAgent<'d> {
 
     fn call<T: for<'de> Deserialize<'de>>(&self, cmd: serde_json::Value) -> Result<T, AgentError> {
         let started = std::time::Instant::now();
-        let reply = self
-            .domain
-            .qemu_agent_command(&cmd.to_string(), CALL_TIMEOUT_SECS, 0);
+        let text = cmd.to_string();
+        let mut reply = self.domain.qemu_agent_command(&text, CALL_TIMEOUT_SECS, 0);
+        // libvirt sends `guest-sync` before every command and gives the agent a fixed second to
+        // answer it. A guest busy under software emulation misses that second now and then. The
+        // command itself was never sent then, so sending it again cannot run it twice.
+        for _ in 1..SYNC_ATTEMPTS {
+            match &reply {
+                Err(e) if missed_sync(e) => {
+                    std::thread::sleep(SYNC_RETRY_PAUSE);
+                    reply = self.domain.qemu_agent_command(&text, CALL_TIMEOUT_SECS, 0);
+                }
+                _ => break,
+            }
+        }
         // The command's name only: its arguments carry passwords, keys and script input.
         tracing::debug!(
             command = %cmd["execute"].as_str().unwrap_or("?"),
