@@ -222,11 +222,17 @@ impl GuestAgent<'_> {
         cmd: serde_json::Value,
         timeout_secs: i32,
     ) -> Result<T, AgentError> {
+        let started = std::time::Instant::now();
         let reply = self
             .domain
             .qemu_agent_command(&cmd.to_string(), timeout_secs, 0);
         // The command's name only: the data is the user's file.
-        tracing::debug!(command = %cmd["execute"].as_str().unwrap_or("?"), ok = reply.is_ok(), "guest agent");
+        tracing::debug!(
+            command = %cmd["execute"].as_str().unwrap_or("?"),
+            took = ?started.elapsed(),
+            ok = reply.is_ok(),
+            "guest agent"
+        );
         let reply = reply?;
         serde_json::from_str::<Reply<T>>(&reply)
             .map(|r| r.ret)

@@ -333,7 +333,7 @@ fn host_walk(dir: &Path, rel: &Path, out: &mut Vec<HostEntry>) -> Result<()> {
     Ok(())
 }
 
-fn utf8<'p>(p: &'p Path) -> Result<&'p str> {
+fn utf8(p: &Path) -> Result<&str> {
     p.to_str().ok_or_else(|| {
         Error::Usage(format!(
             "{}: nox cp copies only paths that are UTF-8 (the agent speaks JSON strings)",
