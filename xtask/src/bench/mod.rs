@@ -1,12 +1,14 @@
-//! `cargo xtask bench vm|lxc|backup|incus`: nox's numbers, measured on this host against a
+//! `cargo xtask bench vm|lxc|backup|incus|cp`: nox's numbers, measured on this host against a
 //! baseline in the same run (see docs/benchmarks.md).
 //!
 //! - `harness.rs`: the private config, storage and binary every benchmark uses, and medians;
 //! - `instances.rs`: create, start and list for VMs and containers;
 //! - `backup.rs`: VM backups against `qemu-img convert`;
-//! - `incus.rs`: creating and listing on the Incus test cluster against Incus's own CLI.
+//! - `incus.rs`: creating and listing on the Incus test cluster against Incus's own CLI;
+//! - `copy.rs`: `nox cp` into a VM against `scp` over its SSH forward.
 
 mod backup;
+mod copy;
 pub mod harness;
 mod incus;
 mod instances;
@@ -19,6 +21,7 @@ pub fn run(args: &[String]) -> Result<()> {
         Some("lxc") => instances::lxc(),
         Some("backup") => backup::run(),
         Some("incus") => incus::run(),
-        _ => bail!("usage: cargo xtask bench vm|lxc|backup|incus"),
+        Some("cp") => copy::run(),
+        _ => bail!("usage: cargo xtask bench vm|lxc|backup|incus|cp"),
     }
 }
