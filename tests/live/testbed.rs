@@ -91,6 +91,7 @@ fn vm_boots_with_cloud_init_agent_and_ssh_on_loopback() {
             ssh_keys: vec![public.clone()],
             password_hash: None,
             mac: Some(mac.clone()),
+            mounts: Vec::new(),
         },
         &seed,
     )
@@ -114,6 +115,7 @@ fn vm_boots_with_cloud_init_agent_and_ssh_on_loopback() {
         nic: Nic::User { ssh_port },
         console_log: fx.dir.join("console.log").display().to_string(),
         metadata_json: fx.vm_record(),
+        shares: Vec::new(),
     };
     virt::error::clear_error_callback();
     let conn = virt::connect::Connect::open(Some(fx.uri())).unwrap();

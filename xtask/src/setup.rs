@@ -10,6 +10,8 @@
 //! 4. The S3 test server: moto (server mode, which checks SigV4 signatures), pinned, in its
 //!    own virtualenv under /var/cache/nox; the S3 live tests start it on 127.0.0.1.
 //! 5. cargo-fuzz, for `cargo xtask fuzz` (it builds libFuzzer's C++, hence g++).
+//! 6. virtiofsd, which VM shared folders need: Debian 12 packages none (trixie does), so it
+//!    is built from crates.io, pinned, into /usr/local/bin.
 
 use std::fs;
 use std::path::Path;
@@ -53,6 +55,9 @@ const BASE_PACKAGES: &[&str] = &[
     "python3-venv",
     // libfuzzer-sys compiles libFuzzer (C++) for `cargo xtask fuzz`.
     "g++",
+    // virtiofsd (VM shared folders) links them; Debian 12 has no virtiofsd package.
+    "libseccomp-dev",
+    "libcap-ng-dev",
 ];
 
 /// Where `cargo xtask setup` installs moto, and the version it pins. The live tests look here.
@@ -68,6 +73,7 @@ pub fn run() -> Result<()> {
     start_daemons()?;
     ensure_moto()?;
     ensure_cargo_fuzz()?;
+    ensure_virtiofsd()?;
     eprintln!("xtask: setup complete");
     Ok(())
 }
@@ -136,6 +142,30 @@ fn ensure_cargo_fuzz() -> Result<()> {
         return Ok(());
     }
     sh(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
+}
+
+/// The virtiofsd `cargo xtask setup` builds, where nox-libvirt looks for one.
+const VIRTIOFSD_VERSION: &str = "1.14.0";
+
+/// Installs virtiofsd into /usr/local/bin unless the host has one (a distribution's package
+/// puts it in /usr/libexec).
+fn ensure_virtiofsd() -> Result<()> {
+    let have = ["/usr/libexec/virtiofsd", "/usr/local/bin/virtiofsd"]
+        .iter()
+        .any(|p| Path::new(p).is_file());
+    if have {
+        eprintln!("xtask: virtiofsd already installed");
+        return Ok(());
+    }
+    sh(Command::new("cargo").args([
+        "install",
+        "virtiofsd",
+        "--locked",
+        "--version",
+        VIRTIOFSD_VERSION,
+        "--root",
+        "/usr/local",
+    ]))
 }
 
 fn nix_is_root() -> bool {

@@ -38,7 +38,7 @@ pub enum Command {
     ///
     /// Flags override the config's [defaults]; `nox config show` prints those.
     /// Example: nox create web --cpus 2 --memory 2G --disk 20G
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
 
     /// List instances
     #[command(visible_alias = "ls")]
@@ -193,6 +193,9 @@ pub enum Command {
         #[arg(short, long)]
         recursive: bool,
     },
+    /// Shared folders: host directories seen inside an instance
+    #[command(subcommand)]
+    Mount(MountCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -307,6 +310,11 @@ pub struct CreateArgs {
     /// Print the created instance as JSON
     #[arg(long)]
     pub json: bool,
+
+    /// Share a host directory with the instance (repeatable); containers only, see
+    /// `nox mount add`
+    #[arg(long = "mount", value_name = "HOST_DIR:GUEST_DIR[:ro]")]
+    pub mounts: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -489,4 +497,33 @@ pub struct JsonFlag {
     /// Print JSON for scripts instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MountCommand {
+    /// Share a host directory with an instance
+    ///
+    /// HOST_DIR must exist; it is stored with its symlinks resolved. A container sees it
+    /// with ownership mapped (uid N inside is uid N on the host) from its next start.
+    /// Example: nox mount add web ~/code:/home/nox/code
+    Add {
+        name: Name,
+        /// HOST_DIR:GUEST_DIR, or HOST_DIR:GUEST_DIR:ro for read-only, both absolute
+        #[arg(value_name = "HOST_DIR:GUEST_DIR[:ro]")]
+        mount: String,
+    },
+    /// Stop sharing the directory mounted on GUEST_DIR
+    #[command(visible_alias = "remove")]
+    Rm {
+        name: Name,
+        /// The guest path, as `nox mount list` shows it
+        guest_dir: String,
+    },
+    /// List an instance's shared folders
+    #[command(visible_alias = "ls")]
+    List {
+        name: Name,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }

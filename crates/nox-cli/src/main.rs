@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     install_interrupt_handler();
     use commands::*;
     let result = match cli.command {
-        Command::Create(a) => create::run(a),
+        Command::Create(a) => create::run(*a),
         Command::List(j) => list::list(j.json),
         Command::Status { name, json } => list::status(&name, json.json),
         Command::Start { names, wait } => lifecycle::start(&names, wait),
@@ -59,6 +59,7 @@ fn main() -> ExitCode {
             dst,
             recursive,
         } => copy::run(&src, &dst, recursive),
+        Command::Mount(cmd) => mounts::run(cmd),
     };
     match result {
         Ok(code) => code,

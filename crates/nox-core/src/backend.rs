@@ -189,4 +189,25 @@ pub trait Backend: BackupBackend + std::fmt::Debug + Send + Sync {
         let _ = (path, source);
         Err(crate::copy::unsupported(self.remote(), name))
     }
+
+    /// Shares a host directory with the instance (`nox mount add`), stored with it. Returns a
+    /// note for the user (what takes effect when). A backend that cannot share this host's
+    /// directories (a remote) refuses in one line.
+    fn add_mount(&self, name: &InstanceName, mount: &crate::mounts::Mount) -> Result<String> {
+        let _ = mount;
+        Err(crate::Error::Usage(format!(
+            "{name}: {} instances cannot share this host's directories",
+            self.kind()
+        )))
+    }
+
+    /// Stops sharing the directory mounted on `guest` (`nox mount rm`). Returns a note for
+    /// the user, as [`Backend::add_mount`] does.
+    fn remove_mount(&self, name: &InstanceName, guest: &std::path::Path) -> Result<String> {
+        let _ = guest;
+        Err(crate::Error::Usage(format!(
+            "{name}: {} instances have no shared folders",
+            self.kind()
+        )))
+    }
 }

@@ -20,6 +20,9 @@ pub struct Provisioning {
     pub password_hash: Option<String>,
     /// The NIC's MAC, matched by network-config; `None` leaves networking to the image.
     pub mac: Option<String>,
+    /// VM shares (virtiofs) the guest mounts: an fstab line each (so later boots mount them
+    /// too), mounted at first boot. Containers leave this empty: LXC mounts their shares.
+    pub mounts: Vec<crate::mounts::Mount>,
 }
 
 #[derive(Serialize)]
@@ -30,6 +33,19 @@ struct UserData<'a> {
     /// Password logins over SSH stay off even when a password is set: keys only.
     ssh_pwauth: bool,
     disable_root: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    write_files: Vec<WriteFile>,
+    /// argv lists, never shell strings.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    runcmd: Vec<Vec<String>>,
+}
+
+/// A file cloud-init writes (or appends to) at first boot.
+#[derive(Serialize)]
+struct WriteFile {
+    path: &'static str,
+    content: String,
+    append: bool,
 }
 
 #[derive(Serialize)]
@@ -86,6 +102,32 @@ impl Provisioning {
             }],
             ssh_pwauth: false,
             disable_root: true,
+            // cloud-init 22.4's `mounts` module takes a virtiofs tag for a /dev name, so
+            // the fstab lines are appended and mounted here instead.
+            write_files: if self.mounts.is_empty() {
+                Vec::new()
+            } else {
+                vec![WriteFile {
+                    path: "/etc/fstab",
+                    content: self
+                        .mounts
+                        .iter()
+                        .map(|m| crate::mounts::fstab_line(m) + "\n")
+                        .collect(),
+                    append: true,
+                }]
+            },
+            runcmd: self
+                .mounts
+                .iter()
+                .flat_map(|m| {
+                    let g = m.guest.display().to_string();
+                    [
+                        vec!["mkdir".into(), "-p".into(), g.clone()],
+                        vec!["mount".into(), g],
+                    ]
+                })
+                .collect(),
         };
         format!("#cloud-config\n{}\n", to_json(&doc))
     }
@@ -156,6 +198,7 @@ mod tests {
             ssh_keys: vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample me@host".into()],
             password_hash: password.then(|| "$6$saltsalt$hash".into()),
             mac: Some("52:54:00:12:34:56".into()),
+            mounts: Vec::new(),
         }
     }
 
@@ -174,6 +217,13 @@ mod tests {
         );
         golden("cloud-init-meta-data", &p.meta_data());
         golden("cloud-init-network-config", &p.network_config().unwrap());
+        // VM shares: fstab lines appended, mount points made and mounted at first boot.
+        let mut shared = provisioning(false);
+        shared.mounts = vec![
+            "/srv/code:/home/nox/code".parse().unwrap(),
+            "/srv/data:/mnt/data:ro".parse().unwrap(),
+        ];
+        golden("cloud-init-user-data-mounts", &shared.user_data());
     }
 
     #[test]

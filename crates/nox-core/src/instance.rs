@@ -156,6 +156,9 @@ pub struct InstanceSpec {
     /// Records and backups from before this field say it in their own `tun`.
     #[serde(default)]
     pub tun: bool,
+    /// Shared folders (`--mount`, `nox mount add`), host directories canonical.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<crate::mounts::Mount>,
 }
 
 /// An instance as `list` and `status` report it. This is the `--json` shape (see docs/cli.md).
@@ -195,6 +198,9 @@ pub struct Instance {
     /// The cluster member it runs on, for a remote that is a cluster; `null` otherwise.
     #[serde(default)]
     pub location: Option<String>,
+    /// Shared folders: host directories seen in the guest.
+    #[serde(default)]
+    pub mounts: Vec<crate::mounts::Mount>,
 }
 
 /// Whether `ip` is in 100.64.0.0/10, the shared address space Tailscale gives its nodes.

@@ -37,6 +37,7 @@ pub mod image;
 pub mod instance;
 pub mod interrupt;
 pub mod lock;
+pub mod mounts;
 pub mod name;
 pub mod progress;
 pub mod provision;

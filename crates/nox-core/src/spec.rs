@@ -141,6 +141,8 @@ pub fn resolve(
         nesting: container && kind.nesting,
         // A privileged container sees the host's /dev/net; a VM has its own TUN.
         tun: container && !kind.privileged && kind.tun,
+        // Set by create from --mount, checked against the host there.
+        mounts: Vec::new(),
     })
 }
 

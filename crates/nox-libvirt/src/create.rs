@@ -155,6 +155,7 @@ pub(crate) fn define_and_boot(
             ssh_keys: d.spec.ssh_keys.clone(),
             password_hash: None,
             mac: Some(d.mac.clone()),
+            mounts: d.spec.mounts.clone(),
         },
         &seed,
     )?;
@@ -190,6 +191,7 @@ pub(crate) fn define_and_boot(
         nic,
         console_log: d.dir.join("console.log").display().to_string(),
         metadata_json: record.to_json(),
+        shares: crate::shares::domain_shares(&d.spec.mounts)?,
     }
     .to_xml();
     let dom = logged("defineXML", name, || conn.define_domain_xml(&xml))

@@ -49,6 +49,41 @@ pub struct DomainSpec {
     pub console_log: String,
     /// nox's record of the instance (JSON), kept in `<metadata>` so nothing can drift from it.
     pub metadata_json: String,
+    /// Shared folders (virtiofs). The guest's memory is always shared (memfd), as virtiofsd
+    /// needs, so one can be added to a running VM.
+    pub shares: Vec<Share>,
+}
+
+/// One host directory exported to the guest over virtiofs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    pub source: String,
+    /// What the guest mounts (`mount -t virtiofs TAG DIR`).
+    pub tag: String,
+    pub readonly: bool,
+    /// The virtiofsd libvirt starts for it (libvirt's default search misses /usr/local).
+    pub virtiofsd: String,
+}
+
+impl Share {
+    /// The `<filesystem>` element alone, for attaching to a running domain.
+    pub fn to_xml(&self) -> String {
+        render(&self.element())
+    }
+
+    fn element(&self) -> xml::Filesystem<'_> {
+        xml::Filesystem {
+            kind: "mount",
+            accessmode: "passthrough",
+            driver: xml::FsDriver { kind: "virtiofs" },
+            binary: xml::FsBinary {
+                path: &self.virtiofsd,
+            },
+            source: xml::FsDir { dir: &self.source },
+            target: xml::FsDir { dir: &self.tag },
+            readonly: self.readonly.then_some(()),
+        }
+    }
 }
 
 mod xml {
@@ -66,6 +101,8 @@ mod xml {
         pub uuid: &'a str,
         pub metadata: Metadata<'a>,
         pub memory: Sized,
+        #[serde(rename = "memoryBacking", skip_serializing_if = "Option::is_none")]
+        pub memory_backing: Option<MemoryBacking>,
         pub vcpu: u32,
         pub os: Os,
         pub features: Features,
@@ -141,9 +178,63 @@ mod xml {
         pub offset: &'static str,
     }
 
+    /// virtiofsd reads and writes the guest's memory: it must be a shared mapping.
+    #[derive(Serialize)]
+    pub struct MemoryBacking {
+        pub source: TypeAttr,
+        pub access: Access,
+    }
+
+    #[derive(Serialize)]
+    pub struct TypeAttr {
+        #[serde(rename = "@type")]
+        pub kind: &'static str,
+    }
+
+    #[derive(Serialize)]
+    pub struct Access {
+        #[serde(rename = "@mode")]
+        pub mode: &'static str,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename = "filesystem")]
+    pub struct Filesystem<'a> {
+        #[serde(rename = "@type")]
+        pub kind: &'static str,
+        #[serde(rename = "@accessmode")]
+        pub accessmode: &'static str,
+        pub driver: FsDriver,
+        pub binary: FsBinary<'a>,
+        pub source: FsDir<'a>,
+        pub target: FsDir<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub readonly: Option<()>,
+    }
+
+    #[derive(Serialize)]
+    pub struct FsDriver {
+        #[serde(rename = "@type")]
+        pub kind: &'static str,
+    }
+
+    #[derive(Serialize)]
+    pub struct FsBinary<'a> {
+        #[serde(rename = "@path")]
+        pub path: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub struct FsDir<'a> {
+        #[serde(rename = "@dir")]
+        pub dir: &'a str,
+    }
+
     #[derive(Serialize)]
     pub struct Devices<'a> {
         pub disk: Vec<Disk<'a>>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub filesystem: Vec<Filesystem<'a>>,
         pub interface: Interface<'a>,
         pub channel: Channel,
         pub serial: Serial<'a>,
@@ -420,6 +511,11 @@ impl DomainSpec {
                 unit: "MiB",
                 value: self.memory_mib,
             },
+            // Always shared, so `nox mount add` can hot-plug a share into any running VM.
+            memory_backing: Some(xml::MemoryBacking {
+                source: xml::TypeAttr { kind: "memfd" },
+                access: xml::Access { mode: "shared" },
+            }),
             vcpu: self.vcpus,
             os: xml::Os {
                 kind: xml::OsType {
@@ -444,6 +540,7 @@ impl DomainSpec {
             on_crash: "destroy",
             devices: xml::Devices {
                 disk: disks,
+                filesystem: self.shares.iter().map(Share::element).collect(),
                 interface: xml::Interface {
                     kind,
                     mac: xml::Mac { address: &self.mac },
@@ -539,6 +636,7 @@ mod tests {
             nic,
             console_log: "/var/log/libvirt/qemu/web-console.log".into(),
             metadata_json: r#"{"name":"web","note":"<&>"}"#.into(),
+            shares: Vec::new(),
         }
     }
 
@@ -581,6 +679,23 @@ mod tests {
         for (file, nic, accel) in cases {
             golden(file, &spec(nic, accel).to_xml());
         }
+        // Shared folders: virtiofs, with the guest's memory shared with virtiofsd.
+        let mut shared = spec(Nic::User { ssh_port: 40022 }, Accel::Qemu);
+        shared.shares = vec![
+            Share {
+                source: "/srv/code".into(),
+                tag: "nox-cd089f850ca95ff1".into(),
+                readonly: false,
+                virtiofsd: "/usr/local/bin/virtiofsd".into(),
+            },
+            Share {
+                source: "/srv/data".into(),
+                tag: "nox-98c9bb081ee5e44c".into(),
+                readonly: true,
+                virtiofsd: "/usr/local/bin/virtiofsd".into(),
+            },
+        ];
+        golden("domain-user-shares.xml", &shared.to_xml());
     }
 
     #[test]

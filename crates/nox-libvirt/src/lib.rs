@@ -18,7 +18,8 @@
 //! - `backup/` backs VMs up through libvirt's backup API and restores them;
 //! - `accel.rs` and `kvm_probe.rs` decide between KVM and software emulation,
 //!   `host_checks.rs` is what `nox doctor` asks of this backend;
-//! - `network.rs` turns `--network` into a NIC, `connection.rs` opens libvirt.
+//! - `network.rs` turns `--network` into a NIC, `connection.rs` opens libvirt;
+//! - `shares.rs` holds shared folders (virtiofs): the devices, hot-plug and the guest's mounts.
 //!
 //! Programs run through the host's [`Runner`](nox_core::host::Runner), and what the backend
 //! reads of the host (interfaces, randomness) through its
@@ -47,6 +48,7 @@ pub mod record;
 mod recover;
 mod resize;
 pub mod seed;
+pub mod shares;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -223,6 +225,18 @@ impl Backend for LibvirtBackend {
         source: &mut dyn std::io::Read,
     ) -> Result<(), Error> {
         file_copy::write(self, name, path, source)
+    }
+
+    fn add_mount(
+        &self,
+        name: &InstanceName,
+        mount: &nox_core::mounts::Mount,
+    ) -> Result<String, Error> {
+        shares::add(self, name, mount)
+    }
+
+    fn remove_mount(&self, name: &InstanceName, guest: &std::path::Path) -> Result<String, Error> {
+        shares::remove(self, name, guest)
     }
 }
 

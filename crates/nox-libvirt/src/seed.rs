@@ -85,6 +85,7 @@ mod tests {
             ssh_keys: vec!["ssh-ed25519 AAAA me@host".into()],
             password_hash: None,
             mac: Some("52:54:00:12:34:56".into()),
+            mounts: Vec::new(),
         }
     }
 

@@ -412,6 +412,8 @@ pub fn restore(
     spec.autostart = m.autostart;
     // The same checks as create (bridge, subordinate ids); TUN as the container had it.
     spec.tun = info.tun;
+    // Shared folders are host directories, not in the backup: restored without them.
+    spec.mounts.clear();
     let (mode, bridge) = create::preflight(b, &spec)?;
     let owner = match (&mode, info.idmap) {
         (
@@ -497,6 +499,7 @@ pub fn restore(
                     ssh_keys: spec.ssh_keys.clone(),
                     password_hash: None,
                     mac: Some(mac.clone()),
+                    mounts: Vec::new(),
                 },
             )?;
         }
@@ -513,6 +516,9 @@ pub fn restore(
         nesting: spec.nesting,
         layout,
         log_file: dir.join(LOG_FILE),
+        // Shared folders are host directories, not part of a backup: a restored container
+        // (maybe on another host) starts without them (`nox mount add` brings them back).
+        mounts: Vec::new(),
     };
     let record = CtRecord {
         version: 1,

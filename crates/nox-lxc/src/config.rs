@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use nox_core::mounts::Mount;
+
 use crate::cgroup::CgroupLayout;
 
 /// How privileged the container is, and so what it may touch.
@@ -41,6 +43,8 @@ pub struct ContainerConfig {
     pub nesting: bool,
     pub layout: CgroupLayout,
     pub log_file: PathBuf,
+    /// Shared folders, bind-mounted from the host (see [`crate::mounts`]).
+    pub mounts: Vec<Mount>,
 }
 
 /// `c 10:200 rwm`: the TUN character device, read, write and mknod.
@@ -137,6 +141,12 @@ impl ContainerConfig {
         if self.nesting {
             out.extend(nesting_entries());
         }
+        let privileged = self.mode == Mode::Privileged;
+        out.extend(
+            self.mounts
+                .iter()
+                .map(|m| crate::mounts::entry(m, privileged)),
+        );
         let v2 = self.layout == CgroupLayout::V2;
         if let Some(cpus) = self.limits.cpus {
             // A CFS quota of N CPUs' worth of time per 100 ms period.
@@ -238,6 +248,7 @@ mod tests {
             nesting: false,
             layout,
             log_file: "/var/lib/lxc/web/nox-lxc.log".into(),
+            mounts: Vec::new(),
         }
     }
 
@@ -272,6 +283,19 @@ mod tests {
                 &format!("lxc-nesting-{host}.conf"),
                 &nesting.render(),
             );
+        }
+        // Shared folders: idmapped for an unprivileged container, plain for a privileged one.
+        let shares = vec![
+            "/srv/code:/home/nox/code".parse().unwrap(),
+            "/srv/data:/mnt/data:ro".parse().unwrap(),
+        ];
+        for (mode_name, mode) in [
+            ("mounts", unpriv(true)),
+            ("privileged-mounts", Mode::Privileged),
+        ] {
+            let mut c = config(mode, CgroupLayout::V1 { devices: true });
+            c.mounts = shares.clone();
+            nox_core::golden::assert_golden(&dir, &format!("lxc-{mode_name}-v1.conf"), &c.render());
         }
     }
 

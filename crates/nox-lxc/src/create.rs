@@ -175,6 +175,7 @@ pub fn create(
                 ssh_keys: spec.ssh_keys.clone(),
                 password_hash: None,
                 mac: Some(mac.clone()),
+                mounts: Vec::new(),
             },
         )?;
     }
@@ -189,6 +190,7 @@ pub fn create(
         nesting: spec.nesting,
         layout,
         log_file: dir.join(LOG_FILE),
+        mounts: spec.mounts.clone(),
     };
     // Images with cloud-init provision themselves at first boot; the others are provisioned
     // by nox after their first start (now, or at `nox start` after --no-start).
@@ -375,6 +377,7 @@ mod tests {
             privileged,
             nesting: false,
             tun: !privileged,
+            mounts: Vec::new(),
         }
     }
 

@@ -16,7 +16,8 @@
 //!   resize, nesting) and `exec_io.rs` (exec with pipes) use it;
 //! - `backup.rs` backs containers up (frozen tar + zstd) and restores them; `recover.rs`
 //!   removes or thaws what a killed nox command left;
-//! - `host_checks.rs` is what `nox doctor` asks of this backend.
+//! - `host_checks.rs` is what `nox doctor` asks of this backend;
+//! - `mounts.rs` adds and removes shared folders (idmapped bind mounts).
 //!
 //! Programs (tar, lxc-usernsexec) run through the host's
 //! [`Runner`](nox_core::host::Runner); bridges and randomness come from its
@@ -35,6 +36,7 @@ pub mod images;
 pub mod liblxc;
 mod lifecycle;
 pub mod list;
+pub mod mounts;
 mod ready;
 pub mod record;
 mod recover;
@@ -196,6 +198,18 @@ impl Backend for LxcBackend {
         source: &mut dyn std::io::Read,
     ) -> Result<(), Error> {
         file_copy::write(self, name, path, source)
+    }
+
+    fn add_mount(
+        &self,
+        name: &InstanceName,
+        mount: &nox_core::mounts::Mount,
+    ) -> Result<String, Error> {
+        mounts::add(self, name, mount)
+    }
+
+    fn remove_mount(&self, name: &InstanceName, guest: &std::path::Path) -> Result<String, Error> {
+        mounts::remove(self, name, guest)
     }
 }
 

@@ -46,6 +46,8 @@ pub struct CreateRequest {
     pub wait: Option<Duration>,
     /// The caller prints JSON on stdout: script output goes to stderr.
     pub json: bool,
+    /// `--mount HOST_DIR:GUEST_DIR[:ro]` values, unchecked.
+    pub mounts: Vec<String>,
 }
 
 /// Creates the instance, calls `created` with it (so the caller can say so before scripts
@@ -105,6 +107,7 @@ pub fn create(
         &capacity,
         ctx.home.as_deref(),
     )?;
+    spec.mounts = crate::mounts::for_create(at.remote(), &req.mounts)?;
     // From here to the end, no other nox command makes or changes this name: a second
     // create of it is refused at once, not after a timeout.
     let exclusive = crate::exclusive::lock_new(ctx, &at, "create", ui)?;

@@ -15,6 +15,7 @@
 //!   `restore.rs`: restores (S3 download, verification, replacing an instance);
 //!   `remote.rs`: the S3 store behind a trait, so the policies are tested without a bucket;
 //! - `remotes.rs`: `nox remote add|list|rm`, servers and clusters in `[remotes]`;
+//! - `mounts.rs`: shared folders, `create --mount` and `nox mount add|rm|list`;
 //! - `exclusive.rs`: the instance lock every changing verb takes first, and the recovery of
 //!   what a killed command left half-done.
 //!
@@ -35,6 +36,7 @@ pub mod exclusive;
 pub mod images;
 pub mod lifecycle;
 pub mod list;
+pub mod mounts;
 pub mod remote;
 pub mod remotes;
 pub mod restore;

@@ -156,6 +156,7 @@ pub fn instance(name: &str, kind: BackendKind) -> Instance {
         user: Some("nox".into()),
         remote: None,
         location: None,
+        mounts: Vec::new(),
     }
 }
 
@@ -357,6 +358,7 @@ fn spec_of(i: &Instance, kind: BackendKind) -> InstanceSpec {
         privileged: i.privileged,
         nesting: false,
         tun: kind == BackendKind::Lxc,
+        mounts: Vec::new(),
     }
 }
 

@@ -71,6 +71,7 @@ pub fn run(a: CreateArgs) -> anyhow::Result<ExitCode> {
         start: !a.no_start,
         wait: a.wait.wait_for(),
         json: a.json,
+        mounts: a.mounts.clone(),
     };
     let ui = TerminalUi::default();
     let mut printed = Ok(());

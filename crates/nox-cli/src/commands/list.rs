@@ -103,6 +103,10 @@ pub fn status(name: &InstanceRef, json: bool) -> anyhow::Result<ExitCode> {
     for (k, v) in rows {
         println!("{k:<10} {v}");
     }
+    // One line per shared folder, as `nox mount add` takes it.
+    for m in &i.mounts {
+        println!("{:<10} {m}", "mount");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod image;
 pub mod lifecycle;
 pub mod list;
+pub mod mounts;
 pub mod remote;
 pub mod resize;
 pub mod scripts;

@@ -71,6 +71,7 @@ pub(crate) mod testing {
                 privileged: false,
                 nesting: false,
                 tun: true,
+                mounts: Vec::new(),
             },
             autostart: true,
             was_running: true,

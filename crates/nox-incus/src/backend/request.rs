@@ -99,6 +99,7 @@ pub fn instance(
                 ssh_keys: spec.ssh_keys.clone(),
                 password_hash: None,
                 mac: None,
+                mounts: Vec::new(),
             }
             .user_data(),
         ),
@@ -187,6 +188,7 @@ mod tests {
             privileged: false,
             nesting: false,
             tun: backend == BackendKind::Lxc,
+            mounts: Vec::new(),
         }
     }
 

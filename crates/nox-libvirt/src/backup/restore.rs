@@ -151,6 +151,8 @@ pub fn restore(
 
     let mut spec = m.spec.clone();
     spec.name = target.clone();
+    // Shared folders are host directories, not in the backup: restored without them.
+    spec.mounts.clear();
     spec.autostart = m.autostart;
     let facts: &dyn HostFacts = &*b.host.facts;
     let (uuid, mac) = if options.new_identity {
