@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::process::{Output, Stdio};
 
+use nox_tests::docker;
 use nox_tests::fixture::{lxcpath, Fixture};
 use nox_tests::image::TestImage;
 use nox_tests::{live, ok, text};
@@ -215,7 +216,7 @@ fn container_scripts_docker_and_tailscale_join() {
     }
     let image = TestImage::get();
     let fx = Fixture::new("scripts-lxc");
-    let cfg = fx.nox_config(&image, "");
+    let cfg = fx.nox_config(&image, &docker::backup_config(&fx));
     let name = fx.unique_name("ct");
     fx.own_container(&name);
     let marker = write_script(&fx, "marker.sh", MARKER);
@@ -267,8 +268,11 @@ fn container_scripts_docker_and_tailscale_join() {
     assert_eq!(report["privileged"], false);
     assert_eq!(report["user_namespace"]["mapped"], true);
     assert_ne!(report["docker_verdict"]["verdict"], "no", "{report}");
+    docker::overlay2_run_and_build(&fx, &cfg, &name);
+    docker::backup_and_restore_keep_the_volume(&fx, &cfg, &name);
 
     tailscale_join(&fx, &cfg, &name, &[&lxcpath().join(&name)]);
+    docker::deleted_leaves_no_volume(&fx, &cfg, &name);
 }
 
 #[test]
@@ -355,7 +359,17 @@ fn a_failing_script_is_reported_and_the_instance_kept() {
     let status: Value =
         serde_json::from_slice(&ok(nox(&fx, &cfg, &["status", &name, "--json"])).stdout).unwrap();
     assert_eq!(status["nesting"], true);
-    ok(exec(&fx, &cfg, &name, &["docker", "info"]));
+    let driver = ok(exec(
+        &fx,
+        &cfg,
+        &name,
+        &["docker", "info", "--format", "{{.Driver}}"],
+    ));
+    assert_eq!(
+        text(&driver.stdout).trim(),
+        "overlay2",
+        "nesting enabled later binds a volume too"
+    );
 
     // Delete takes the logs with the instance.
     ok(nox(&fx, &cfg, &["delete", "--force", &name]));

@@ -3,6 +3,7 @@
 //! filesystems to fill.
 
 pub mod cluster;
+pub mod docker;
 pub mod fixture;
 pub mod image;
 pub mod loopfs;

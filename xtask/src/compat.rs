@@ -30,22 +30,31 @@ const KINDS: &[Kind] = &[
             "1G",
         ],
     },
+    // Containers with --nesting, as `--script docker` and `nox run NAME docker` make them: it
+    // is what gives a container its own /var/lib/docker, off the overlay root.
     Kind {
-        label: "lxc (default)",
-        create: &["--backend", "lxc", "--image", "debian-12-test-minimal"],
+        label: "lxc (default) --nesting",
+        create: &[
+            "--backend",
+            "lxc",
+            "--image",
+            "debian-12-test-minimal",
+            "--nesting",
+        ],
     },
     Kind {
-        label: "lxc --no-tun",
+        label: "lxc --no-tun --nesting",
         create: &[
             "--backend",
             "lxc",
             "--image",
             "debian-12-test-minimal",
             "--no-tun",
+            "--nesting",
         ],
     },
     Kind {
-        label: "lxc --privileged",
+        label: "lxc --privileged --nesting",
         create: &[
             "--backend",
             "lxc",
@@ -53,6 +62,7 @@ const KINDS: &[Kind] = &[
             "debian-12-test-minimal",
             "--privileged",
             "--yes",
+            "--nesting",
         ],
     },
 ];
@@ -120,7 +130,7 @@ fn render(rows: &[(&str, Value)], version: &str) -> String {
     );
     let _ = writeln!(
         s,
-        "| kind | TUN device | user namespace | privileged | nesting (proc / sysfs) | overlayfs on /var/lib | cgroups delegated | kernel | Tailscale | Docker |\n\
+        "| kind | TUN device | user namespace | privileged | nesting (proc / sysfs) | overlayfs where Docker keeps layers | cgroups delegated | kernel | Tailscale | Docker |\n\
          |---|---|---|---|---|---|---|---|---|---|"
     );
     for (label, r) in rows {
@@ -134,7 +144,7 @@ fn render(rows: &[(&str, Value)], version: &str) -> String {
         };
         let _ = writeln!(
             s,
-            "| {label} | {} | {userns} | {} | {} / {} | {} | {} ({}) | {} | **{}** | **{}** |",
+            "| {label} | {} | {userns} | {} | {} / {} | {} (`{}`) | {} ({}) | {} | **{}** | **{}** |",
             probe(&r["tun"]),
             if r["privileged"].as_bool() == Some(true) {
                 "yes"
@@ -144,6 +154,7 @@ fn render(rows: &[(&str, Value)], version: &str) -> String {
             probe(&r["docker"]["nesting_proc"]),
             probe(&r["docker"]["nesting_sys"]),
             probe(&r["docker"]["overlayfs"]),
+            r["docker"]["overlayfs_dir"].as_str().unwrap_or("?"),
             probe(&r["docker"]["cgroup_delegated"]),
             r["docker"]["cgroup"].as_str().unwrap_or("?"),
             r["kernel"].as_str().unwrap_or("?"),
@@ -183,10 +194,16 @@ const NOTES: &str = "
   the container's own network namespace; the container's root is still an unprivileged uid on
   the host. `--no-tun` leaves that out, which is what the seed analysis assumed was the only
   way. A privileged container sees the host's `/dev/net` but is not isolated from the host.
-- **Docker: limited** means Docker runs but without overlayfs for its layers: on an overlay
-  root it falls back to the vfs storage driver (full copies per layer). `nox create --script
-  docker` (or `--nesting`) also gives a container LXC's nesting settings, which hosts with
-  AppArmor need before Docker can mount proc and sysfs for its own containers.
+- **Docker: yes** in a container: `nox create --script docker`, `--nesting` and `nox run NAME
+  docker` give it LXC's nesting settings (which hosts with AppArmor need before Docker can
+  mount proc and sysfs for its own containers) and a `/var/lib/docker` of its own: a host
+  directory (`LXCPATH/NAME/docker`, owned by the container's root) bound in, off the overlay
+  root, so Docker's overlay2 driver works there. The container rows above were made with
+  `--nesting`.
+- **Docker: limited** means Docker runs but without overlayfs for its layers, on the vfs
+  storage driver (full copies per layer). That is a container without nesting: its
+  /var/lib is on the overlay root, and an overlay cannot sit on an overlay.
 - The Docker probes are what runc needs: a fresh proc in new mount and PID namespaces, sysfs
-  in a new network namespace, overlayfs on /var/lib, and a cgroup of its own.
+  in a new network namespace, overlayfs where Docker keeps its layers (`/var/lib/docker`, or
+  `/var/lib` before it exists), and a cgroup of its own.
 ";

@@ -39,11 +39,19 @@ if ip -4 route show default 2>/dev/null | grep -q .; then say default_route yes;
 if err=$(unshare --mount --pid --fork --mount-proc true 2>&1); then say nesting_proc yes; else say nesting_proc no; say nesting_proc_error "$err"; fi
 if err=$(unshare --mount --net sh -c 'mount -t sysfs sysfs /sys' 2>&1); then say nesting_sys yes; else say nesting_sys no; say nesting_sys_error "$err"; fi
 
-# overlayfs where Docker keeps its layers (/var/lib), as its overlay2 driver would mount it.
-dir=$(mktemp -d /var/lib/nox-check.XXXXXX 2>/dev/null)
+# overlayfs where Docker keeps its layers: /var/lib/docker (in a nox container with nesting, a
+# host directory bound there, off the overlay root), or /var/lib where Docker would create it.
+# Mounted as Docker's overlay2 driver does: plainly, and in a user namespace, where trusted.*
+# xattrs are out of reach, with userxattr when the plain mount fails.
+base=/var/lib/docker
+[ -d "$base" ] || base=/var/lib
+say overlayfs_dir "$base"
+dir=$(mktemp -d "$base/nox-check.XXXXXX" 2>/dev/null)
 if [ -n "$dir" ]; then
     mkdir -p "$dir/lower" "$dir/upper" "$dir/work" "$dir/merged"
-    if err=$(mount -t overlay overlay -o "lowerdir=$dir/lower,upperdir=$dir/upper,workdir=$dir/work" "$dir/merged" 2>&1); then
+    opts="lowerdir=$dir/lower,upperdir=$dir/upper,workdir=$dir/work"
+    if err=$(mount -t overlay overlay -o "$opts" "$dir/merged" 2>&1) ||
+        err=$(mount -t overlay overlay -o "$opts,userxattr" "$dir/merged" 2>&1); then
         umount "$dir/merged"
         say overlayfs yes
     else
@@ -53,7 +61,7 @@ if [ -n "$dir" ]; then
     rm -rf "$dir"
 else
     say overlayfs no
-    say overlayfs_error "cannot create a directory under /var/lib"
+    say overlayfs_error "cannot create a directory under $base"
 fi
 
 # cgroups: which version, and whether this instance may make cgroups below its own, as

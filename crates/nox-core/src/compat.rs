@@ -53,8 +53,10 @@ pub struct DockerProbes {
     pub nesting_proc: Probe,
     /// A fresh sysfs mounts in a new network namespace.
     pub nesting_sys: Probe,
-    /// overlayfs mounts on /var/lib (Docker's overlay2 storage driver).
+    /// overlayfs mounts where Docker keeps its layers (its overlay2 storage driver).
     pub overlayfs: Probe,
+    /// Where that was measured: `/var/lib/docker`, or `/var/lib` when it does not exist yet.
+    pub overlayfs_dir: String,
     /// `v1` or `v2`.
     pub cgroup: String,
     /// The instance may create cgroups of its own.
@@ -123,6 +125,9 @@ pub fn report(name: &str, backend: crate::BackendKind, output: &str) -> Option<R
         nesting_proc: probe("nesting_proc")?,
         nesting_sys: probe("nesting_sys")?,
         overlayfs: probe("overlayfs")?,
+        overlayfs_dir: Some(get("overlayfs_dir"))
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| "/var/lib".into()),
         cgroup: get("cgroup"),
         cgroup_delegated: probe("cgroup_delegated")?,
     };
@@ -140,7 +145,7 @@ pub fn report(name: &str, backend: crate::BackendKind, output: &str) -> Option<R
         },
         tun_device_node: probe("tun_node")?.ok,
         tailscale_verdict: tailscale_verdict(&tun, default_route),
-        docker_verdict: docker_verdict(&docker),
+        docker_verdict: docker_verdict(&docker, container),
         tun,
         default_route,
         docker,
@@ -177,7 +182,7 @@ fn tailscale_verdict(tun: &Probe, default_route: bool) -> Verdict<TailscaleVerdi
     }
 }
 
-fn docker_verdict(d: &DockerProbes) -> Verdict<DockerVerdict> {
+fn docker_verdict(d: &DockerProbes, container: bool) -> Verdict<DockerVerdict> {
     let mut missing = Vec::new();
     if !d.nesting_proc.ok {
         missing.push("cannot mount proc in new namespaces (nesting)");
@@ -200,9 +205,19 @@ fn docker_verdict(d: &DockerProbes) -> Verdict<DockerVerdict> {
             reason: "nesting, cgroups and overlayfs all work".into(),
         }
     } else {
+        // A nox container without nesting has no /var/lib/docker of its own yet: the docker
+        // launch script (or --nesting) gives it one on the host's filesystem.
+        let fix = if container && d.overlayfs_dir != "/var/lib/docker" {
+            "; `nox run NAME docker` (or create with --nesting) puts /var/lib/docker on the host's filesystem, where overlay2 works"
+        } else {
+            ""
+        };
         Verdict {
             verdict: DockerVerdict::Limited,
-            reason: "no overlayfs on /var/lib: Docker falls back to the vfs storage driver (full copies, slow and large)".into(),
+            reason: format!(
+                "no overlayfs on {}: Docker falls back to the vfs storage driver (full copies, slow and large){fix}",
+                d.overlayfs_dir
+            ),
         }
     }
 }
@@ -258,6 +273,31 @@ mod tests {
         assert_eq!(
             r.docker.overlayfs.error.as_deref(),
             Some("mount: wrong fs type")
+        );
+        // No /var/lib/docker yet: the verdict says how to get one.
+        assert_eq!(r.docker.overlayfs_dir, "/var/lib");
+        assert!(
+            r.docker_verdict.reason.contains("nox run NAME docker"),
+            "{}",
+            r.docker_verdict.reason
+        );
+    }
+
+    #[test]
+    fn overlayfs_is_judged_where_docker_keeps_its_layers() {
+        let volume = format!("{UNPRIVILEGED_LXC}overlayfs_dir=/var/lib/docker\n");
+        let r = report("c", BackendKind::Lxc, &with(&volume, "overlayfs", "yes")).unwrap();
+        assert_eq!(r.docker.overlayfs_dir, "/var/lib/docker");
+        assert_eq!(r.docker_verdict.verdict, DockerVerdict::Yes);
+        let r = report("c", BackendKind::Lxc, &volume).unwrap();
+        assert_eq!(r.docker_verdict.verdict, DockerVerdict::Limited);
+        assert!(
+            r.docker_verdict
+                .reason
+                .starts_with("no overlayfs on /var/lib/docker")
+                && !r.docker_verdict.reason.contains("nox run"),
+            "{}",
+            r.docker_verdict.reason
         );
     }
 

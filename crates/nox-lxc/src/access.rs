@@ -181,7 +181,13 @@ pub fn enable_nesting(
     let dir = b.config.lxc.lxcpath.join(name.as_str());
     let before = std::fs::read_to_string(dir.join("config"))
         .map_err(|e| Error::io("reading the config", e))?;
-    let after = before.clone() + &crate::config::render_entries(&crate::config::nesting_entries());
+    // Docker's own volume off the overlay root (docker_volume.rs), owned by the container's
+    // root as the config's id map says.
+    let owner = crate::docker_volume::owner_from_config(&before);
+    let volume = crate::create::make_docker_volume(b, name, owner, progress)?;
+    let mut entries = crate::config::nesting_entries();
+    entries.push(crate::docker_volume::mount_entry(&volume));
+    let after = before.clone() + &crate::config::render_entries(&entries);
     let write = |text: &str| {
         std::fs::write(dir.join("config"), text).map_err(|e| Error::io("writing the config", e))
     };
@@ -200,12 +206,12 @@ pub fn enable_nesting(
     }
     if !running {
         return Ok(Some(format!(
-            "enabled nesting in {name} for Docker (LXC's nesting.conf lines)"
+            "enabled nesting in {name} for Docker (LXC's nesting.conf lines, /var/lib/docker on the host filesystem)"
         )));
     }
     b.start(name, Some(Duration::from_secs(300)), progress)?;
     Ok(Some(format!(
-        "enabled nesting in {name} for Docker (LXC's nesting.conf lines) and restarted it"
+        "enabled nesting in {name} for Docker (LXC's nesting.conf lines, /var/lib/docker on the host filesystem) and restarted it"
     )))
 }
 

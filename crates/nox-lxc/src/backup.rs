@@ -31,6 +31,8 @@ use crate::record::CtRecord;
 use crate::{create, ready, LxcBackend};
 
 const ROOTFS_FILE: &str = "rootfs.tar.zst";
+/// The Docker volume (docker_volume.rs), archived beside the root filesystem.
+const DOCKER_FILE: &str = "docker.tar.zst";
 /// zstd level 3 (its default): most of the ratio at a fraction of the time of higher levels.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -161,7 +163,24 @@ pub fn backup(
     } else {
         Source::from_rootfs(&on_disk.rootfs, &dir)?.with_userxattr(on_disk.userxattr)
     };
-    let entry = archive(&*b.host.runner, &source, staging, progress)?;
+    let entry = archive(&*b.host.runner, &source, staging, ROOTFS_FILE, progress)?;
+    let mut files = vec![entry];
+    // The Docker volume is read on the host, in the same frozen (or stopped) moment.
+    let volume = crate::docker_volume::host_path(&b.config.lxc.lxcpath, name);
+    let docker_file = if volume.is_dir() {
+        progress.step(&format!("archiving {name}'s Docker volume"));
+        let source = Source::Dir(volume);
+        files.push(archive(
+            &*b.host.runner,
+            &source,
+            staging,
+            DOCKER_FILE,
+            progress,
+        )?);
+        Some(DOCKER_FILE.to_string())
+    } else {
+        None
+    };
     drop(resume);
     progress.done();
 
@@ -188,8 +207,9 @@ pub fn backup(
             cloud_init: rec.cloud_init,
             provisioned: rec.provisioned,
             rootfs_file: ROOTFS_FILE.into(),
+            docker_file,
         }),
-        files: vec![entry],
+        files,
         encryption: None,
     })
 }
@@ -243,11 +263,12 @@ impl Source {
     }
 }
 
-/// Runs tar over `source` and streams its output through zstd into `staging/rootfs.tar.zst`.
+/// Runs tar over `source` and streams its output through zstd into `staging/file_name`.
 fn archive(
     runner: &dyn Runner,
     source: &Source,
     staging: &Path,
+    file_name: &str,
     progress: &dyn Progress,
 ) -> Result<nox_core::backup::FileEntry, Error> {
     let mut cmd = Cmd::new("tar")
@@ -280,7 +301,7 @@ fn archive(
             lower, upper, work, mountpoint, *userxattr,
         )?);
     }
-    let path = staging.join(ROOTFS_FILE);
+    let path = staging.join(file_name);
     let io = |e| Error::io(format!("writing {}", path.display()), e);
     let file = private_file(&path)?;
     let mut enc = zstd::stream::Encoder::new(HashingWriter::new(file), ZSTD_LEVEL).map_err(io)?;
@@ -314,7 +335,7 @@ fn archive(
     }
     let (_, size, sha256) = enc.finish().map_err(io)?.finish();
     Ok(nox_core::backup::FileEntry {
-        name: ROOTFS_FILE.into(),
+        name: file_name.into(),
         size,
         sha256,
     })
@@ -462,6 +483,23 @@ pub fn restore(
             progress.done();
         }
     }
+    let docker_volume = if spec.nesting {
+        let volume = crate::docker_volume::host_path(lxcpath, target);
+        crate::docker_volume::create(&volume, owner)?;
+        if let Some(file) = &info.docker_file {
+            progress.step(&format!("unpacking {target}'s Docker volume"));
+            extract(&*b.host.runner, &backup.file(file), &volume, progress)?;
+            progress.done();
+            if let (Some(old), Some((uid, gid))) = (info.idmap, owner) {
+                if old.uid_start != uid || old.gid_start != gid {
+                    shift_ids(&volume, old, uid, gid)?;
+                }
+            }
+        }
+        Some(volume)
+    } else {
+        None
+    };
     interrupt::check()?;
 
     let mac = if options.new_identity {
@@ -514,6 +552,7 @@ pub fn restore(
         limits,
         autostart: m.autostart,
         nesting: spec.nesting,
+        docker_volume,
         layout,
         log_file: dir.join(LOG_FILE),
         // Shared folders are host directories, not part of a backup: a restored container

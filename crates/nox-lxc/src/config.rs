@@ -41,6 +41,8 @@ pub struct ContainerConfig {
     pub autostart: bool,
     /// Allow containers inside (Docker).
     pub nesting: bool,
+    /// With nesting: the host directory bound at `/var/lib/docker` (docker_volume.rs).
+    pub docker_volume: Option<PathBuf>,
     pub layout: CgroupLayout,
     pub log_file: PathBuf,
     /// Shared folders, bind-mounted from the host (see [`crate::mounts`]).
@@ -140,6 +142,9 @@ impl ContainerConfig {
         }
         if self.nesting {
             out.extend(nesting_entries());
+            if let Some(v) = &self.docker_volume {
+                out.push(crate::docker_volume::mount_entry(v));
+            }
         }
         let privileged = self.mode == Mode::Privileged;
         out.extend(
@@ -246,6 +251,7 @@ mod tests {
             },
             autostart: true,
             nesting: false,
+            docker_volume: None,
             layout,
             log_file: "/var/lib/lxc/web/nox-lxc.log".into(),
             mounts: Vec::new(),
@@ -278,6 +284,7 @@ mod tests {
             }
             let mut nesting = config(unpriv(true), layout);
             nesting.nesting = true;
+            nesting.docker_volume = Some("/var/lib/lxc/web/docker".into());
             nox_core::golden::assert_golden(
                 &dir,
                 &format!("lxc-nesting-{host}.conf"),

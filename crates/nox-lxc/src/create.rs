@@ -179,6 +179,11 @@ pub fn create(
             },
         )?;
     }
+    let docker_volume = if spec.nesting {
+        Some(make_docker_volume(b, &spec.name, owner, progress)?)
+    } else {
+        None
+    };
     let config = ContainerConfig {
         name: name.into(),
         rootfs: format!("overlay:{}:{}", base.display(), delta.display()),
@@ -188,6 +193,7 @@ pub fn create(
         limits,
         autostart: spec.autostart,
         nesting: spec.nesting,
+        docker_volume,
         layout,
         log_file: dir.join(LOG_FILE),
         mounts: spec.mounts.clone(),
@@ -232,6 +238,22 @@ pub fn create(
     }
     undo.committed = true;
     crate::list::status(b, &spec.name)
+}
+
+/// The container's Docker volume (docker_volume.rs), made and owned by its root; warns when
+/// the host's filesystem would still leave Docker on vfs.
+pub(crate) fn make_docker_volume(
+    b: &LxcBackend,
+    name: &nox_core::InstanceName,
+    owner: Option<(u32, u32)>,
+    progress: &dyn Progress,
+) -> Result<PathBuf, Error> {
+    let volume = crate::docker_volume::host_path(&b.config.lxc.lxcpath, name);
+    crate::docker_volume::create(&volume, owner)?;
+    if let Some(why) = crate::docker_volume::unsuitable_host_fs(&volume) {
+        progress.warn(&why);
+    }
+    Ok(volume)
 }
 
 /// CPU and memory limits with the keys this host has; a missing controller is skipped with

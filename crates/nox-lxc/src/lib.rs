@@ -17,7 +17,9 @@
 //! - `backup.rs` backs containers up (frozen tar + zstd) and restores them; `recover.rs`
 //!   removes or thaws what a killed nox command left;
 //! - `host_checks.rs` is what `nox doctor` asks of this backend;
-//! - `mounts.rs` adds and removes shared folders (idmapped bind mounts).
+//! - `mounts.rs` adds and removes shared folders (idmapped bind mounts);
+//! - `docker_volume.rs` is the host directory a container with nesting gets as
+//!   `/var/lib/docker`, so Docker uses overlay2 there.
 //!
 //! Programs (tar, lxc-usernsexec) run through the host's
 //! [`Runner`](nox_core::host::Runner); bridges and randomness come from its
@@ -28,6 +30,7 @@ pub mod backup;
 pub mod cgroup;
 pub mod config;
 mod create;
+pub mod docker_volume;
 pub mod error;
 mod exec_io;
 mod file_copy;

@@ -45,7 +45,14 @@ fn print(name: &InstanceRef, report: &compat::Report, json: bool) -> anyhow::Res
         ),
         ("nesting: proc", yn(&report.docker.nesting_proc)),
         ("nesting: sysfs", yn(&report.docker.nesting_sys)),
-        ("overlayfs", yn(&report.docker.overlayfs)),
+        (
+            "overlayfs",
+            format!(
+                "{} (on {})",
+                yn(&report.docker.overlayfs),
+                report.docker.overlayfs_dir
+            ),
+        ),
         (
             "cgroups",
             format!(

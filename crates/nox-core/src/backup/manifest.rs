@@ -127,6 +127,10 @@ pub struct LxcBackup {
     pub provisioned: bool,
     /// The rootfs tarball (tar, zstd).
     pub rootfs_file: String,
+    /// The Docker volume's tarball (tar, zstd), for a container with one: it is a separate
+    /// filesystem bound at `/var/lib/docker`, which the rootfs tarball does not cross into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_file: Option<String>,
 }
 
 /// The part of a manifest for an instance on an Incus remote: Incus's own export.
@@ -212,6 +216,22 @@ fn is_instance(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Container backups made before Docker volumes existed have no `docker_file`; a backup
+    /// without a volume writes none, so older nox versions still read it.
+    #[test]
+    fn the_docker_file_is_optional_both_ways() {
+        let old = r#"{"idmap":null,"tun":true,"mac":"00:16:3e:00:00:01","cloud_init":true,"provisioned":true,"rootfs_file":"rootfs.tar.zst"}"#;
+        let l: LxcBackup = serde_json::from_str(old).unwrap();
+        assert_eq!(l.docker_file, None);
+        assert_eq!(serde_json::to_string(&l).unwrap(), old);
+        let with = LxcBackup {
+            docker_file: Some("docker.tar.zst".into()),
+            ..l
+        };
+        let text = serde_json::to_string(&with).unwrap();
+        assert!(text.contains(r#""docker_file":"docker.tar.zst""#), "{text}");
+    }
 
     /// The fuzz target's seeds that are valid manifests stay valid as the schema changes, so
     /// the fuzzer keeps starting from inside the format.

@@ -13,6 +13,7 @@ pub fn verify(chain: &[LocalBackup], progress: &dyn Progress) -> Result<()> {
         let data = [
             b.manifest.vm.as_ref().map(|v| &v.disk_file),
             b.manifest.lxc.as_ref().map(|l| &l.rootfs_file),
+            b.manifest.lxc.as_ref().and_then(|l| l.docker_file.as_ref()),
             b.manifest.incus.as_ref().map(|i| &i.export_file),
         ];
         for name in data.into_iter().flatten() {
