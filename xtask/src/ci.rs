@@ -113,7 +113,12 @@ fn tests_in_two_lanes(image_config: &Path, test_bin: &Path, filter: &[String]) -
 /// the rest to even out the two lanes' times (docs/testing.md has them). The other lane's VMs
 /// keep the CPUs busy under emulation, so together they take about the time of the longer
 /// lane instead of the sum.
-const SECOND_LANE: &[(&str, &str)] = &[("nox-incus", "live"), ("nox-tests", "remote")];
+const SECOND_LANE: &[(&str, &str)] = &[
+    ("nox-incus", "live"),
+    ("nox-tests", "remote"),
+    ("nox-tests", "mount"),
+    ("nox-tests", "copy"),
+];
 
 fn run_in_two_lanes(test: impl Fn(&[&str]) -> Command + Sync) -> Result<()> {
     let root = crate::util::project_root();
