@@ -22,6 +22,7 @@ use crate::api::{InstanceExecPost, Operation};
 use crate::client::{enc, operation_id, operation_of, Client};
 use crate::error::{Error, Result};
 use crate::instances::instance_path;
+use crate::transport::Envelope;
 use crate::transport::{Call, Stream};
 
 /// What to run, as whom, where.
@@ -108,28 +109,7 @@ impl Client {
     ) -> Result<i32> {
         let path = self.scoped(&format!("{}/exec", instance_path(instance)));
         self.block_on(async {
-            let env = self
-                .call_async(Call::new(Method::POST, path).json(&cmd.request(false)))
-                .await?;
-            let id = operation_id(&env)?;
-            let op = operation_of(&env)?;
-            let secret = |fd: &str| -> Result<String> {
-                op.metadata
-                    .get("fds")
-                    .and_then(|fds| fds.get(fd))
-                    .and_then(|s| s.as_str())
-                    .map(String::from)
-                    .ok_or_else(|| {
-                        Error::protocol("an exec operation", format!("no websocket `{fd}`"))
-                    })
-            };
-            let (sc, s0, s1, s2) = (secret("control")?, secret("0")?, secret("1")?, secret("2")?);
-            let (control, s0, s1, s2) = tokio::try_join!(
-                self.websocket(&id, &sc),
-                self.websocket(&id, &s0),
-                self.websocket(&id, &s1),
-                self.websocket(&id, &s2),
-            )?;
+            let (id, control, s0, s1, s2) = self.exec_connected(&path, cmd).await?;
             let outputs =
                 async { tokio::try_join!(pump_out(s1, stdout), pump_out(s2, stderr)).map(drop) };
             let input = pump_in(s0, stdin);
@@ -149,6 +129,56 @@ impl Client {
             drop(control);
             exit_code(&done?)
         })
+    }
+
+    /// Starts an exec operation and connects its four websockets. Incus starts the command
+    /// only once all four are connected, and gives up after 5 s: on a loaded cluster
+    /// (a member proxying to another) the connects can miss that window, and the operation
+    /// fails ("Only running operations can be connected") without the command having run.
+    /// Such an exec is started again, twice at most; any other failure is returned.
+    async fn exec_connected(
+        &self,
+        path: &str,
+        cmd: &ExecCommand,
+    ) -> Result<(String, Ws, Ws, Ws, Ws)> {
+        let mut attempt = 0;
+        loop {
+            let env = self
+                .call_async(Call::new(Method::POST, path.to_string()).json(&cmd.request(false)))
+                .await?;
+            let id = operation_id(&env)?;
+            match self.connect_exec(&env, &id).await {
+                Ok((c, s0, s1, s2)) => return Ok((id, c, s0, s1, s2)),
+                Err(e) if attempt < 2 => {
+                    // Never ran if the operation ended in failure: safe to start again.
+                    if self.wait_operation_async(&id).await.is_ok() {
+                        return Err(e);
+                    }
+                    tracing::info!(operation = %id, error = %e, "exec websockets missed Incus's window; starting it again");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn connect_exec(&self, env: &Envelope, id: &str) -> Result<(Ws, Ws, Ws, Ws)> {
+        let op = operation_of(env)?;
+        let secret = |fd: &str| -> Result<String> {
+            op.metadata
+                .get("fds")
+                .and_then(|fds| fds.get(fd))
+                .and_then(|s| s.as_str())
+                .map(String::from)
+                .ok_or_else(|| Error::protocol("an exec operation", format!("no websocket `{fd}`")))
+        };
+        let (sc, s0, s1, s2) = (secret("control")?, secret("0")?, secret("1")?, secret("2")?);
+        tokio::try_join!(
+            self.websocket(id, &sc),
+            self.websocket(id, &s0),
+            self.websocket(id, &s1),
+            self.websocket(id, &s2),
+        )
     }
 
     /// Runs a command with no stdin and returns its exit code and whole output, which Incus
