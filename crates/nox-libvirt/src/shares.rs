@@ -109,6 +109,14 @@ pub fn add(
             "VM {name} is stopped: the guest mounts a new share through its agent, so start it first (`nox start {name}`), or share folders at create (--mount)"
         )));
     }
+    if !has_shared_memory(&dom) {
+        return Err(Error::failed(
+            format!("VM {name} was defined before nox gave VMs the shared memory virtiofs needs"),
+            format!(
+                "a restore defines it anew: `nox backup {name}`, then `nox restore {name} --force`"
+            ),
+        ));
+    }
     let xml = share(m, &virtiofsd()?).to_xml();
     crate::connection::logged("attachDevice", name.as_str(), || {
         dom.attach_device_flags(&xml, flags(true))
@@ -157,6 +165,46 @@ pub fn add(
     Ok(format!(
         "shared {m} with {name}; mounted now and at every boot"
     ))
+}
+
+/// Whether the running domain's memory is shared (memfd), which virtiofsd needs to reach it.
+/// Every VM nox defines has it; a VM from before shared folders does not, and libvirt's own
+/// refusal to hot-plug into it names no way out.
+fn has_shared_memory(dom: &virt::domain::Domain) -> bool {
+    dom.xml_desc(0)
+        .map(|xml| memory_is_shared(&xml))
+        .unwrap_or(true)
+}
+
+/// Reads `<memoryBacking><source type=…/><access mode=…/>` out of a domain's XML; anything
+/// else in it is ignored.
+fn memory_is_shared(xml: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Domain {
+        #[serde(rename = "memoryBacking")]
+        memory_backing: Option<Backing>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Backing {
+        source: Option<Source>,
+        access: Option<Access>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Source {
+        #[serde(rename = "@type")]
+        kind: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Access {
+        #[serde(rename = "@mode")]
+        mode: String,
+    }
+    let Ok(d) = quick_xml::de::from_str::<Domain>(xml) else {
+        return false;
+    };
+    d.memory_backing.is_some_and(|b| {
+        b.source.is_some_and(|s| s.kind == "memfd") && b.access.is_some_and(|a| a.mode == "shared")
+    })
 }
 
 /// `nox mount rm` for a VM: unmounted in the guest and taken out of its fstab (when running),
@@ -219,4 +267,22 @@ pub fn remove(
     } else {
         format!("removed {m} from {name}; the guest's fstab keeps a `nofail` line for it until you remove it there")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_memory_is_read_from_the_domain_xml() {
+        let ours = include_str!("../golden/domain-user.xml");
+        assert!(memory_is_shared(ours));
+        let old = ours.replace("<access mode=\"shared\"/>", "");
+        assert!(!memory_is_shared(&old));
+        let libvirts = "<domain type='qemu'><name>a</name><memoryBacking>\n<source type='memfd'/>\n<access mode='shared'/>\n</memoryBacking><devices><disk/></devices></domain>";
+        assert!(memory_is_shared(libvirts));
+        assert!(!memory_is_shared(
+            "<domain type='qemu'><name>a</name></domain>"
+        ));
+    }
 }
