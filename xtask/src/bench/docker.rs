@@ -12,10 +12,11 @@
 //! Medians over RUNS builds each, in the same run; write them into docs/benchmarks.md.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use super::harness::{list_names, prepare, stats, Bench, ROOT};
+use super::harness::{list_names, prepare, secs, stats, Bench, ROOT};
 
 const BUILD: &str = include_str!("../../../tests/src/docker-three-layer-build.sh");
 const PAYLOAD_MIB: &str = "64";
@@ -37,16 +38,20 @@ pub fn run(args: &[String]) -> Result<()> {
 
 fn measure(b: &Bench, vm: bool) -> Result<()> {
     eprintln!("xtask: creating a container with the docker launch script");
-    b.nox_ok(&[
-        "create",
-        "dkr",
-        "--backend",
-        "lxc",
-        "--image",
-        "debian-12-test",
-        "--script",
-        "docker",
-    ])?;
+    timed_create(
+        b,
+        "container",
+        &[
+            "create",
+            "dkr",
+            "--backend",
+            "lxc",
+            "--image",
+            "debian-12-test",
+            "--script",
+            "docker",
+        ],
+    )?;
     expect_driver(b, "dkr", "overlay2")?;
     builds(b, "dkr", "container, overlay2 (nox's volume)")?;
 
@@ -67,26 +72,43 @@ fn measure(b: &Bench, vm: bool) -> Result<()> {
 
     if vm {
         eprintln!("xtask: creating a VM with the docker launch script (software emulation: slow)");
-        b.nox_ok(&[
-            "create",
-            "dkrvm",
-            "--image",
-            "debian-12-test",
-            "--cpus",
-            "2",
-            "--memory",
-            "2G",
-            "--disk",
-            "6G",
-            "--script",
-            "docker",
-        ])?;
+        timed_create(
+            b,
+            "VM",
+            &[
+                "create",
+                "dkrvm",
+                "--image",
+                "debian-12-test",
+                "--cpus",
+                "2",
+                "--memory",
+                "2G",
+                "--disk",
+                "6G",
+                "--script",
+                "docker",
+            ],
+        )?;
         expect_driver(b, "dkrvm", "overlay2")?;
         builds(b, "dkrvm", "VM, overlay2")?;
         b.delete(&["dkrvm".into()]);
     } else {
         println!("(VM skipped: --no-vm)");
     }
+    Ok(())
+}
+
+/// `nox create`, timed: with `--script docker` it includes Docker's install, which is where
+/// most of a VM's wall time goes under software emulation.
+fn timed_create(b: &Bench, label: &str, args: &[&str]) -> Result<()> {
+    let started = Instant::now();
+    b.nox_ok(args)?;
+    stats(
+        &format!("{label}: nox create --script docker (boot, Docker's install)"),
+        "s",
+        vec![secs(started.elapsed())],
+    );
     Ok(())
 }
 
