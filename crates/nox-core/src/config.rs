@@ -914,7 +914,10 @@ mod tests {
             "https://images.linuxcontainers.org"
         );
         for (given, kept) in [
-            ("https://mirror.example.org/lxc/", "https://mirror.example.org/lxc"),
+            (
+                "https://mirror.example.org/lxc/",
+                "https://mirror.example.org/lxc",
+            ),
             ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
             ("http://[::1]:8080/", "http://[::1]:8080"),
         ] {

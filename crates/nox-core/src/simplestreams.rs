@@ -181,7 +181,10 @@ fn check_item(item: &Item) -> std::result::Result<(), String> {
         || item.path.contains("://")
         || item.path.contains('\\')
         || item.path.split('/').any(|c| c == ".." || c.is_empty())
-        || item.path.chars().any(|c| c.is_whitespace() || c.is_control());
+        || item
+            .path
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control());
     if bad_path {
         return Err(format!(
             "the products file gives {:?} a path outside the server: {:?}",
@@ -312,9 +315,16 @@ mod tests {
         // The newest trixie version has only a squashfs: the one before is taken.
         let s = select(&products(), "debian", "trixie", "amd64").unwrap();
         assert_eq!(s.version, "20261120_05:24");
-        assert_eq!(s.fingerprint, "1".repeat(64), "combined_sha256 when no rootxz");
+        assert_eq!(
+            s.fingerprint,
+            "1".repeat(64),
+            "combined_sha256 when no rootxz"
+        );
         let err = select(&products(), "debian", "bookworm", "riscv64").unwrap_err();
-        assert!(err.contains("no debian/bookworm image for riscv64"), "{err}");
+        assert!(
+            err.contains("no debian/bookworm image for riscv64"),
+            "{err}"
+        );
         let err = select(&products(), "alpine", "3.20", "amd64").unwrap_err();
         assert!(err.contains("alpine:3.20:amd64:default"), "{err}");
     }
@@ -352,7 +362,14 @@ mod tests {
             ("debian", "bookworm")
         );
         assert_eq!(parse_spec("ubuntu/24.04").unwrap(), ("ubuntu", "24.04"));
-        for bad in ["debian", "debian/", "/x", "debian/book/worm", "de bian/x", "../x"] {
+        for bad in [
+            "debian",
+            "debian/",
+            "/x",
+            "debian/book/worm",
+            "de bian/x",
+            "../x",
+        ] {
             assert!(parse_spec(bad).is_err(), "{bad}");
         }
     }

@@ -60,7 +60,9 @@ pub fn ensure_base(
             let selection = selection?;
             // Cached by fingerprint: a base already unpacked needs no download at all.
             let key = format!("fp-{}", selection.fingerprint);
-            let rootfs = dir.join(format!("{key}-{}", mapping.suffix())).join("rootfs");
+            let rootfs = dir
+                .join(format!("{key}-{}", mapping.suffix()))
+                .join("rootfs");
             if rootfs.is_dir() {
                 tracing::info!(product = %selection.product, version = %selection.version,
                     "container base cached");
