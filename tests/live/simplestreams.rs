@@ -374,7 +374,12 @@ fn images_source_through_the_simplestreams_client() {
     server.cut_next.store(true, Ordering::SeqCst);
     let first = fx.unique_name("ss");
     let out = create(&fx, &cfg, &first, "ss-bookworm");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("stopped after") && err.contains("resumes where it stopped"),
+        "{err}"
+    );
     no_container(&first);
     assert_eq!(rootfs_gets(), [None]);
     eprintln!("cut create: {:?}", t0.elapsed());
