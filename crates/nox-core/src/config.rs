@@ -207,6 +207,51 @@ pub struct LxcConfig {
     pub privileged_bridge: String,
     /// Pass /dev/net/tun into unprivileged containers.
     pub tun: bool,
+    /// The simplestreams server `images:DIST/RELEASE` sources come from: the LXC image server
+    /// or a mirror of it.
+    #[serde(deserialize_with = "image_server_url")]
+    pub image_server: String,
+}
+
+/// The LXC project's public image server.
+pub const DEFAULT_IMAGE_SERVER: &str = "https://images.linuxcontainers.org";
+
+/// An image server is `https://HOST[/PATH]`. Plain `http://` only reaches a server on this
+/// host (127.0.0.1, ::1, localhost): across a network nothing would authenticate the products
+/// file, and with it every checksum nox verifies against.
+fn image_server_url<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<String, D::Error> {
+    let url = String::deserialize(d)?;
+    check_image_server(&url).map_err(serde::de::Error::custom)?;
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+pub fn check_image_server(url: &str) -> std::result::Result<(), String> {
+    let fix = "write https://HOST, e.g. https://images.linuxcontainers.org";
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{url:?} holds a space or control character: {fix}"));
+    }
+    if let Some(rest) = url.strip_prefix("https://") {
+        if rest.trim_end_matches('/').is_empty() {
+            return Err(format!("{url:?} names no host: {fix}"));
+        }
+        return Ok(());
+    }
+    if let Some(rest) = url.strip_prefix("http://") {
+        let host = rest.split('/').next().unwrap_or("");
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.split(':').next().unwrap_or(""),
+        };
+        if matches!(host, "127.0.0.1" | "::1" | "localhost") {
+            return Ok(());
+        }
+        return Err(format!(
+            "{url:?}: plain http is only for a server on this host (127.0.0.1); {fix}"
+        ));
+    }
+    Err(format!("{url:?} is not an https:// URL: {fix}"))
 }
 
 /// A bridge name becomes an LXC config line and a /sys path: it must be one the kernel could
@@ -232,8 +277,8 @@ pub struct ImageConfig {
 }
 
 /// One image source. `url` is `https://…`, `file://…` or a plain path; for LXC it may also be
-/// `images:DIST/RELEASE`, the LXC image server through the `download` template, which checks
-/// the server's GPG signatures itself. Anything else carries a checksum: a literal
+/// `images:DIST/RELEASE`, from the simplestreams server `[lxc] image_server`, each file checked
+/// against the SHA-256 in the server's products file (see `simplestreams`). Anything else carries a checksum: a literal
 /// `checksum = "sha256:…"`/`"sha512:…"`, or a `checksum_url` naming the SHA256SUMS/SHA512SUMS
 /// file published beside the image. `{arch}` in a URL expands to the host's Debian
 /// architecture (amd64, arm64).
@@ -364,6 +409,7 @@ impl Default for LxcConfig {
             bridge: "lxcbr0".into(),
             privileged_bridge: "br0".into(),
             tun: true,
+            image_server: DEFAULT_IMAGE_SERVER.into(),
         }
     }
 }
@@ -860,6 +906,28 @@ mod tests {
     }
 
     #[test]
+    fn image_server_defaults_to_the_lxc_server_and_accepts_a_mirror() {
+        let env = Env::new();
+        let loaded = load(&env.files(None, None, None), &[]).unwrap();
+        assert_eq!(
+            loaded.config.lxc.image_server,
+            "https://images.linuxcontainers.org"
+        );
+        for (given, kept) in [
+            (
+                "https://mirror.example.org/lxc/",
+                "https://mirror.example.org/lxc",
+            ),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("http://[::1]:8080/", "http://[::1]:8080"),
+        ] {
+            let text = format!("[lxc]\nimage_server = \"{given}\"\n");
+            let loaded = load(&env.files(Some(&text), None, None), &[]).unwrap();
+            assert_eq!(loaded.config.lxc.image_server, kept);
+        }
+    }
+
+    #[test]
     fn missing_nox_config_file_is_an_error() {
         let env = Env::new();
         let mut files = env.files(None, None, None);
@@ -948,6 +1016,21 @@ mod tests {
                 "[lxc]\nprivileged_bridge = \"..\"\n",
                 (2, 21),
                 "not an interface name",
+            ),
+            (
+                "[lxc]\nimage_server = \"http://mirror.example.org\"\n",
+                (2, 16),
+                "plain http is only for a server on this host",
+            ),
+            (
+                "[lxc]\nimage_server = \"ftp://mirror.example.org\"\n",
+                (2, 16),
+                "not an https:// URL",
+            ),
+            (
+                "[lxc]\nimage_server = \"https://\"\n",
+                (2, 16),
+                "names no host",
             ),
             ("[state]\ndir = \"\"\n", (2, 7), "not an absolute path"),
             ("[state]\ndir = \"state\"\n", (2, 7), "not an absolute path"),

@@ -212,7 +212,16 @@ fn copy_local(
     let mut out =
         File::create(part).map_err(|e| Error::io(format!("creating {}", part.display()), e))?;
     let mut hasher = Hasher::new(algo);
-    pump(&mut input, &mut out, &mut hasher, 0, total, progress, part)?;
+    pump(
+        &mut input,
+        &mut out,
+        &mut hasher,
+        0,
+        total,
+        progress,
+        part,
+        None,
+    )?;
     Ok(hasher.hex())
 }
 
@@ -283,10 +292,12 @@ fn download(
         total,
         progress,
         part,
+        Some(url),
     )?;
     Ok(hasher.hex())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn pump(
     input: &mut dyn Read,
     out: &mut File,
@@ -295,13 +306,19 @@ fn pump(
     total: Option<u64>,
     progress: &dyn Progress,
     part: &Path,
+    remote: Option<&str>,
 ) -> Result<()> {
     let dir = part.parent().unwrap_or(Path::new("/"));
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = input
-            .read(&mut buf)
-            .map_err(|e| Error::io("reading the image", e))?;
+        let n = input.read(&mut buf).map_err(|e| match remote {
+            // A cut connection leaves the partial file for the next attempt to resume.
+            Some(url) => Error::failed(
+                format!("downloading {url} stopped after {done} bytes: {e}"),
+                "run the command again: the download resumes where it stopped",
+            ),
+            None => Error::io("reading the image", e),
+        })?;
         if n == 0 {
             break;
         }

@@ -45,6 +45,7 @@ pub mod remote;
 pub mod resources;
 pub mod script;
 pub mod secret;
+pub mod simplestreams;
 pub mod spec;
 pub mod ssh_identity;
 pub mod state;

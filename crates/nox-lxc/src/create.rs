@@ -126,7 +126,14 @@ pub fn create(
         },
         Mode::Privileged => Mapping::Host,
     };
-    let base = images::ensure_base(&*b.host.runner, lxcpath, source, mapping, progress)?;
+    let base = images::ensure_base(
+        &*b.host.runner,
+        lxcpath,
+        &b.config.lxc.image_server,
+        source,
+        mapping,
+        progress,
+    )?;
     let layout = CgroupLayout::detect().map_err(|e| Error::io("reading /sys/fs/cgroup", e))?;
     let limits = limits(layout, spec, progress);
     interrupt::check()?;

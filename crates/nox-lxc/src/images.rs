@@ -4,16 +4,15 @@
 //! container; each container is an overlay on its base.
 //!
 //! Sources: a rootfs tarball (`https://`, `file://`, a path; verified by checksum), or
-//! `images:DIST/RELEASE`, the LXC image server through the `download` template, which checks
-//! the server's GPG signatures.
+//! `images:DIST/RELEASE` from the simplestreams server `[lxc] image_server`, whose rootfs is
+//! verified against the SHA-256 in the server's products file (nox_core::simplestreams) and
+//! cached by the image's fingerprint.
 
 use std::path::{Path, PathBuf};
 
 use nox_core::config::ImageSource;
 use nox_core::host::{Cmd, Runner};
-use nox_core::{fetch, Error, Progress};
-
-use crate::liblxc::Container;
+use nox_core::{fetch, simplestreams, Error, Progress};
 
 /// How a base's files are owned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +40,7 @@ pub fn images_dir(lxcpath: &Path) -> PathBuf {
 pub fn ensure_base(
     runner: &dyn Runner,
     lxcpath: &Path,
+    image_server: &str,
     source: &ImageSource,
     mapping: Mapping,
     progress: &dyn Progress,
@@ -51,11 +51,33 @@ pub fn ensure_base(
     // One builder per image at a time; others wait, then find it built.
     let _guard = nox_core::lock::lock(&dir.join(".lock"))?;
 
-    if let Some(rest) = source.url.strip_prefix("images:") {
-        return download_base(&dir, rest, mapping, progress);
-    }
-    let (tarball, sum) = fetch::fetch_verified(source, &dir, ".tar.xz", progress)?;
-    let key = fetch::cache_key(&sum, "");
+    let (tarball, key) = match source.url.strip_prefix("images:") {
+        Some(spec) => {
+            let (dist, release) = simplestreams::parse_spec(spec)?;
+            progress.step(&format!("looking up {dist}/{release} on {image_server}"));
+            let selection = simplestreams::resolve(image_server, dist, release);
+            progress.done();
+            let selection = selection?;
+            // Cached by fingerprint: a base already unpacked needs no download at all.
+            let key = format!("fp-{}", selection.fingerprint);
+            let rootfs = dir
+                .join(format!("{key}-{}", mapping.suffix()))
+                .join("rootfs");
+            if rootfs.is_dir() {
+                tracing::info!(product = %selection.product, version = %selection.version,
+                    "container base cached");
+                return Ok(rootfs);
+            }
+            tracing::info!(product = %selection.product, version = %selection.version,
+                "fetching container base");
+            let fetched = simplestreams::fetch(image_server, selection, &dir, progress)?;
+            (fetched.rootfs, key)
+        }
+        None => {
+            let (tarball, sum) = fetch::fetch_verified(source, &dir, ".tar.xz", progress)?;
+            (tarball, fetch::cache_key(&sum, ""))
+        }
+    };
     let base = dir.join(format!("{key}-{}", mapping.suffix()));
     let rootfs = base.join("rootfs");
     if rootfs.is_dir() {
@@ -112,56 +134,4 @@ fn unpack(
             "check that the image is a rootfs tarball (tar.xz)",
         )
     })
-}
-
-/// `images:DIST/RELEASE`: a base container made once with LXC's `download` template.
-fn download_base(
-    dir: &Path,
-    spec: &str,
-    mapping: Mapping,
-    progress: &dyn Progress,
-) -> Result<PathBuf, Error> {
-    let (dist, release) = spec.split_once('/').ok_or_else(|| {
-        Error::Usage(format!(
-            "images:{spec}: write images:DIST/RELEASE, e.g. images:debian/bookworm"
-        ))
-    })?;
-    let name = format!(
-        "{}-{}-{}",
-        dist.replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
-        release.replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
-        mapping.suffix()
-    );
-    let bases = dir.join("download");
-    let rootfs = bases.join(&name).join("rootfs");
-    if rootfs.is_dir() {
-        return Ok(rootfs);
-    }
-    std::fs::create_dir_all(&bases).map_err(|e| Error::io("creating the download cache", e))?;
-    let c = Container::new(&name, &bases).map_err(Error::from)?;
-    if let Mapping::Shifted { uid, gid } = mapping {
-        for (k, v) in [
-            ("lxc.idmap", format!("u 0 {uid} 65536")),
-            ("lxc.idmap", format!("g 0 {gid} 65536")),
-        ] {
-            c.set_config_item(k, &v).map_err(Error::from)?;
-        }
-    }
-    progress.step(&format!(
-        "downloading {dist}/{release} from the LXC image server"
-    ));
-    let arch = fetch::debian_arch();
-    let result = c.create(
-        "download",
-        &["--dist", dist, "--release", release, "--arch", arch],
-    );
-    progress.done();
-    result.map_err(|e| {
-        let _ = std::fs::remove_dir_all(bases.join(&name));
-        Error::failed(
-            e.to_string(),
-            "check the network, or use a local rootfs tarball in [images]",
-        )
-    })?;
-    Ok(rootfs)
 }
