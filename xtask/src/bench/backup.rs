@@ -16,18 +16,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use super::harness::{list_names, prepare, stats, Bench, ROOT};
+use super::harness::{in_bench, stats, Bench, ROOT};
 
 const VM: &str = "bk";
 const RUNS: usize = 3;
 
 pub fn run() -> Result<()> {
-    let b = prepare()?;
-    let result = measure(&b);
-    let leftovers: Vec<String> = list_names(&b);
-    b.delete(&leftovers);
-    let _ = std::fs::remove_dir_all(ROOT);
-    result
+    in_bench(measure)
 }
 
 fn guest(b: &Bench, script: &str) -> Result<()> {

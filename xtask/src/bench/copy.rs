@@ -9,19 +9,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use super::harness::{list_names, prepare, secs, stats, Bench, ROOT};
+use super::harness::{in_bench, secs, stats, Bench, ROOT};
 
 const VM: &str = "cpbench";
 const RUNS: usize = 3;
 const SIZE_MB: u64 = 200;
 
 pub fn run() -> Result<()> {
-    let b = prepare()?;
-    let result = measure(&b);
-    let leftovers: Vec<String> = list_names(&b);
-    b.delete(&leftovers);
-    let _ = std::fs::remove_dir_all(ROOT);
-    result
+    in_bench(measure)
 }
 
 fn measure(b: &Bench) -> Result<()> {

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use super::harness::{list_names, prepare, secs, stats, Bench, ROOT};
+use super::harness::{in_bench, secs, stats, Bench};
 
 const BUILD: &str = include_str!("../../../tests/src/docker-three-layer-build.sh");
 const PAYLOAD_MIB: &str = "64";
@@ -28,12 +28,7 @@ const VFS_DAEMON_JSON: &str = r#"{ "storage-driver": "vfs", "data-root": "/var/l
 
 pub fn run(args: &[String]) -> Result<()> {
     let vm = !args.iter().any(|a| a == "--no-vm");
-    let b = prepare()?;
-    let result = measure(&b, vm);
-    let leftovers: Vec<String> = list_names(&b);
-    b.delete(&leftovers);
-    let _ = std::fs::remove_dir_all(ROOT);
-    result
+    in_bench(|b| measure(b, vm))
 }
 
 fn measure(b: &Bench, vm: bool) -> Result<()> {

@@ -67,6 +67,17 @@ pub(crate) fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// Runs `measure` in a fresh bench directory, then removes every instance it made and the
+/// directory, whatever happened: a failed benchmark leaves nothing behind.
+pub(crate) fn in_bench(measure: impl FnOnce(&Bench) -> Result<()>) -> Result<()> {
+    let b = prepare()?;
+    let result = measure(&b);
+    let leftovers: Vec<String> = list_names(&b);
+    b.delete(&leftovers);
+    let _ = std::fs::remove_dir_all(ROOT);
+    result
+}
+
 /// Setup, the test image, a release build, and a private config under ROOT.
 pub(crate) fn prepare() -> Result<Bench> {
     prepare_at(ROOT, "")

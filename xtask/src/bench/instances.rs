@@ -10,16 +10,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
-use super::harness::{list_names, prepare, secs, stats, Bench, ROOT};
+use super::harness::{in_bench, secs, stats, Bench, ROOT};
 use crate::util::sh;
 
 pub fn lxc() -> Result<()> {
-    let b = prepare()?;
-    let result = measure_lxc(&b);
-    let leftovers: Vec<String> = list_names(&b);
-    b.delete(&leftovers);
-    let _ = std::fs::remove_dir_all(ROOT);
-    result
+    in_bench(measure_lxc)
 }
 
 fn measure_lxc(b: &Bench) -> Result<()> {
@@ -154,13 +149,7 @@ fn plain_lxc_start(lxcpath: &Path, name: &str) -> Result<f64> {
 }
 
 pub fn vm() -> Result<()> {
-    let b = prepare()?;
-    let result = measure(&b);
-    // Whatever happened, leave nothing behind.
-    let leftovers: Vec<String> = list_names(&b);
-    b.delete(&leftovers);
-    let _ = std::fs::remove_dir_all(ROOT);
-    result
+    in_bench(measure)
 }
 
 fn measure(b: &Bench) -> Result<()> {
