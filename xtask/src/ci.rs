@@ -117,7 +117,6 @@ const SECOND_LANE: &[(&str, &str)] = &[
     ("nox-incus", "live"),
     ("nox-tests", "remote"),
     ("nox-tests", "mount"),
-    ("nox-tests", "copy"),
 ];
 
 fn run_in_two_lanes(test: impl Fn(&[&str]) -> Command + Sync) -> Result<()> {

@@ -29,7 +29,6 @@ pub mod backends;
 pub mod backup;
 pub mod check;
 pub mod context;
-pub mod copy;
 pub mod create;
 pub mod doctor;
 pub mod exclusive;

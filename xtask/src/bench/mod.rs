@@ -1,16 +1,13 @@
-//! `cargo xtask bench vm|lxc|backup|incus|cp|docker`: nox's numbers, measured on this host
-//! against a
+//! `cargo xtask bench vm|lxc|backup|incus|docker`: nox's numbers, measured on this host against a
 //! baseline in the same run (see docs/benchmarks.md).
 //!
 //! - `harness.rs`: the private config, storage and binary every benchmark uses, and medians;
 //! - `instances.rs`: create, start and list for VMs and containers;
 //! - `backup.rs`: VM backups against `qemu-img convert`;
 //! - `incus.rs`: creating and listing on the Incus test cluster against Incus's own CLI;
-//! - `copy.rs`: `nox cp` into a VM against `scp` over its SSH forward;
 //! - `docker.rs`: a three-layer `docker build` on overlay2 in a container, against vfs and a VM.
 
 mod backup;
-mod copy;
 mod docker;
 pub mod harness;
 mod incus;
@@ -24,8 +21,7 @@ pub fn run(args: &[String]) -> Result<()> {
         Some("lxc") => instances::lxc(),
         Some("backup") => backup::run(),
         Some("incus") => incus::run(),
-        Some("cp") => copy::run(),
         Some("docker") => docker::run(&args[1..]),
-        _ => bail!("usage: cargo xtask bench vm|lxc|backup|incus|cp|docker [--no-vm]"),
+        _ => bail!("usage: cargo xtask bench vm|lxc|backup|incus|docker [--no-vm]"),
     }
 }
