@@ -13,6 +13,9 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
+/// How often an exec whose websockets missed Incus's 5 s window is started, in all.
+const EXEC_STARTS: usize = 6;
+
 use futures_util::{SinkExt, StreamExt};
 use http::Method;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -135,7 +138,9 @@ impl Client {
     /// only once all four are connected, and gives up after 5 s: on a loaded cluster
     /// (a member proxying to another) the connects can miss that window, and the operation
     /// fails ("Only running operations can be connected") without the command having run.
-    /// Such an exec is started again, twice at most; any other failure is returned.
+    /// Such an exec is started again, up to EXEC_STARTS times in all (CI's two CPUs, busy with
+    /// emulated VMs, once missed the window three times running); any other failure is
+    /// returned.
     async fn exec_connected(
         &self,
         path: &str,
@@ -149,7 +154,7 @@ impl Client {
             let id = operation_id(&env)?;
             match self.connect_exec(&env, &id).await {
                 Ok((c, s0, s1, s2)) => return Ok((id, c, s0, s1, s2)),
-                Err(e) if attempt < 2 => {
+                Err(e) if attempt + 1 < EXEC_STARTS => {
                     // Never ran if the operation ended in failure: safe to start again.
                     if self.wait_operation_async(&id).await.is_ok() {
                         return Err(e);
