@@ -55,7 +55,7 @@ pub fn run() -> Result<()> {
         Ok(())
     })?;
     // Bad input never panics: a short run of every fuzz target (docs/testing.md, Fuzzing).
-    step("fuzz (15 s per target)", &mut || crate::fuzz::fuzz_all(15))?;
+    step("fuzz (8 s per target)", &mut || crate::fuzz::fuzz_all(8))?;
     let mut test_bin = PathBuf::new();
     step("build tests", &mut || {
         sh(Command::new("cargo").args(["test", "--workspace", "--all-targets", "--no-run"]))?;
