@@ -47,7 +47,7 @@ pub mod subid;
 use std::time::Duration;
 
 use nox_core::backend::{CreateOptions, ExecIo, Handoff, Resize};
-use nox_core::config::{Config, ImageSource};
+use nox_core::config::Config;
 use nox_core::host::Host;
 use nox_core::instance::{Instance, InstanceSpec};
 use nox_core::secret::Password;
@@ -66,8 +66,32 @@ impl LxcBackend {
         LxcBackend { config, host }
     }
 
-    fn image_source(&self, image: &str) -> Result<&ImageSource, Error> {
-        self.config.image_source(image, BackendKind::Lxc)
+    /// The base rootfs for `[images.NAME]` under `mapping`, from the first of its sources
+    /// that works.
+    fn base(
+        &self,
+        name: &str,
+        mapping: images::Mapping,
+        progress: &dyn Progress,
+    ) -> Result<std::path::PathBuf, Error> {
+        let sources = self.config.image_sources(name, BackendKind::Lxc)?;
+        nox_core::image_build::first_working(
+            name,
+            BackendKind::Lxc,
+            sources,
+            &*self.host.builder,
+            progress,
+            |source| {
+                images::ensure_base(
+                    &*self.host.runner,
+                    &self.config.lxc.lxcpath,
+                    &self.config.lxc.image_server,
+                    source,
+                    mapping,
+                    progress,
+                )
+            },
+        )
     }
 }
 
