@@ -35,8 +35,8 @@ impl TestImage {
             .unwrap_or_else(|e| panic!("{}: {e}", config.display()))
             .config;
         let image = &cfg.images[IMAGE_NAME];
-        let qcow2 = PathBuf::from(&image.vm.as_ref().expect("vm source").url);
-        let rootfs = PathBuf::from(&image.lxc.as_ref().expect("lxc source").url);
+        let qcow2 = PathBuf::from(&image.vm.first().expect("vm source").url);
+        let rootfs = PathBuf::from(&image.lxc.first().expect("lxc source").url);
         let meta = rootfs.with_file_name("meta.tar.xz");
         TestImage {
             config,
