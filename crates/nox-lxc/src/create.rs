@@ -379,6 +379,7 @@ mod tests {
         let host = Host {
             facts: Arc::new(FakeHost::with_interfaces(interfaces)),
             runner: Arc::new(FakeRunner::default()),
+            builder: Arc::new(nox_core::image_build::NoBuilder),
         };
         LxcBackend::new(nox_core::Config::default(), host)
     }
