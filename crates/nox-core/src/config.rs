@@ -336,9 +336,8 @@ fn one_or_more<'de, D: serde::Deserializer<'de>>(
             self,
             seq: A,
         ) -> std::result::Result<Self::Value, A::Error> {
-            let sources = Vec::<ImageSource>::deserialize(
-                serde::de::value::SeqAccessDeserializer::new(seq),
-            )?;
+            let sources =
+                Vec::<ImageSource>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
             if sources.is_empty() {
                 return Err(serde::de::Error::custom(
                     "an image needs at least one source",
@@ -567,10 +566,7 @@ fn built_in_images() -> BTreeMap<String, ImageConfig> {
         .map(|r| {
             let (cloud_image, sums) = match r.distribution {
                 crate::image_build::Distribution::Debian => {
-                    let dir = format!(
-                        "https://cloud.debian.org/images/cloud/{}/latest",
-                        r.suite
-                    );
+                    let dir = format!("https://cloud.debian.org/images/cloud/{}/latest", r.suite);
                     (
                         format!("{dir}/debian-{}-genericcloud-{{arch}}.qcow2", r.version),
                         format!("{dir}/SHA512SUMS"),

@@ -82,10 +82,7 @@ impl Release {
             })
             .copied()
             .ok_or_else(|| {
-                Error::Usage(format!(
-                    "nox cannot build {spec:?}; it builds: {}",
-                    known()
-                ))
+                Error::Usage(format!("nox cannot build {spec:?}; it builds: {}", known()))
             })
     }
 
@@ -113,14 +110,15 @@ pub fn build_release(source: &ImageSource) -> Option<Result<Release>> {
 
 /// Builds images from a distribution's archive. The real one is `nox_image::Builder`.
 pub trait ImageBuilder: Send + Sync + fmt::Debug {
-    /// Builds `release` for `kind`, or finds it built; returns the result as a local source
-    /// with its SHA-256, for the backend's image cache to take in like any download.
+    /// Builds `release` for each of `kinds` from one tree, or finds it built; returns each
+    /// result as a local source with its SHA-256, in the order of `kinds`, for the backends'
+    /// image caches to take in like any download.
     fn build(
         &self,
         release: Release,
-        kind: BackendKind,
+        kinds: &[BackendKind],
         progress: &dyn Progress,
-    ) -> Result<ImageSource>;
+    ) -> Result<Vec<ImageSource>>;
 
     /// Roughly how long a build from scratch takes here, for messages.
     fn typical_duration(&self) -> Duration;
@@ -132,7 +130,12 @@ pub trait ImageBuilder: Send + Sync + fmt::Debug {
 pub struct NoBuilder;
 
 impl ImageBuilder for NoBuilder {
-    fn build(&self, release: Release, _: BackendKind, _: &dyn Progress) -> Result<ImageSource> {
+    fn build(
+        &self,
+        release: Release,
+        _: &[BackendKind],
+        _: &dyn Progress,
+    ) -> Result<Vec<ImageSource>> {
         Err(Error::failed(
             format!("this nox cannot build {release} images"),
             "name a downloadable source in [images]",
@@ -161,8 +164,8 @@ pub fn first_working<T>(
         let result = match build_release(source) {
             Some(release) => release.and_then(|r| {
                 builder
-                    .build(r, kind, progress)
-                    .and_then(|built| attempt(&built))
+                    .build(r, &[kind], progress)
+                    .and_then(|built| attempt(&built[0]))
             }),
             None => attempt(source),
         };
@@ -224,8 +227,13 @@ mod tests {
     #[derive(Debug)]
     struct Built;
     impl ImageBuilder for Built {
-        fn build(&self, r: Release, _: BackendKind, _: &dyn Progress) -> Result<ImageSource> {
-            Ok(src(&format!("file:///built/{}", r.suite)))
+        fn build(
+            &self,
+            r: Release,
+            _: &[BackendKind],
+            _: &dyn Progress,
+        ) -> Result<Vec<ImageSource>> {
+            Ok(vec![src(&format!("file:///built/{}", r.suite))])
         }
         fn typical_duration(&self) -> Duration {
             Duration::from_secs(200)
@@ -295,17 +303,29 @@ mod tests {
     fn bad_input_never_falls_through_and_the_last_error_is_kept() {
         let sources = [src("https://a/x"), src("https://b/x")];
         let calls = RefCell::new(0);
-        let e = first_working("d", BackendKind::Vm, &sources, &NoBuilder, &Warnings::default(), |_| {
-            *calls.borrow_mut() += 1;
-            Err::<(), _>(Error::Usage("bad".into()))
-        })
+        let e = first_working(
+            "d",
+            BackendKind::Vm,
+            &sources,
+            &NoBuilder,
+            &Warnings::default(),
+            |_| {
+                *calls.borrow_mut() += 1;
+                Err::<(), _>(Error::Usage("bad".into()))
+            },
+        )
         .unwrap_err();
         assert!(e.is_bad_input());
         assert_eq!(*calls.borrow(), 1);
 
-        let e = first_working("d", BackendKind::Vm, &sources, &NoBuilder, &Warnings::default(), |s| {
-            Err::<(), _>(Error::failed(format!("down: {}", s.url), "retry"))
-        })
+        let e = first_working(
+            "d",
+            BackendKind::Vm,
+            &sources,
+            &NoBuilder,
+            &Warnings::default(),
+            |s| Err::<(), _>(Error::failed(format!("down: {}", s.url), "retry")),
+        )
         .unwrap_err();
         assert_eq!(e.to_string(), "down: https://b/x");
     }

@@ -239,6 +239,15 @@ impl ImageCache for LibvirtBackend {
         self.image(name, progress)
     }
 
+    fn add(
+        &self,
+        name: &str,
+        source: &nox_core::config::ImageSource,
+        progress: &dyn Progress,
+    ) -> Result<CachedImage, Error> {
+        images::ensure(self, name, source, progress)
+    }
+
     fn remove(&self, which: &str) -> Result<Vec<CachedImage>, Error> {
         images::remove(&self.config.vm.storage_dir, which, &self.images_in_use()?)
     }

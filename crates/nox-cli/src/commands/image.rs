@@ -1,4 +1,4 @@
-//! `nox image list|pull|rm`: the VM image cache.
+//! `nox image list|pull|rm|build`: the image caches, and images built here.
 
 use std::process::ExitCode;
 
@@ -39,6 +39,32 @@ pub fn run(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             let img = images::pull(&ctx, &name, &progress)?;
             nox_core::Progress::done(&progress);
             println!("{} {} {}", img.name, img.checksum, img.path.display());
+        }
+        ImageCommand::Build {
+            name,
+            release,
+            backend,
+            json,
+        } => {
+            let kinds = match backend {
+                Some(b) => vec![b.into()],
+                None => vec![nox_core::BackendKind::Vm, nox_core::BackendKind::Lxc],
+            };
+            let progress = Terminal::default();
+            let built = images::build(&ctx, &name, release.as_deref(), &kinds, &progress)?;
+            nox_core::Progress::done(&progress);
+            if json.json {
+                println!("{}", serde_json::to_string_pretty(&built)?);
+            } else {
+                for img in &built {
+                    println!("{} {} {}", img.name, img.checksum, img.path.display());
+                }
+            }
+            if !ctx.config.images.contains_key(&name) {
+                eprintln!(
+                    "note: [images] has no {name:?}: add [images.{name}] with a build: source to create from it"
+                );
+            }
         }
         ImageCommand::Rm { image } => {
             for img in images::remove(&ctx, &image)? {
