@@ -122,7 +122,10 @@ impl Recipe {
                 }
             }
             Distribution::Ubuntu => {
+                // Ubuntu's kernel leaves the initramfs tool to a choice minbase does not
+                // make for it.
                 packages.insert(1, "linux-image-virtual");
+                packages.insert(2, "initramfs-tools");
                 Recipe {
                     release,
                     packages,
