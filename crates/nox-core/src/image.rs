@@ -1,4 +1,4 @@
-//! An image cache a backend keeps (`nox image list|pull|rm`): verified bases, named by
+//! An image cache a backend keeps (`nox image list|pull|rm|prune`): verified bases, named by
 //! checksum, each with a note of where it came from.
 
 use std::path::PathBuf;
@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::instance::BackendKind;
 use crate::progress::Progress;
 
 /// One cached image. This is the `nox image list --json` shape.
@@ -13,11 +14,21 @@ use crate::progress::Progress;
 pub struct CachedImage {
     /// The `[images]` name it was pulled as.
     pub name: String,
+    /// Whose cache holds it: `vm` (a qcow2 base) or `lxc` (a container base).
+    #[serde(default = "notes_before_container_caches")]
+    pub backend: BackendKind,
     pub checksum: String,
     pub path: PathBuf,
     pub url: String,
+    /// Space it takes on disk: for a container base, the tarball and every unpacked copy.
     pub size_bytes: u64,
+    /// The disk a VM sees; for a container base, the size of one unpacked root filesystem.
     pub virtual_size_bytes: u64,
+}
+
+/// The VM cache's notes were written before containers had a cache, without `backend`.
+fn notes_before_container_caches() -> BackendKind {
+    BackendKind::Vm
 }
 
 /// What a backend with an image cache offers.
@@ -31,4 +42,10 @@ pub trait ImageCache {
     /// Removes cached images by `[images]` name or checksum, refusing one an instance uses;
     /// returns what was removed.
     fn remove(&self, which: &str) -> Result<Vec<CachedImage>>;
+
+    /// Removes every cached image no instance of this backend uses; returns what was removed
+    /// (with the sizes it had). No local backup needs a cached base: a VM backup holds the
+    /// whole disk and a container backup the whole root filesystem (see each backend's
+    /// backup module), so backups never keep a base.
+    fn prune(&self) -> Result<Vec<CachedImage>>;
 }

@@ -85,12 +85,16 @@ impl LibvirtBackend {
         self.config.vm.storage_dir.join("instances").join(name)
     }
 
-    /// Checksums of the base images existing VMs use (so `image rm` can refuse them).
-    fn images_in_use(&self) -> Result<Vec<String>, Error> {
+    /// Each existing VM's name and its base image's checksum (so `image rm` can refuse
+    /// them). A failed listing is an error, never "no VMs": prune would take every base.
+    fn images_in_use(&self) -> Result<Vec<(String, String)>, Error> {
         let conn = self.conn()?;
-        Ok(list::records(&conn)
-            .into_iter()
-            .map(|(_, r)| r.image_checksum)
+        let domains = conn
+            .list_all_domains(0)
+            .map_err(|e| error::LibvirtError::call("listing domains", e))?;
+        Ok(domains
+            .iter()
+            .filter_map(|d| Some((d.name().ok()?, list::record(d)?.image_checksum)))
             .collect())
     }
 }
@@ -233,6 +237,10 @@ impl ImageCache for LibvirtBackend {
 
     fn remove(&self, which: &str) -> Result<Vec<CachedImage>, Error> {
         images::remove(&self.config.vm.storage_dir, which, &self.images_in_use()?)
+    }
+
+    fn prune(&self) -> Result<Vec<CachedImage>, Error> {
+        images::prune(&self.config.vm.storage_dir, &self.images_in_use()?)
     }
 }
 

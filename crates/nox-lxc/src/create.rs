@@ -130,6 +130,7 @@ pub fn create(
         &*b.host.runner,
         lxcpath,
         &b.config.lxc.image_server,
+        &spec.image,
         source,
         mapping,
         progress,

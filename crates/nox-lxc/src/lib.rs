@@ -11,7 +11,8 @@
 //! - `config.rs` renders the LXC config from typed structs (golden files), `record.rs` is
 //!   nox's record beside it, `cgroup.rs` reads the host's cgroup layout, `subid.rs` root's
 //!   subordinate ids;
-//! - `images.rs` unpacks and caches base root filesystems;
+//! - `images.rs` unpacks and caches base root filesystems, each named by a note
+//!   (`base_note.rs`); `image_cache.rs` lists, removes and prunes them (`nox image`);
 //! - `liblxc.rs` is the safe face of liblxc (`lxc-sys`); `access.rs` (ssh, console, passwd,
 //!   resize, nesting) and `exec_io.rs` (exec with pipes) use it;
 //! - `backup.rs` backs containers up (frozen tar + zstd) and restores them; `recover.rs`
@@ -27,6 +28,7 @@
 
 mod access;
 pub mod backup;
+pub mod base_note;
 pub mod cgroup;
 pub mod config;
 mod create;
@@ -34,6 +36,7 @@ pub mod docker_volume;
 pub mod error;
 mod exec_io;
 pub mod host_checks;
+pub mod image_cache;
 pub mod images;
 pub mod liblxc;
 mod lifecycle;
@@ -49,6 +52,7 @@ use std::time::Duration;
 use nox_core::backend::{CreateOptions, ExecIo, Handoff, Resize};
 use nox_core::config::{Config, ImageSource};
 use nox_core::host::Host;
+use nox_core::image::{CachedImage, ImageCache};
 use nox_core::instance::{Instance, InstanceSpec};
 use nox_core::secret::Password;
 use nox_core::state::Operation;
@@ -83,6 +87,10 @@ impl Backend for LxcBackend {
     /// The bridge, and for an unprivileged container root's subordinate ids.
     fn preflight(&self, spec: &InstanceSpec) -> Result<(), Error> {
         create::preflight(self, spec).map(|_| ())
+    }
+
+    fn image_cache(&self) -> Option<&dyn ImageCache> {
+        Some(self)
     }
 
     fn create(
@@ -195,6 +203,112 @@ impl Backend for LxcBackend {
     fn remove_mount(&self, name: &InstanceName, guest: &std::path::Path) -> Result<String, Error> {
         mounts::remove(self, name, guest)
     }
+}
+
+impl ImageCache for LxcBackend {
+    fn list(&self) -> Result<Vec<CachedImage>, Error> {
+        let dir = images::images_dir(&self.config.lxc.lxcpath);
+        let mut list: Vec<CachedImage> = image_cache::scan(&dir)
+            .iter()
+            .map(|b| image_cache::describe(&dir, b))
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name).then(a.checksum.cmp(&b.checksum)));
+        Ok(list)
+    }
+
+    /// Fetches, verifies and unpacks the base for the default, unprivileged mapping, as
+    /// `nox create --backend lxc` would.
+    fn pull(&self, name: &str, progress: &dyn Progress) -> Result<CachedImage, Error> {
+        let source = self.image_source(name)?;
+        let (uid, gid) = (
+            subid::root_range("/etc/subuid"),
+            subid::root_range("/etc/subgid"),
+        );
+        let (Some(uid), Some(gid)) = (uid, gid) else {
+            return Err(Error::failed(
+                "root has no subordinate id range of 65536 in /etc/subuid and /etc/subgid, which unprivileged containers need",
+                "add the line `root:100000:65536` to both /etc/subuid and /etc/subgid",
+            ));
+        };
+        let lxcpath = &self.config.lxc.lxcpath;
+        let rootfs = images::ensure_base(
+            &*self.host.runner,
+            lxcpath,
+            &self.config.lxc.image_server,
+            name,
+            source,
+            images::Mapping::Shifted {
+                uid: uid.start,
+                gid: gid.start,
+            },
+            progress,
+        )?;
+        let dir = images::images_dir(lxcpath);
+        let copy = rootfs.parent().unwrap_or(&rootfs);
+        image_cache::scan(&dir)
+            .iter()
+            .find(|b| b.unpacked.iter().any(|u| u == copy))
+            .map(|b| image_cache::describe(&dir, b))
+            .ok_or_else(|| Error::failure(format!("{} vanished from the cache", copy.display())))
+    }
+
+    fn remove(&self, which: &str) -> Result<Vec<CachedImage>, Error> {
+        let lxcpath = &self.config.lxc.lxcpath;
+        let dir = images::images_dir(lxcpath);
+        let _lock = image_cache::lock(lxcpath)?;
+        let matching: Vec<_> = image_cache::scan(&dir)
+            .into_iter()
+            .filter(|b| b.is(which))
+            .collect();
+        if matching.is_empty() {
+            return Err(Error::Refused {
+                message: format!("no cached container image {which:?}"),
+                hint: "`nox image list` shows the cache".into(),
+            });
+        }
+        let users = image_cache::overlay_users(lxcpath)?;
+        for base in &matching {
+            let using = image_cache::users_of(base, &users);
+            if !using.is_empty() {
+                let img = image_cache::describe(&dir, base);
+                return Err(Error::Refused {
+                    message: format!(
+                        "image {} is the base of the containers {}",
+                        if img.name.is_empty() {
+                            &img.checksum
+                        } else {
+                            &img.name
+                        },
+                        using.join(", ")
+                    ),
+                    hint: "delete those containers first (`nox delete NAME`)".into(),
+                });
+            }
+        }
+        remove_all(&dir, &matching)
+    }
+
+    fn prune(&self) -> Result<Vec<CachedImage>, Error> {
+        let lxcpath = &self.config.lxc.lxcpath;
+        let dir = images::images_dir(lxcpath);
+        let _lock = image_cache::lock(lxcpath)?;
+        let users = image_cache::overlay_users(lxcpath)?;
+        remove_all(&dir, &image_cache::unused(image_cache::scan(&dir), &users))
+    }
+}
+
+/// Removes bases, describing each first (its size is gone afterwards).
+fn remove_all(
+    dir: &std::path::Path,
+    bases: &[image_cache::Base],
+) -> Result<Vec<CachedImage>, Error> {
+    let mut removed = Vec::new();
+    for base in bases {
+        let img = image_cache::describe(dir, base);
+        image_cache::delete(dir, base)?;
+        removed.push(img);
+    }
+    Ok(removed)
 }
 
 impl nox_core::backup::BackupBackend for LxcBackend {
