@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use comfy_table::{presets, Table};
 use nox_core::image::CachedImage;
-use nox_core::resources::format_bytes;
+use nox_core::resources::human_bytes;
 use nox_ops::images;
 
 use crate::cli::ImageCommand;
@@ -67,7 +67,7 @@ fn describe(img: &CachedImage) -> String {
         "{} {what} ({}, {})",
         img.backend,
         shorten(&img.checksum),
-        format_bytes(img.size_bytes)
+        human_bytes(img.size_bytes)
     )
 }
 
@@ -90,8 +90,8 @@ fn table(list: Vec<CachedImage>) -> Table {
                 i.name
             },
             i.backend.to_string(),
-            format_bytes(i.size_bytes),
-            format_bytes(i.virtual_size_bytes),
+            human_bytes(i.size_bytes),
+            human_bytes(i.virtual_size_bytes),
             shorten(&i.checksum),
             i.url,
         ]);
