@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::instance::BackendKind;
 use crate::progress::Progress;
 
@@ -48,4 +48,20 @@ pub trait ImageCache {
     /// whole disk and a container backup the whole root filesystem (see each backend's
     /// backup module), so backups never keep a base.
     fn prune(&self) -> Result<Vec<CachedImage>>;
+}
+
+/// Refuses to remove cached images while creates are running (`creating`, from
+/// `StateDir::creating`): such a create may have taken an image it has not recorded yet.
+/// A cache calls this holding its lock, after which no create can take an image unseen.
+pub fn refuse_beside_creates(creating: &[String]) -> Result<()> {
+    if creating.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused {
+        message: format!(
+            "nox is creating {} now, from an image this command could remove",
+            creating.join(", ")
+        ),
+        hint: "run it again once that create has finished".into(),
+    })
 }

@@ -72,7 +72,7 @@ pub fn ensure(
 /// The cache's lock: held while an image is fetched, removed or pruned, so `rm` never takes
 /// a file a download is writing. It lives with nox's other locks, so the cache holds only
 /// images.
-fn lock_cache(storage_dir: &Path) -> Result<nox_core::lock::LockGuard, Error> {
+pub(crate) fn lock_cache(storage_dir: &Path) -> Result<nox_core::lock::LockGuard, Error> {
     let locks = storage_dir.join("locks");
     std::fs::create_dir_all(&locks)
         .map_err(|e| Error::io(format!("creating {}", locks.display()), e))?;
@@ -92,13 +92,13 @@ pub fn list(storage_dir: &Path) -> Vec<CachedImage> {
     images
 }
 
-/// Removes a cached image by `[images]` name or checksum; returns what was removed.
+/// Removes a cached image by `[images]` name or checksum; returns what was removed. The
+/// caller holds the cache's lock and read `in_use` under it.
 pub fn remove(
     storage_dir: &Path,
     which: &str,
     in_use: &[(String, String)],
 ) -> Result<Vec<CachedImage>, Error> {
-    let _lock = lock_cache(storage_dir)?;
     let matching: Vec<CachedImage> = list(storage_dir)
         .into_iter()
         .filter(|i| i.name == which || i.checksum == which)
@@ -132,10 +132,10 @@ pub fn remove(
     Ok(matching)
 }
 
-/// Removes every cached image whose checksum no VM records as its base. A VM backup needs
-/// no base: its full backup holds the whole disk (backup/mod.rs).
+/// Removes every cached image whose checksum no VM records as its base (the caller holds
+/// the cache's lock). A VM backup needs no base: its full backup holds the whole disk
+/// (backup/mod.rs).
 pub fn prune(storage_dir: &Path, in_use: &[(String, String)]) -> Result<Vec<CachedImage>, Error> {
-    let _lock = lock_cache(storage_dir)?;
     let unused = unused(list(storage_dir), in_use);
     for img in &unused {
         delete(img)?;

@@ -85,6 +85,13 @@ impl LibvirtBackend {
         self.config.vm.storage_dir.join("instances").join(name)
     }
 
+    /// Refuses while a VM create runs: it may hold an image no domain records yet. Called
+    /// with the cache's lock held, so a create starting later waits for it to fetch.
+    fn refuse_beside_creates(&self) -> Result<(), Error> {
+        let state = nox_core::state::StateDir::new(&self.config.state.dir);
+        nox_core::image::refuse_beside_creates(&state.creating(BackendKind::Vm)?)
+    }
+
     /// Each existing VM's name and its base image's checksum (so `image rm` can refuse
     /// them). A failed listing is an error, never "no VMs": prune would take every base.
     fn images_in_use(&self) -> Result<Vec<(String, String)>, Error> {
@@ -236,11 +243,17 @@ impl ImageCache for LibvirtBackend {
     }
 
     fn remove(&self, which: &str) -> Result<Vec<CachedImage>, Error> {
-        images::remove(&self.config.vm.storage_dir, which, &self.images_in_use()?)
+        let dir = &self.config.vm.storage_dir;
+        let _lock = images::lock_cache(dir)?;
+        self.refuse_beside_creates()?;
+        images::remove(dir, which, &self.images_in_use()?)
     }
 
     fn prune(&self) -> Result<Vec<CachedImage>, Error> {
-        images::prune(&self.config.vm.storage_dir, &self.images_in_use()?)
+        let dir = &self.config.vm.storage_dir;
+        let _lock = images::lock_cache(dir)?;
+        self.refuse_beside_creates()?;
+        images::prune(dir, &self.images_in_use()?)
     }
 }
 

@@ -73,6 +73,14 @@ impl LxcBackend {
     fn image_source(&self, image: &str) -> Result<&ImageSource, Error> {
         self.config.image_source(image, BackendKind::Lxc)
     }
+
+    /// Refuses while a container create runs: between its base and its config, nothing
+    /// says which base it took. Called with the cache's lock held, so a create starting
+    /// later waits for the removal and unpacks its base again.
+    fn refuse_beside_creates(&self) -> Result<(), Error> {
+        let state = nox_core::state::StateDir::new(&self.config.state.dir);
+        nox_core::image::refuse_beside_creates(&state.creating(BackendKind::Lxc)?)
+    }
 }
 
 impl Backend for LxcBackend {
@@ -256,6 +264,7 @@ impl ImageCache for LxcBackend {
         let lxcpath = &self.config.lxc.lxcpath;
         let dir = images::images_dir(lxcpath);
         let _lock = image_cache::lock(lxcpath)?;
+        self.refuse_beside_creates()?;
         let matching: Vec<_> = image_cache::scan(&dir)
             .into_iter()
             .filter(|b| b.is(which))
@@ -292,6 +301,7 @@ impl ImageCache for LxcBackend {
         let lxcpath = &self.config.lxc.lxcpath;
         let dir = images::images_dir(lxcpath);
         let _lock = image_cache::lock(lxcpath)?;
+        self.refuse_beside_creates()?;
         let users = image_cache::overlay_users(lxcpath)?;
         remove_all(&dir, &image_cache::unused(image_cache::scan(&dir), &users))
     }
