@@ -289,6 +289,10 @@ pub fn delete(dir: &Path, base: &Base) -> Result<(), Error> {
         std::fs::remove_dir_all(&doomed)
             .map_err(|e| Error::io(format!("removing {}", doomed.display()), e))?;
     }
+    if base.key.starts_with(DOWNLOAD_DIR) {
+        // The old download directory goes with its last base (kept while it holds others).
+        let _ = std::fs::remove_dir(dir.join(DOWNLOAD_DIR));
+    }
     let note = BaseNote::path(dir, &base.key);
     for f in base.files.iter().filter(|f| **f != note).chain([&note]) {
         match std::fs::remove_file(f) {
@@ -440,8 +444,14 @@ mod tests {
         delete(&dir, fp).unwrap();
         let after: Vec<String> = scan(&dir).into_iter().map(|b| b.key).collect();
         assert!(!after.contains(&"fp-f1".to_string()), "{after:?}");
-        assert_eq!(after.len(), 4);
+        assert_eq!(after.len(), 4, "{after:?}");
         assert!(dir.join(".lock").exists() && dir.join("sha256-dd.part").exists());
+        let download = bases
+            .iter()
+            .find(|b| b.key.starts_with("download/"))
+            .unwrap();
+        delete(&dir, download).unwrap();
+        assert!(!dir.join("download").exists());
         // Nothing renamed out of the way is left behind.
         let hidden = std::fs::read_dir(&dir)
             .unwrap()
