@@ -244,7 +244,7 @@ fn images_source_through_the_simplestreams_client() {
     }
     let t0 = Instant::now();
     let image = TestImage::get();
-    let minimal = image.rootfs.with_file_name("rootfs-minimal.tar.xz");
+    let minimal = image.minimal_rootfs.clone();
     let arch = nox_core::fetch::debian_arch();
 
     // The good rootfs: minimal + padding. The tampered one: the products file lists good+pad

@@ -33,6 +33,7 @@ tasks:
   compat     create one instance of each kind, run `nox check` in each, write docs/compatibility.md
   bench backup  benchmark VM backups: full vs qemu-img convert -c, incremental, restore
   bench incus   nox create/list on the Incus test cluster vs incus launch; list over 30 instances
+  bench image [--runs N]  nox image build debian-12 vs plain debootstrap + conversion
   man [DIR]  write nox's man pages (default: target/man)
   incus up   start (or check) a three-member Incus 6.0 cluster on this machine, for the
              nox-incus tests; prints its nox.toml path last (state: /var/lib/nox-incus-cluster)

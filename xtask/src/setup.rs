@@ -29,6 +29,9 @@ const BACKPORTS_PACKAGES: &[&str] = &[
     "libvirt-clients",
     "libvirt-dev",
     "passt",
+    // The Ubuntu archive's keys, for `build:ubuntu/...` images (bookworm's own is older
+    // than Ubuntu 24.04's signing key).
+    "ubuntu-keyring",
 ];
 
 /// Packages from the base suite.
@@ -42,7 +45,8 @@ const BASE_PACKAGES: &[&str] = &[
     // lxc-net's bridge runs dnsmasq and sets up NAT with iptables.
     "dnsmasq-base",
     "iptables",
-    // Building the test image (cargo xtask test-image). nox writes cloud-init seeds itself.
+    // Image builds (`nox image build`, `cargo xtask test-image`). nox writes cloud-init
+    // seeds itself.
     "debootstrap",
     "extlinux",
     "syslinux-common",
@@ -233,18 +237,14 @@ fn install_packages() -> Result<()> {
 /// Adds bookworm-backports on the mirror the host's own Debian source names, unless some apt
 /// source already carries that suite.
 fn ensure_backports_source() -> Result<()> {
-    let mut sources = String::new();
-    for path in apt_source_files() {
-        sources.push_str(&fs::read_to_string(&path).unwrap_or_default());
-        sources.push('\n');
-    }
+    let sources = nox_image::mirror::host_sources();
     if sources
         .lines()
         .any(|l| !l.trim_start().starts_with('#') && l.contains("bookworm-backports"))
     {
         return Ok(());
     }
-    let (uri, signed_by) = debian_mirror(&sources).context(
+    let (uri, signed_by) = nox_image::mirror::apt_source(&sources, "bookworm").context(
         "no Debian bookworm source found in /etc/apt/sources.list or /etc/apt/sources.list.d; \
          add one for your mirror and rerun",
     )?;
@@ -258,68 +258,6 @@ fn ensure_backports_source() -> Result<()> {
     fs::write(BACKPORTS_LIST, stanza).with_context(|| format!("writing {BACKPORTS_LIST}"))?;
     eprintln!("xtask: added bookworm-backports from {uri} ({BACKPORTS_LIST})");
     Ok(())
-}
-
-/// The URI of the host's Debian mirror, as its apt sources name it (debootstrap uses it too).
-pub fn host_debian_mirror() -> Result<String> {
-    let mut sources = String::new();
-    for path in apt_source_files() {
-        sources.push_str(&fs::read_to_string(&path).unwrap_or_default());
-        sources.push_str("\n\n");
-    }
-    debian_mirror(&sources)
-        .map(|(uri, _)| uri)
-        .context("no Debian bookworm source in /etc/apt/sources.list or /etc/apt/sources.list.d")
-}
-
-fn apt_source_files() -> Vec<std::path::PathBuf> {
-    let mut files = vec![std::path::PathBuf::from("/etc/apt/sources.list")];
-    if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
-        let mut more: Vec<_> = dir
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "list" || e == "sources"))
-            .collect();
-        more.sort();
-        files.extend(more);
-    }
-    files.into_iter().filter(|p| p.is_file()).collect()
-}
-
-/// Finds the URI (and keyring, for deb822 files) of the source that serves the `bookworm` suite,
-/// from either the one-line or the deb822 format.
-fn debian_mirror(sources: &str) -> Option<(String, Option<String>)> {
-    // deb822: stanzas separated by blank lines.
-    for stanza in sources.split("\n\n") {
-        let field = |name: &str| {
-            stanza.lines().find_map(|l| {
-                l.strip_prefix(name)
-                    .and_then(|r| r.strip_prefix(':'))
-                    .map(|v| v.trim().to_string())
-            })
-        };
-        if let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) {
-            if suites.split_whitespace().any(|s| s == "bookworm") {
-                let uri = uris.split_whitespace().next()?.to_string();
-                return Some((uri, field("Signed-By")));
-            }
-        }
-    }
-    // One-line format: deb [options] URI SUITE COMPONENTS...
-    for line in sources.lines() {
-        let line = line.trim();
-        let Some(rest) = line.strip_prefix("deb ") else {
-            continue;
-        };
-        let rest = match rest.trim_start().strip_prefix('[') {
-            Some(r) => r.split_once(']').map(|(_, r)| r).unwrap_or(""),
-            None => rest,
-        };
-        let mut words = rest.split_whitespace();
-        if let (Some(uri), Some("bookworm")) = (words.next(), words.next()) {
-            return Some((uri.to_string(), None));
-        }
-    }
-    None
 }
 
 fn ensure_subids() -> Result<()> {
@@ -409,37 +347,4 @@ fn wait_for(path: &Path, timeout: Duration) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::debian_mirror;
-
-    #[test]
-    fn finds_mirror_in_deb822() {
-        let src = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n\
-                   Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n\
-                   Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n";
-        assert_eq!(
-            debian_mirror(src),
-            Some((
-                "http://mirror.example/debian".into(),
-                Some("/usr/share/keyrings/debian-archive-keyring.gpg".into())
-            ))
-        );
-    }
-
-    #[test]
-    fn finds_mirror_in_one_line_format() {
-        let src = "deb [arch=amd64] http://mirror.example/debian bookworm main\n";
-        assert_eq!(
-            debian_mirror(src),
-            Some(("http://mirror.example/debian".into(), None))
-        );
-    }
-
-    #[test]
-    fn no_bookworm_source_is_none() {
-        assert_eq!(debian_mirror("deb http://x/debian trixie main\n"), None);
-    }
 }

@@ -381,6 +381,25 @@ pub enum ImageCommand {
     },
     /// Remove every cached image no instance uses, and say how much space that freed
     Prune(JsonFlag),
+    /// Build an image here from its distribution's package archive (debootstrap)
+    ///
+    /// Makes a cloud-init-ready qcow2 for VMs and a container rootfs shaped like the LXC
+    /// images, from one debootstrap tree, and takes them into the image caches as NAME. apt
+    /// checks every package against the archive's signed Release file. Builds are kept in
+    /// [build] dir, so a second build of the same recipe costs seconds. Example:
+    /// nox image build debian-12
+    Build {
+        /// The [images] name to cache it as (debian-12, debian-13, ubuntu-24.04, or yours)
+        name: String,
+        /// The release, when [images.NAME] has no build: source: debian/12, debian/13, ubuntu/24.04
+        #[arg(long)]
+        release: Option<String>,
+        /// Build for this backend only (default: both, from one tree)
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -35,6 +35,7 @@ pub struct Config {
     pub backup: BackupConfig,
     pub s3: S3Config,
     pub state: StateConfig,
+    pub build: BuildConfig,
     pub images: BTreeMap<String, ImageConfig>,
     /// `[remotes.NAME]`: servers and clusters nox drives over their API (`nox create
     /// --remote NAME`, `NAME:INSTANCE`). None by default: instances live on this host.
@@ -118,6 +119,32 @@ fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u
 pub struct StateConfig {
     #[serde(deserialize_with = "absolute_path")]
     pub dir: PathBuf,
+}
+
+/// `[build]`: images nox builds on this host from a distribution's archive (`build:` sources,
+/// `nox image build`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuildConfig {
+    /// Finished builds, one directory per recipe; the image caches copy from here.
+    #[serde(deserialize_with = "absolute_path")]
+    pub dir: PathBuf,
+    /// The Debian archive to build from. Empty: the Debian source of this host's apt
+    /// configuration, else `http://deb.debian.org/debian`.
+    pub debian_mirror: String,
+    /// The Ubuntu archive to build from. Empty: `http://archive.ubuntu.com/ubuntu` (amd64) or
+    /// `http://ports.ubuntu.com/ubuntu-ports` (other architectures).
+    pub ubuntu_mirror: String,
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        BuildConfig {
+            dir: "/var/cache/nox/builds".into(),
+            debian_mirror: String::new(),
+            ubuntu_mirror: String::new(),
+        }
+    }
 }
 
 /// A path that means the same file from any working directory: two nox commands started in
@@ -266,22 +293,70 @@ fn interface_name<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result
     Ok(name)
 }
 
-/// `[images.NAME]`: where each backend gets this image, and how it is verified.
+/// `[images.NAME]`: where each backend gets this image, and how it is verified. Each backend
+/// takes one source (`[images.NAME.vm]`) or several in order (`vm = [{...}, {...}]`): nox uses
+/// the first that works and says in one line when it falls back to the next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ImageConfig {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vm: Option<ImageSource>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lxc: Option<ImageSource>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_more",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub vm: Vec<ImageSource>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_more",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub lxc: Vec<ImageSource>,
+}
+
+/// A source table, or an array of them (tried in order).
+fn one_or_more<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<ImageSource>, D::Error> {
+    // A visitor, not an untagged enum: an untagged enum would hide each source's own error
+    // ("bad checksum", with its line and column) behind "did not match any variant".
+    struct Sources;
+    impl<'de> serde::de::Visitor<'de> for Sources {
+        type Value = Vec<ImageSource>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a source table or an array of source tables")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            ImageSource::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                .map(|s| vec![s])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            seq: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let sources =
+                Vec::<ImageSource>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+            if sources.is_empty() {
+                return Err(serde::de::Error::custom(
+                    "an image needs at least one source",
+                ));
+            }
+            Ok(sources)
+        }
+    }
+    d.deserialize_any(Sources)
 }
 
 /// One image source. `url` is `https://…`, `file://…` or a plain path; for LXC it may also be
 /// `images:DIST/RELEASE`, from the simplestreams server `[lxc] image_server`, each file checked
-/// against the SHA-256 in the server's products file (see `simplestreams`). Anything else carries a checksum: a literal
-/// `checksum = "sha256:…"`/`"sha512:…"`, or a `checksum_url` naming the SHA256SUMS/SHA512SUMS
-/// file published beside the image. `{arch}` in a URL expands to the host's Debian
-/// architecture (amd64, arm64).
+/// against the SHA-256 in the server's products file (see `simplestreams`). `build:DIST/RELEASE`
+/// builds the image on this host from the distribution's archive with debootstrap, whose
+/// packages apt checks against the archive's signed Release file (see `image_build`).
+/// Anything else carries a checksum: a literal `checksum = "sha256:…"`/`"sha512:…"`, or a
+/// `checksum_url` naming the SHA256SUMS/SHA512SUMS file published beside the image. `{arch}`
+/// in a URL expands to the host's Debian architecture (amd64, arm64).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawImageSource")]
 pub struct ImageSource {
@@ -304,6 +379,20 @@ impl TryFrom<RawImageSource> for ImageSource {
     type Error = String;
     fn try_from(raw: RawImageSource) -> std::result::Result<Self, String> {
         let image_server = raw.url.starts_with("images:");
+        if let Some(spec) = raw.url.strip_prefix("build:") {
+            crate::image_build::Release::parse(spec).map_err(|e| e.to_string())?;
+            if raw.checksum.is_some() || raw.checksum_url.is_some() {
+                return Err(format!(
+                    "{:?} is built here and verified by apt: drop `checksum`/`checksum_url`",
+                    raw.url
+                ));
+            }
+            return Ok(ImageSource {
+                url: raw.url,
+                checksum: None,
+                checksum_url: None,
+            });
+        }
         match (&raw.checksum, &raw.checksum_url) {
             (Some(_), Some(_)) => {
                 return Err("give either `checksum` or `checksum_url`, not both".into())
@@ -448,18 +537,6 @@ impl Default for S3Config {
 
 impl Default for Config {
     fn default() -> Self {
-        let debian_12 = ImageConfig {
-            vm: Some(ImageSource {
-                url: "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-{arch}.qcow2".into(),
-                checksum: None,
-                checksum_url: Some("https://cloud.debian.org/images/cloud/bookworm/latest/SHA512SUMS".into()),
-            }),
-            lxc: Some(ImageSource {
-                url: "images:debian/bookworm".into(),
-                checksum: None,
-                checksum_url: None,
-            }),
-        };
         Config {
             defaults: Defaults::default(),
             vm: VmConfig::default(),
@@ -468,30 +545,81 @@ impl Default for Config {
             backup: BackupConfig::default(),
             s3: S3Config::default(),
             state: StateConfig::default(),
-            images: BTreeMap::from([("debian-12".to_string(), debian_12)]),
+            build: BuildConfig::default(),
+            images: built_in_images(),
             remotes: BTreeMap::new(),
         }
     }
 }
 
+/// The built-in `[images]`: each release's published cloud image (VMs) and the LXC image
+/// server's build (containers) first, then a build from the distribution's archive on this
+/// host, for hosts that reach only a package mirror.
+fn built_in_images() -> BTreeMap<String, ImageConfig> {
+    let source = |url: String, checksum_url: Option<String>| ImageSource {
+        url,
+        checksum: None,
+        checksum_url,
+    };
+    crate::image_build::RELEASES
+        .iter()
+        .map(|r| {
+            let (cloud_image, sums) = match r.distribution {
+                crate::image_build::Distribution::Debian => {
+                    let dir = format!("https://cloud.debian.org/images/cloud/{}/latest", r.suite);
+                    (
+                        format!("{dir}/debian-{}-genericcloud-{{arch}}.qcow2", r.version),
+                        format!("{dir}/SHA512SUMS"),
+                    )
+                }
+                crate::image_build::Distribution::Ubuntu => {
+                    let dir = format!(
+                        "https://cloud-images.ubuntu.com/releases/{}/release",
+                        r.suite
+                    );
+                    (
+                        format!("{dir}/ubuntu-{}-server-cloudimg-{{arch}}.img", r.version),
+                        format!("{dir}/SHA256SUMS"),
+                    )
+                }
+            };
+            let build = source(r.source_url(), None);
+            let entry = ImageConfig {
+                vm: vec![source(cloud_image, Some(sums)), build.clone()],
+                lxc: vec![
+                    source(format!("images:{}/{}", r.distribution, r.suite), None),
+                    build,
+                ],
+            };
+            (r.image_name(), entry)
+        })
+        .collect()
+}
+
 impl Config {
-    /// The `[images.NAME]` source for `backend`, or an error that lists what exists.
-    pub fn image_source(&self, image: &str, backend: crate::BackendKind) -> Result<&ImageSource> {
+    /// The `[images.NAME]` sources for `backend`, in the order to try them, or an error that
+    /// lists what exists.
+    pub fn image_sources(
+        &self,
+        image: &str,
+        backend: crate::BackendKind,
+    ) -> Result<&[ImageSource]> {
         let entry = self.images.get(image).ok_or_else(|| {
             Error::Usage(format!(
                 "no image named {image:?} in [images]; known: {}",
                 self.images.keys().cloned().collect::<Vec<_>>().join(", ")
             ))
         })?;
-        let source = match backend {
-            crate::BackendKind::Vm => entry.vm.as_ref(),
-            crate::BackendKind::Lxc => entry.lxc.as_ref(),
+        let sources = match backend {
+            crate::BackendKind::Vm => &entry.vm,
+            crate::BackendKind::Lxc => &entry.lxc,
         };
-        source.ok_or_else(|| {
-            Error::Usage(format!(
+        if sources.is_empty() {
+            return Err(Error::Usage(format!(
                 "image {image:?} has no [images.{image}.{backend}] source"
-            ))
-        })
+            )));
+        }
+        Ok(sources)
     }
 }
 
@@ -937,6 +1065,66 @@ mod tests {
     }
 
     #[test]
+    fn an_image_may_list_sources_in_order() {
+        let env = Env::new();
+        let text = format!(
+            "[images.mine]\nvm = [\n  {{ url = \"https://example.org/m.qcow2\", checksum = \"sha256:{}\" }},\n  {{ url = \"build:debian/12\" }},\n]\n",
+            "b".repeat(64)
+        );
+        let files = env.files(Some(&text), None, None);
+        let loaded = load(&files, &[]).unwrap();
+        let urls: Vec<&str> = loaded.config.images["mine"]
+            .vm
+            .iter()
+            .map(|s| s.url.as_str())
+            .collect();
+        assert_eq!(urls, ["https://example.org/m.qcow2", "build:debian/12"]);
+        for (bad, says) in [
+            ("[images.x]\nvm = []\n", "at least one source"),
+            (
+                "[images.x]\nvm = [{ url = \"build:debian/sid\" }]\n",
+                "cannot build",
+            ),
+            (
+                "[images.x]\nvm = [{ url = \"build:debian/12\", checksum_url = \"https://x/S\" }]\n",
+                "verified by apt",
+            ),
+            (
+                "[images.x]\nvm = [{ url = \"https://x/y.qcow2\" }]\n",
+                "no `checksum`",
+            ),
+        ] {
+            let files = env.files(Some(bad), None, None);
+            let err = load(&files, &[]).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn built_in_images_download_first_and_build_second() {
+        let c = Config::default();
+        for (name, build) in [
+            ("debian-12", "build:debian/bookworm"),
+            ("debian-13", "build:debian/trixie"),
+            ("ubuntu-24.04", "build:ubuntu/noble"),
+        ] {
+            for kind in [crate::BackendKind::Vm, crate::BackendKind::Lxc] {
+                let sources = c.image_sources(name, kind).unwrap();
+                assert_eq!(sources.len(), 2, "{name} {kind}");
+                assert_eq!(sources[1].url, build);
+                let first = &sources[0];
+                match kind {
+                    crate::BackendKind::Vm => assert!(
+                        first.url.starts_with("https://") && first.checksum_url.is_some(),
+                        "{first:?}"
+                    ),
+                    crate::BackendKind::Lxc => assert!(first.url.starts_with("images:")),
+                }
+            }
+        }
+    }
+
+    #[test]
     fn image_entries_are_replaced_whole() {
         let env = Env::new();
         let text = format!(
@@ -946,9 +1134,10 @@ mod tests {
         let files = env.files(Some(&text), None, None);
         let loaded = load(&files, &[]).unwrap();
         let img = &loaded.config.images["debian-12"];
-        assert_eq!(img.vm.as_ref().unwrap().url, "file:///srv/d.qcow2");
+        assert_eq!(img.vm.len(), 1);
+        assert_eq!(img.vm[0].url, "file:///srv/d.qcow2");
         assert!(
-            img.lxc.is_none(),
+            img.lxc.is_empty(),
             "the built-in lxc source must not leak into a replaced entry"
         );
         assert!(!loaded.origins.contains_key("images.debian-12.lxc.url"));

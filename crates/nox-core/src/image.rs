@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::ImageSource;
 use crate::error::{Error, Result};
 use crate::instance::BackendKind;
 use crate::progress::Progress;
@@ -38,6 +39,11 @@ pub trait ImageCache {
 
     /// Downloads and verifies the `[images]` entry `name` into the cache (or finds it there).
     fn pull(&self, name: &str, progress: &dyn Progress) -> Result<CachedImage>;
+
+    /// Takes `source` into the cache as image `name` (`nox image build` hands its result
+    /// over this way), verified against its checksum like a download.
+    fn add(&self, name: &str, source: &ImageSource, progress: &dyn Progress)
+        -> Result<CachedImage>;
 
     /// Removes cached images by `[images]` name or checksum, refusing one an instance uses;
     /// returns what was removed.

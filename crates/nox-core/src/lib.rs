@@ -33,6 +33,7 @@ pub mod fetch;
 pub mod golden;
 pub mod host;
 pub mod image;
+pub mod image_build;
 pub mod instance;
 pub mod interrupt;
 pub mod lock;

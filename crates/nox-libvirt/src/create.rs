@@ -54,8 +54,7 @@ pub fn create(
     }
     // Checked before the download: a wrong --network fails at once.
     network::preflight(&b.host, &spec.network)?;
-    let source = b.image_source(&spec.image)?;
-    let image = images::ensure(b, &spec.image, source, progress)?;
+    let image = b.image(&spec.image, progress)?;
     if spec.disk_bytes < image.virtual_size_bytes {
         return Err(Error::Refused {
             message: format!(

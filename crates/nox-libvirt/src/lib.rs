@@ -53,7 +53,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use nox_core::backend::{CreateOptions, ExecIo, Handoff, Resize};
-use nox_core::config::{Config, ImageSource};
+use nox_core::config::Config;
 use nox_core::host::Host;
 use nox_core::image::{CachedImage, ImageCache};
 use nox_core::instance::{Instance, InstanceSpec};
@@ -77,8 +77,17 @@ impl LibvirtBackend {
         connection::open(&self.config.vm.uri)
     }
 
-    fn image_source(&self, image: &str) -> Result<&ImageSource, Error> {
-        self.config.image_source(image, BackendKind::Vm)
+    /// The cached base for `[images.NAME]`, from the first of its sources that works.
+    fn image(&self, name: &str, progress: &dyn Progress) -> Result<CachedImage, Error> {
+        let sources = self.config.image_sources(name, BackendKind::Vm)?;
+        nox_core::image_build::first_working(
+            name,
+            BackendKind::Vm,
+            sources,
+            &*self.host.builder,
+            progress,
+            |source| images::ensure(self, name, source, progress),
+        )
     }
 
     pub(crate) fn instance_dir(&self, name: &str) -> PathBuf {
@@ -238,7 +247,15 @@ impl ImageCache for LibvirtBackend {
     }
 
     fn pull(&self, name: &str, progress: &dyn Progress) -> Result<CachedImage, Error> {
-        let source = self.image_source(name)?;
+        self.image(name, progress)
+    }
+
+    fn add(
+        &self,
+        name: &str,
+        source: &nox_core::config::ImageSource,
+        progress: &dyn Progress,
+    ) -> Result<CachedImage, Error> {
         images::ensure(self, name, source, progress)
     }
 

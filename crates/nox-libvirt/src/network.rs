@@ -175,6 +175,7 @@ mod tests {
         let host = Host {
             facts: Arc::new(facts),
             runner: runner.clone(),
+            builder: Arc::new(nox_core::image_build::NoBuilder),
         };
         remove_macvtap_for(&host, "52:54:00:AA:BB:CC");
         assert_eq!(

@@ -12,7 +12,7 @@ use nox_core::{interrupt, Error, Progress};
 
 use crate::cgroup::CgroupLayout;
 use crate::config::{ContainerConfig, Limits, Mode};
-use crate::images::{self, Mapping};
+use crate::images::Mapping;
 use crate::liblxc::{Container, LOG_FILE};
 use crate::record::CtRecord;
 use crate::{ready, subid, LxcBackend};
@@ -114,7 +114,6 @@ pub fn create(
         });
     }
     let (mode, bridge) = preflight(b, spec)?;
-    let source = b.image_source(&spec.image)?;
     let mapping = match mode {
         Mode::Unprivileged {
             uid_start,
@@ -126,15 +125,7 @@ pub fn create(
         },
         Mode::Privileged => Mapping::Host,
     };
-    let base = images::ensure_base(
-        &*b.host.runner,
-        lxcpath,
-        &b.config.lxc.image_server,
-        &spec.image,
-        source,
-        mapping,
-        progress,
-    )?;
+    let base = b.base(&spec.image, mapping, progress)?;
     let layout = CgroupLayout::detect().map_err(|e| Error::io("reading /sys/fs/cgroup", e))?;
     let limits = limits(layout, spec, progress);
     interrupt::check()?;
@@ -388,6 +379,7 @@ mod tests {
         let host = Host {
             facts: Arc::new(FakeHost::with_interfaces(interfaces)),
             runner: Arc::new(FakeRunner::default()),
+            builder: Arc::new(nox_core::image_build::NoBuilder),
         };
         LxcBackend::new(nox_core::Config::default(), host)
     }

@@ -50,7 +50,7 @@ pub mod subid;
 use std::time::Duration;
 
 use nox_core::backend::{CreateOptions, ExecIo, Handoff, Resize};
-use nox_core::config::{Config, ImageSource};
+use nox_core::config::Config;
 use nox_core::host::Host;
 use nox_core::image::{CachedImage, ImageCache};
 use nox_core::instance::{Instance, InstanceSpec};
@@ -70,8 +70,53 @@ impl LxcBackend {
         LxcBackend { config, host }
     }
 
-    fn image_source(&self, image: &str) -> Result<&ImageSource, Error> {
-        self.config.image_source(image, BackendKind::Lxc)
+    /// The base rootfs for `[images.NAME]` under `mapping`, from the first of its sources
+    /// that works.
+    fn base(
+        &self,
+        name: &str,
+        mapping: images::Mapping,
+        progress: &dyn Progress,
+    ) -> Result<std::path::PathBuf, Error> {
+        let sources = self.config.image_sources(name, BackendKind::Lxc)?;
+        nox_core::image_build::first_working(
+            name,
+            BackendKind::Lxc,
+            sources,
+            &*self.host.builder,
+            progress,
+            |source| self.base_from(name, source, mapping, progress),
+        )
+    }
+
+    /// The base rootfs for `source`, the `[images]` entry `name`, under `mapping`.
+    fn base_from(
+        &self,
+        name: &str,
+        source: &nox_core::config::ImageSource,
+        mapping: images::Mapping,
+        progress: &dyn Progress,
+    ) -> Result<std::path::PathBuf, Error> {
+        images::ensure_base(
+            &*self.host.runner,
+            &self.config.lxc.lxcpath,
+            &self.config.lxc.image_server,
+            name,
+            source,
+            mapping,
+            progress,
+        )
+    }
+
+    /// How `nox image` shows the base whose unpacked copy holds `rootfs`.
+    fn cached(&self, rootfs: &std::path::Path) -> Result<CachedImage, Error> {
+        let dir = images::images_dir(&self.config.lxc.lxcpath);
+        let copy = rootfs.parent().unwrap_or(rootfs);
+        image_cache::scan(&dir)
+            .iter()
+            .find(|b| b.unpacked.iter().any(|u| u == copy))
+            .map(|b| image_cache::describe(&dir, b))
+            .ok_or_else(|| Error::failure(format!("{} vanished from the cache", copy.display())))
     }
 
     /// Refuses while a container create runs: between its base and its config, nothing
@@ -227,37 +272,19 @@ impl ImageCache for LxcBackend {
     /// Fetches, verifies and unpacks the base for the default, unprivileged mapping, as
     /// `nox create --backend lxc` would.
     fn pull(&self, name: &str, progress: &dyn Progress) -> Result<CachedImage, Error> {
-        let source = self.image_source(name)?;
-        let (uid, gid) = (
-            subid::root_range("/etc/subuid"),
-            subid::root_range("/etc/subgid"),
-        );
-        let (Some(uid), Some(gid)) = (uid, gid) else {
-            return Err(Error::failed(
-                "root has no subordinate id range of 65536 in /etc/subuid and /etc/subgid, which unprivileged containers need",
-                "add the line `root:100000:65536` to both /etc/subuid and /etc/subgid",
-            ));
-        };
-        let lxcpath = &self.config.lxc.lxcpath;
-        let rootfs = images::ensure_base(
-            &*self.host.runner,
-            lxcpath,
-            &self.config.lxc.image_server,
-            name,
-            source,
-            images::Mapping::Shifted {
-                uid: uid.start,
-                gid: gid.start,
-            },
-            progress,
-        )?;
-        let dir = images::images_dir(lxcpath);
-        let copy = rootfs.parent().unwrap_or(&rootfs);
-        image_cache::scan(&dir)
-            .iter()
-            .find(|b| b.unpacked.iter().any(|u| u == copy))
-            .map(|b| image_cache::describe(&dir, b))
-            .ok_or_else(|| Error::failure(format!("{} vanished from the cache", copy.display())))
+        let rootfs = self.base(name, unprivileged_mapping()?, progress)?;
+        self.cached(&rootfs)
+    }
+
+    /// Takes a built rootfs in, unpacked for unprivileged containers like a pulled one.
+    fn add(
+        &self,
+        name: &str,
+        source: &nox_core::config::ImageSource,
+        progress: &dyn Progress,
+    ) -> Result<CachedImage, Error> {
+        let rootfs = self.base_from(name, source, unprivileged_mapping()?, progress)?;
+        self.cached(&rootfs)
     }
 
     fn remove(&self, which: &str) -> Result<Vec<CachedImage>, Error> {
@@ -305,6 +332,24 @@ impl ImageCache for LxcBackend {
         let users = image_cache::overlay_users(lxcpath)?;
         remove_all(&dir, &image_cache::unused(image_cache::scan(&dir), &users))
     }
+}
+
+/// The mapping of a default container: root's subordinate ids.
+fn unprivileged_mapping() -> Result<images::Mapping, Error> {
+    let (uid, gid) = (
+        subid::root_range("/etc/subuid"),
+        subid::root_range("/etc/subgid"),
+    );
+    let (Some(uid), Some(gid)) = (uid, gid) else {
+        return Err(Error::failed(
+            "root has no subordinate id range of 65536 in /etc/subuid and /etc/subgid, which unprivileged containers need",
+            "add the line `root:100000:65536` to both /etc/subuid and /etc/subgid",
+        ));
+    };
+    Ok(images::Mapping::Shifted {
+        uid: uid.start,
+        gid: gid.start,
+    })
 }
 
 /// Removes bases, describing each first (its size is gone afterwards).

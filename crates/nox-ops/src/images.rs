@@ -1,7 +1,8 @@
-//! `nox image list|pull|rm|prune`: the image caches this host's backends keep (VM images,
-//! container bases).
+//! `nox image list|pull|rm|prune|build`: the image caches this host's backends keep (VM
+//! images, container bases), and images built here.
 
 use nox_core::image::{CachedImage, ImageCache};
+use nox_core::image_build::{self, Release};
 use nox_core::{BackendKind, Error, Progress, Result};
 use serde::Serialize;
 
@@ -110,6 +111,68 @@ pub fn prune(ctx: &Context) -> Result<Pruned> {
         removed,
         freed_bytes,
     })
+}
+
+/// `nox image build NAME`: builds the image on this host from its distribution's archive and
+/// takes the result into the image cache of each backend in `kinds`, as image `name`.
+///
+/// The release is `release` (`debian/13`), else the `build:` source of `[images.NAME]`.
+pub fn build(
+    ctx: &Context,
+    name: &str,
+    release: Option<&str>,
+    kinds: &[BackendKind],
+    progress: &dyn Progress,
+) -> Result<Vec<CachedImage>> {
+    let release = match release {
+        Some(r) => Release::parse(r)?,
+        None => entry_release(ctx, name, kinds)?,
+    };
+    let caches = kinds
+        .iter()
+        .map(|&kind| cache(ctx, kind))
+        .collect::<Result<Vec<_>>>()?;
+    let sources = ctx.host.builder.build(release, kinds, progress)?;
+    caches
+        .into_iter()
+        .zip(&sources)
+        .map(|(cache, source)| cache.add(name, source, progress))
+        .collect()
+}
+
+/// The one release the `build:` sources of `[images.NAME]` name for `kinds`.
+fn entry_release(ctx: &Context, name: &str, kinds: &[BackendKind]) -> Result<Release> {
+    let usage = |why: String| {
+        Error::Usage(format!(
+            "{why}; give the release to build: nox image build {name} --release debian/12"
+        ))
+    };
+    let entry = ctx
+        .config
+        .images
+        .get(name)
+        .ok_or_else(|| usage(format!("no image named {name:?} in [images]")))?;
+    let mut found: Option<Release> = None;
+    for kind in kinds {
+        let sources = match kind {
+            BackendKind::Vm => &entry.vm,
+            BackendKind::Lxc => &entry.lxc,
+        };
+        let release = sources
+            .iter()
+            .find_map(image_build::build_release)
+            .transpose()?
+            .ok_or_else(|| usage(format!("[images.{name}.{kind}] has no build: source")))?;
+        match found {
+            Some(r) if r != release => {
+                return Err(usage(format!(
+                    "[images.{name}] builds {r} for one backend and {release} for another"
+                )))
+            }
+            _ => found = Some(release),
+        }
+    }
+    found.ok_or_else(|| usage("no backend to build for".into()))
 }
 
 #[cfg(test)]

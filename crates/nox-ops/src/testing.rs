@@ -203,6 +203,17 @@ impl ImageCache for FakeBackend {
         Ok(cached(name, "sha256:new", 1, self.kind))
     }
 
+    fn add(
+        &self,
+        name: &str,
+        source: &nox_core::config::ImageSource,
+        _: &dyn Progress,
+    ) -> Result<CachedImage> {
+        self.reachable()?;
+        self.st().calls.push(format!("add {name} {}", source.url));
+        Ok(cached(name, "sha256:built", 1, self.kind))
+    }
+
     fn remove(&self, which: &str) -> Result<Vec<CachedImage>> {
         self.reachable()?;
         let mut st = self.st();

@@ -1,15 +1,17 @@
-//! `cargo xtask bench vm|lxc|backup|incus|docker`: nox's numbers, measured on this host against a
+//! `cargo xtask bench vm|lxc|backup|incus|docker|image`: nox's numbers, measured on this host against a
 //! baseline in the same run (see docs/benchmarks.md).
 //!
 //! - `harness.rs`: the private config, storage and binary every benchmark uses, and medians;
 //! - `instances.rs`: create, start and list for VMs and containers;
 //! - `backup.rs`: VM backups against `qemu-img convert`;
 //! - `incus.rs`: creating and listing on the Incus test cluster against Incus's own CLI;
-//! - `docker.rs`: a three-layer `docker build` on overlay2 in a container, against vfs and a VM.
+//! - `docker.rs`: a three-layer `docker build` on overlay2 in a container, against vfs and a VM;
+//! - `image.rs`: `nox image build` against a plain debootstrap plus conversion.
 
 mod backup;
 mod docker;
 pub mod harness;
+mod image;
 mod incus;
 mod instances;
 
@@ -22,6 +24,9 @@ pub fn run(args: &[String]) -> Result<()> {
         Some("backup") => backup::run(),
         Some("incus") => incus::run(),
         Some("docker") => docker::run(&args[1..]),
-        _ => bail!("usage: cargo xtask bench vm|lxc|backup|incus|docker [--no-vm]"),
+        Some("image") => image::run(&args[1..]),
+        _ => {
+            bail!("usage: cargo xtask bench vm|lxc|backup|incus|docker [--no-vm]|image [--runs N]")
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! `nox image list|pull|rm|prune`: the VM image cache and the container bases.
+//! `nox image list|pull|rm|prune|build`: the VM image cache and the container bases, and
+//! images built here.
 
 use std::process::ExitCode;
 
@@ -34,6 +35,38 @@ pub fn run(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
                 img.checksum,
                 img.path.display()
             );
+        }
+        ImageCommand::Build {
+            name,
+            release,
+            backend,
+            json,
+        } => {
+            let kinds = match backend {
+                Some(b) => vec![b.into()],
+                None => vec![nox_core::BackendKind::Vm, nox_core::BackendKind::Lxc],
+            };
+            let progress = Terminal::default();
+            let built = images::build(&ctx, &name, release.as_deref(), &kinds, &progress)?;
+            nox_core::Progress::done(&progress);
+            if json.json {
+                println!("{}", serde_json::to_string_pretty(&built)?);
+            } else {
+                for img in &built {
+                    println!(
+                        "{} {} {} {}",
+                        img.backend,
+                        img.name,
+                        img.checksum,
+                        img.path.display()
+                    );
+                }
+            }
+            if !ctx.config.images.contains_key(&name) {
+                eprintln!(
+                    "note: [images] has no {name:?}: add [images.{name}] with a build: source to create from it"
+                );
+            }
         }
         ImageCommand::Rm { image, backend } => {
             images::remove(&ctx, &image, backend.map(Into::into), &mut |img| {

@@ -36,7 +36,10 @@ pub fn ts_authkey() -> Option<Secret> {
 /// from it, and this host.
 pub fn context(overrides: &[Override]) -> nox_core::Result<Context> {
     let config = load_config(overrides)?.config;
+    // Images are built with the host's runner, into [build] dir.
     let host = Host::local();
+    let builder = nox_image::Builder::new(host.runner.clone(), config.build.clone());
+    let host = host.with_builder(std::sync::Arc::new(builder));
     let backends = crate::backends::build(&config, &host);
     Ok(Context::new(config, backends, host).with_drivers(crate::backends::drivers()))
 }

@@ -4,7 +4,8 @@
 //! liblxc) goes through [`Host`]:
 //! - [`HostFacts`] (`facts.rs`): network interfaces and bridges, free space, CPUs, memory and
 //!   randomness;
-//! - [`Runner`] (`runner.rs`): the external programs, typed, with every exit status checked.
+//! - [`Runner`] (`runner.rs`): the external programs, typed, with every exit status checked;
+//! - [`ImageBuilder`]: images built here from a distribution's archive (`build:` sources).
 //!
 //! The real pair is [`Host::local`]; unit tests use the fakes in `fake.rs`.
 
@@ -15,6 +16,8 @@ pub mod runner;
 
 use std::sync::Arc;
 
+use crate::image_build::{ImageBuilder, NoBuilder};
+
 pub use facts::{Capacity, HostFacts, Interface, InterfaceKind, LocalHost};
 pub use runner::{Cmd, Finished, PrivateMount, Runner, Stdin, Stdout, SystemRunner};
 
@@ -23,6 +26,7 @@ pub use runner::{Cmd, Finished, PrivateMount, Runner, Stdin, Stdout, SystemRunne
 pub struct Host {
     pub facts: Arc<dyn HostFacts>,
     pub runner: Arc<dyn Runner>,
+    pub builder: Arc<dyn ImageBuilder>,
 }
 
 impl Host {
@@ -31,7 +35,14 @@ impl Host {
         Host {
             facts: Arc::new(LocalHost),
             runner: Arc::new(SystemRunner),
+            builder: Arc::new(NoBuilder),
         }
+    }
+
+    /// This host, building images with `builder`.
+    pub fn with_builder(mut self, builder: Arc<dyn ImageBuilder>) -> Host {
+        self.builder = builder;
+        self
     }
 
     /// The host's CPUs, memory and the free space at `storage_dir`.
@@ -50,6 +61,7 @@ impl Host {
             Host {
                 facts: facts.clone(),
                 runner: runner.clone(),
+                builder: Arc::new(NoBuilder),
             },
             facts,
             runner,

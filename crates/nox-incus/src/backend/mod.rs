@@ -421,7 +421,7 @@ impl Backend for IncusBackend {
 
     fn preflight(&self, spec: &InstanceSpec) -> Result<()> {
         request::check(spec, &self.remote.name, &self.remote.config)?;
-        self.nox.image_source(&spec.image, self.kind).map(|_| ())
+        self.nox.image_sources(&spec.image, self.kind).map(|_| ())
     }
 
     fn create(
@@ -439,8 +439,15 @@ impl Backend for IncusBackend {
                 backend: format!("{} on {}", self.kind, self.remote.name),
             });
         }
-        let source = self.nox.image_source(&spec.image, self.kind)?;
-        let image = image::ensure(client, &self.remote.name, source, self.kind, progress)?;
+        let sources = self.nox.image_sources(&spec.image, self.kind)?;
+        let image = nox_core::image_build::first_working(
+            &spec.image,
+            self.kind,
+            sources,
+            &*self.host.builder,
+            progress,
+            |source| image::ensure(client, &self.remote.name, source, self.kind, progress),
+        )?;
         let created_at =
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         // Created and started in one operation, as `incus launch` does; an image without
