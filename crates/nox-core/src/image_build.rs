@@ -195,7 +195,10 @@ fn fallback_message(
 ) -> String {
     let what = match build_release(failed) {
         Some(_) => format!("building {image} failed ({error})"),
-        None => format!("getting {image} from {} failed ({error})", failed.url),
+        None => format!(
+            "getting {image} from {} failed ({error})",
+            crate::fetch::expand_url(&failed.url)
+        ),
     };
     match build_release(next) {
         Some(Ok(r)) => {
@@ -205,7 +208,10 @@ fn fallback_message(
                 r.distribution.archive_name()
             )
         }
-        _ => format!("{what}; trying {} instead", next.url),
+        _ => format!(
+            "{what}; trying {} instead",
+            crate::fetch::expand_url(&next.url)
+        ),
     }
 }
 

@@ -82,6 +82,7 @@ impl Builder {
             .map_err(|e| Error::io(format!("creating {}", self.config.dir.display()), e))?;
         // One build per build directory at a time; a second waits, then finds it built.
         let _lock = nox_core::lock::lock(&self.config.dir.join(".lock"))?;
+        remove_dead_builds(&self.config.dir);
         let want_vm = kinds.contains(&BackendKind::Vm);
         let want_lxc = kinds.contains(&BackendKind::Lxc);
         let built = |name: &str| is_published(&out.join(name));
@@ -232,6 +233,29 @@ fn publish(from: &Path, to: &Path) -> Result<()> {
     fs::write(sum_file(to), format!("{sum}\n"))
         .map_err(|e| Error::io(format!("writing {}", sum_file(to).display()), e))?;
     fs::rename(from, to).map_err(|e| Error::io(format!("publishing {}", to.display()), e))
+}
+
+/// Scratch directories of builds whose process is gone (killed, or the host went down):
+/// each holds a debootstrap tree of about 1 GB. Called under the build lock, so no live build
+/// is touched.
+fn remove_dead_builds(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .split_once(".building-")
+            .and_then(|(_, pid)| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if !alive || pid == std::process::id() as i32 {
+            tracing::info!(path = %e.path().display(), "removing a dead build's scratch directory");
+            drop(Workdir(e.path()));
+        }
+    }
 }
 
 /// The build's scratch directory, removed on drop (after unmounting anything left below it).
