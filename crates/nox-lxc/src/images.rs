@@ -68,11 +68,12 @@ pub fn ensure_base(
             let selection = selection?;
             // Cached by fingerprint: a base already unpacked needs no download at all.
             let key = format!("fp-{}", selection.fingerprint);
-            note_simplestreams(&dir, &key, name, image_server, &selection)?;
             let rootfs = dir
                 .join(format!("{key}-{}", mapping.suffix()))
                 .join("rootfs");
             if rootfs.is_dir() {
+                // A base unpacked before bases had notes gets its note now.
+                note_simplestreams(&dir, &key, name, image_server, &selection)?;
                 tracing::info!(product = %selection.product, version = %selection.version,
                     "container base cached");
                 return Ok(rootfs);
@@ -80,6 +81,7 @@ pub fn ensure_base(
             tracing::info!(product = %selection.product, version = %selection.version,
                 "fetching container base");
             let fetched = simplestreams::fetch(image_server, selection, &dir, progress)?;
+            note_simplestreams(&dir, &key, name, image_server, &fetched.selection)?;
             (fetched.rootfs, key)
         }
         None => {
@@ -116,9 +118,9 @@ pub fn ensure_base(
     Ok(rootfs)
 }
 
-/// The note of an `images:` base, written before its download so that a base whose download
-/// was cut is still listed (and removable) by name. Its files are named by their SHA-256 from
-/// the products file, as `simplestreams::fetch` caches them.
+/// The note of an `images:` base, written once its files are verified (a refused download
+/// leaves no note behind). Its files are named by their SHA-256 from the products file, as
+/// `simplestreams::fetch` caches them.
 fn note_simplestreams(
     dir: &Path,
     key: &str,
