@@ -268,6 +268,10 @@ impl ImageCache for LibvirtBackend {
 
     fn prune(&self) -> Result<Vec<CachedImage>, Error> {
         let dir = &self.config.vm.storage_dir;
+        // An empty cache needs no libvirtd: a container-only host prunes without one.
+        if images::list(dir).is_empty() {
+            return Ok(Vec::new());
+        }
         let _lock = images::lock_cache(dir)?;
         self.refuse_beside_creates()?;
         images::prune(dir, &self.images_in_use()?)
