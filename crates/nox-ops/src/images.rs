@@ -177,6 +177,7 @@ fn entry_release(ctx: &Context, name: &str, kinds: &[BackendKind]) -> Result<Rel
 
 #[cfg(test)]
 mod tests {
+    use nox_core::config::{ImageConfig, ImageSource};
     use nox_core::progress::Quiet;
 
     use super::*;
@@ -276,5 +277,57 @@ mod tests {
         lxc.set_unreachable("lxc is down");
         let e = prune(&ctx).unwrap_err().to_string();
         assert!(e.contains("sha256:v2") && e.contains("lxc is down"), "{e}");
+    }
+
+    fn build_source(url: &str) -> ImageSource {
+        ImageSource {
+            url: url.into(),
+            checksum: None,
+            checksum_url: None,
+        }
+    }
+
+    #[test]
+    fn the_release_comes_from_the_entrys_build_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = crate::testing::context(dir.path(), Vec::new());
+        let both = [BackendKind::Vm, BackendKind::Lxc];
+        let r = entry_release(&ctx, "debian-13", &both).unwrap();
+        assert_eq!(r.suite, "trixie");
+
+        ctx.config.images.insert(
+            "mixed".into(),
+            ImageConfig {
+                vm: vec![build_source("build:debian/12")],
+                lxc: vec![build_source("build:debian/13")],
+            },
+        );
+        let e = entry_release(&ctx, "mixed", &both).unwrap_err();
+        assert!(
+            e.is_bad_input() && e.to_string().contains("for another"),
+            "{e}"
+        );
+        // One backend alone is fine.
+        assert_eq!(
+            entry_release(&ctx, "mixed", &[BackendKind::Lxc])
+                .unwrap()
+                .suite,
+            "trixie"
+        );
+
+        for missing in ["nope", "mixed-no-build"] {
+            ctx.config.images.insert(
+                "mixed-no-build".into(),
+                ImageConfig {
+                    vm: vec![build_source("https://x/y.qcow2")],
+                    lxc: Vec::new(),
+                },
+            );
+            let e = entry_release(&ctx, missing, &[BackendKind::Vm]).unwrap_err();
+            assert!(
+                e.is_bad_input() && e.to_string().contains("--release debian/12"),
+                "{e}"
+            );
+        }
     }
 }
