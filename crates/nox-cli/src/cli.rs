@@ -134,7 +134,7 @@ pub enum Command {
     /// CPU and memory take effect at the next boot; the disk grows at once (never shrinks).
     Resize(ResizeArgs),
 
-    /// Manage the image cache
+    /// Manage the image caches (VM images, container bases)
     #[command(subcommand)]
     Image(ImageCommand),
 
@@ -361,15 +361,26 @@ pub struct ResourceArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// List cached images
+    /// List cached images: VM images and container bases
     List(JsonFlag),
-    /// Download and verify an image from [images] into the cache
+    /// Download and verify an image from [images] into a cache (a container base is
+    /// unpacked too, for unprivileged containers)
     Pull {
         /// An [images] name
         name: String,
+        /// Which cache [default: [defaults] backend]
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
     },
     /// Remove a cached image (by name or checksum) that no instance uses
-    Rm { image: String },
+    Rm {
+        image: String,
+        /// Only from this cache [default: every cache that has it]
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+    },
+    /// Remove every cached image no instance uses, and say how much space that freed
+    Prune(JsonFlag),
     /// Build an image here from its distribution's package archive (debootstrap)
     ///
     /// Makes a cloud-init-ready qcow2 for VMs and a container rootfs shaped like the LXC

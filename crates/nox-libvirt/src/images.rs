@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use nox_core::config::ImageSource;
 pub use nox_core::image::CachedImage;
-use nox_core::{fetch, Error, Progress};
+use nox_core::{fetch, BackendKind, Error, Progress};
 
 use crate::{qemu_img, LibvirtBackend};
 
@@ -25,11 +25,7 @@ pub fn ensure(
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     // One download per cache at a time: two creates must not write the same partial file.
-    // The lock lives with nox's other locks, so the cache holds only images.
-    let locks = storage_dir.join("locks");
-    std::fs::create_dir_all(&locks)
-        .map_err(|e| Error::io(format!("creating {}", locks.display()), e))?;
-    let _lock = nox_core::lock::lock(&locks.join("images.lock"))?;
+    let _lock = lock_cache(storage_dir)?;
     let (path, sum) = fetch::fetch_verified(source, &dir, ".qcow2", progress)?;
     let note = path.with_extension("json");
     if let Some(img) = std::fs::read(&note)
@@ -60,6 +56,7 @@ pub fn ensure(
     set_mode(&path, 0o644);
     let img = CachedImage {
         name: name.into(),
+        backend: BackendKind::Vm,
         checksum: sum.to_string(),
         path: path.clone(),
         url: fetch::expand_url(&source.url),
@@ -70,6 +67,16 @@ pub fn ensure(
         .map_err(|e| Error::encode(format!("recording image {name}"), e))?;
     std::fs::write(&note, json).map_err(|e| Error::io(format!("writing {}", note.display()), e))?;
     Ok(img)
+}
+
+/// The cache's lock: held while an image is fetched, removed or pruned, so `rm` never takes
+/// a file a download is writing. It lives with nox's other locks, so the cache holds only
+/// images.
+pub(crate) fn lock_cache(storage_dir: &Path) -> Result<nox_core::lock::LockGuard, Error> {
+    let locks = storage_dir.join("locks");
+    std::fs::create_dir_all(&locks)
+        .map_err(|e| Error::io(format!("creating {}", locks.display()), e))?;
+    nox_core::lock::lock(&locks.join("images.lock"))
 }
 
 pub fn list(storage_dir: &Path) -> Vec<CachedImage> {
@@ -85,11 +92,12 @@ pub fn list(storage_dir: &Path) -> Vec<CachedImage> {
     images
 }
 
-/// Removes a cached image by `[images]` name or checksum; returns what was removed.
+/// Removes a cached image by `[images]` name or checksum; returns what was removed. The
+/// caller holds the cache's lock and read `in_use` under it.
 pub fn remove(
     storage_dir: &Path,
     which: &str,
-    in_use: &[String],
+    in_use: &[(String, String)],
 ) -> Result<Vec<CachedImage>, Error> {
     let matching: Vec<CachedImage> = list(storage_dir)
         .into_iter()
@@ -102,21 +110,102 @@ pub fn remove(
         });
     }
     for img in &matching {
-        if in_use.contains(&img.checksum) {
+        let users: Vec<&str> = in_use
+            .iter()
+            .filter(|(_, sum)| *sum == img.checksum)
+            .map(|(vm, _)| vm.as_str())
+            .collect();
+        if !users.is_empty() {
             return Err(Error::Refused {
-                message: format!("image {} is the base of existing VMs", img.name),
-                hint: "delete those VMs first (`nox list`)".into(),
+                message: format!(
+                    "image {} is the base of the VMs {}",
+                    img.name,
+                    users.join(", ")
+                ),
+                hint: "delete those VMs first (`nox delete NAME`)".into(),
             });
         }
     }
     for img in &matching {
-        let _ = std::fs::remove_file(&img.path);
-        let _ = std::fs::remove_file(img.path.with_extension("json"));
+        delete(img)?;
     }
     Ok(matching)
+}
+
+/// Removes every cached image whose checksum no VM records as its base (the caller holds
+/// the cache's lock). A VM backup needs no base: its full backup holds the whole disk
+/// (backup/mod.rs).
+pub fn prune(storage_dir: &Path, in_use: &[(String, String)]) -> Result<Vec<CachedImage>, Error> {
+    let unused = unused(list(storage_dir), in_use);
+    for img in &unused {
+        delete(img)?;
+    }
+    Ok(unused)
+}
+
+/// The images no VM uses: `in_use` holds each VM's name and its record's base checksum.
+fn unused(images: Vec<CachedImage>, in_use: &[(String, String)]) -> Vec<CachedImage> {
+    images
+        .into_iter()
+        .filter(|i| !in_use.iter().any(|(_, sum)| *sum == i.checksum))
+        .collect()
+}
+
+/// The image first, its note last: if removing the image fails, the note keeps it listed
+/// (and removable) rather than leaving a file `nox image list` cannot see.
+fn delete(img: &CachedImage) -> Result<(), Error> {
+    for f in [img.path.clone(), img.path.with_extension("json")] {
+        match std::fs::remove_file(&f) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", f.display()), e)),
+        }
+    }
+    Ok(())
 }
 
 pub fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(name: &str, checksum: &str) -> CachedImage {
+        CachedImage {
+            name: name.into(),
+            backend: BackendKind::Vm,
+            checksum: checksum.into(),
+            path: format!("/c/{checksum}.qcow2").into(),
+            url: String::new(),
+            size_bytes: 1,
+            virtual_size_bytes: 1,
+        }
+    }
+
+    #[test]
+    fn prune_keeps_exactly_the_images_vms_name() {
+        let images = vec![
+            image("a", "sha256:1"),
+            image("b", "sha256:2"),
+            image("c", "sha256:3"),
+        ];
+        let in_use = [
+            ("web".into(), "sha256:2".into()),
+            ("db".into(), "sha256:9".into()),
+        ];
+        let gone = unused(images, &in_use);
+        let names: Vec<_> = gone.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
+    }
+
+    /// Notes written before containers had a cache have no `backend`: they are VM images.
+    #[test]
+    fn an_old_note_without_backend_reads_as_a_vm_image() {
+        let old = r#"{"name":"d","checksum":"sha256:1","path":"/c/x.qcow2","url":"u","size_bytes":2,"virtual_size_bytes":3}"#;
+        let img: CachedImage = serde_json::from_str(old).unwrap();
+        assert_eq!(img.backend, BackendKind::Vm);
+    }
 }

@@ -94,12 +94,23 @@ impl LibvirtBackend {
         self.config.vm.storage_dir.join("instances").join(name)
     }
 
-    /// Checksums of the base images existing VMs use (so `image rm` can refuse them).
-    fn images_in_use(&self) -> Result<Vec<String>, Error> {
+    /// Refuses while a VM create runs: it may hold an image no domain records yet. Called
+    /// with the cache's lock held, so a create starting later waits for it to fetch.
+    fn refuse_beside_creates(&self) -> Result<(), Error> {
+        let state = nox_core::state::StateDir::new(&self.config.state.dir);
+        nox_core::image::refuse_beside_creates(&state.creating(BackendKind::Vm)?)
+    }
+
+    /// Each existing VM's name and its base image's checksum (so `image rm` can refuse
+    /// them). A failed listing is an error, never "no VMs": prune would take every base.
+    fn images_in_use(&self) -> Result<Vec<(String, String)>, Error> {
         let conn = self.conn()?;
-        Ok(list::records(&conn)
-            .into_iter()
-            .map(|(_, r)| r.image_checksum)
+        let domains = conn
+            .list_all_domains(0)
+            .map_err(|e| error::LibvirtError::call("listing domains", e))?;
+        Ok(domains
+            .iter()
+            .filter_map(|d| Some((d.name().ok()?, list::record(d)?.image_checksum)))
             .collect())
     }
 }
@@ -249,7 +260,21 @@ impl ImageCache for LibvirtBackend {
     }
 
     fn remove(&self, which: &str) -> Result<Vec<CachedImage>, Error> {
-        images::remove(&self.config.vm.storage_dir, which, &self.images_in_use()?)
+        let dir = &self.config.vm.storage_dir;
+        let _lock = images::lock_cache(dir)?;
+        self.refuse_beside_creates()?;
+        images::remove(dir, which, &self.images_in_use()?)
+    }
+
+    fn prune(&self) -> Result<Vec<CachedImage>, Error> {
+        let dir = &self.config.vm.storage_dir;
+        // An empty cache needs no libvirtd: a container-only host prunes without one.
+        if images::list(dir).is_empty() {
+            return Ok(Vec::new());
+        }
+        let _lock = images::lock_cache(dir)?;
+        self.refuse_beside_creates()?;
+        images::prune(dir, &self.images_in_use()?)
     }
 }
 

@@ -3,6 +3,9 @@
 //! container's user namespace (lxc-usernsexec), so they are shifted once per image, never per
 //! container; each container is an overlay on its base.
 //!
+//! Each base has a note, `KEY.json` (base_note.rs), naming it for `nox image list`;
+//! image_cache.rs lists, removes and prunes bases.
+//!
 //! Sources: a rootfs tarball (`https://`, `file://`, a path; verified by checksum), or
 //! `images:DIST/RELEASE` from the simplestreams server `[lxc] image_server`, whose rootfs is
 //! verified against the SHA-256 in the server's products file (nox_core::simplestreams) and
@@ -10,9 +13,11 @@
 
 use std::path::{Path, PathBuf};
 
-use nox_core::config::ImageSource;
+use nox_core::config::{Checksum, ImageSource};
 use nox_core::host::{Cmd, Runner};
 use nox_core::{fetch, simplestreams, Error, Progress};
+
+use crate::base_note::BaseNote;
 
 /// How a base's files are owned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +29,8 @@ pub enum Mapping {
 }
 
 impl Mapping {
-    fn suffix(self) -> String {
+    /// Ends the name of the base's unpacked copy, `KEY-SUFFIX` (image_cache.rs reads it back).
+    pub fn suffix(self) -> String {
         match self {
             Mapping::Shifted { uid, gid } => format!("u{uid}-g{gid}"),
             Mapping::Host => "host".into(),
@@ -36,11 +42,13 @@ pub fn images_dir(lxcpath: &Path) -> PathBuf {
     lxcpath.join(".nox/images")
 }
 
-/// Returns the base rootfs for `source` under `mapping`, building it if needed.
+/// Returns the base rootfs for `source` (the `[images]` entry `name`) under `mapping`,
+/// building it if needed.
 pub fn ensure_base(
     runner: &dyn Runner,
     lxcpath: &Path,
     image_server: &str,
+    name: &str,
     source: &ImageSource,
     mapping: Mapping,
     progress: &dyn Progress,
@@ -64,6 +72,8 @@ pub fn ensure_base(
                 .join(format!("{key}-{}", mapping.suffix()))
                 .join("rootfs");
             if rootfs.is_dir() {
+                // A base unpacked before bases had notes gets its note now.
+                note_simplestreams(&dir, &key, name, image_server, &selection)?;
                 tracing::info!(product = %selection.product, version = %selection.version,
                     "container base cached");
                 return Ok(rootfs);
@@ -71,11 +81,20 @@ pub fn ensure_base(
             tracing::info!(product = %selection.product, version = %selection.version,
                 "fetching container base");
             let fetched = simplestreams::fetch(image_server, selection, &dir, progress)?;
+            note_simplestreams(&dir, &key, name, image_server, &fetched.selection)?;
             (fetched.rootfs, key)
         }
         None => {
             let (tarball, sum) = fetch::fetch_verified(source, &dir, ".tar.xz", progress)?;
-            (tarball, fetch::cache_key(&sum, ""))
+            let key = fetch::cache_key(&sum, "");
+            BaseNote {
+                name: name.into(),
+                checksum: sum.to_string(),
+                url: fetch::expand_url(&source.url),
+                files: vec![format!("{key}.tar.xz")],
+            }
+            .write_once(&dir, &key)?;
+            (tarball, key)
         }
     };
     let base = dir.join(format!("{key}-{}", mapping.suffix()));
@@ -97,6 +116,32 @@ pub fn ensure_base(
     std::fs::rename(&staging, &base)
         .map_err(|e| Error::io(format!("publishing {}", base.display()), e))?;
     Ok(rootfs)
+}
+
+/// The note of an `images:` base, written once its files are verified (a refused download
+/// leaves no note behind). Its files are named by their SHA-256 from the products file, as
+/// `simplestreams::fetch` caches them.
+fn note_simplestreams(
+    dir: &Path,
+    key: &str,
+    name: &str,
+    server: &str,
+    selection: &simplestreams::Selection,
+) -> Result<(), Error> {
+    let file = |item: &simplestreams::Item, ext: &str| -> Result<String, Error> {
+        let sum = Checksum::try_from(format!("sha256:{}", item.sha256)).map_err(Error::Usage)?;
+        Ok(fetch::cache_key(&sum, ext))
+    };
+    BaseNote {
+        name: name.into(),
+        checksum: format!("fp:{}", selection.fingerprint),
+        url: format!("{server}/{}", selection.rootfs.path),
+        files: vec![
+            file(&selection.rootfs, ".tar.xz")?,
+            file(&selection.metadata, ".meta.tar.xz")?,
+        ],
+    }
+    .write_once(dir, key)
 }
 
 fn unpack(

@@ -11,7 +11,9 @@
 //! - `config.rs` renders the LXC config from typed structs (golden files), `record.rs` is
 //!   nox's record beside it, `cgroup.rs` reads the host's cgroup layout, `subid.rs` root's
 //!   subordinate ids;
-//! - `images.rs` unpacks and caches base root filesystems;
+//! - `images.rs` unpacks and caches base root filesystems, each named by a note
+//!   (`base_note.rs`); `image_cache.rs` finds them on disk, with the containers using each,
+//!   and `image_verbs.rs` is `nox image` on them (list, pull, rm, prune);
 //! - `liblxc.rs` is the safe face of liblxc (`lxc-sys`); `access.rs` (ssh, console, passwd,
 //!   resize, nesting) and `exec_io.rs` (exec with pipes) use it;
 //! - `backup.rs` backs containers up (frozen tar + zstd) and restores them; `recover.rs`
@@ -27,6 +29,7 @@
 
 mod access;
 pub mod backup;
+pub mod base_note;
 pub mod cgroup;
 pub mod config;
 mod create;
@@ -34,6 +37,8 @@ pub mod docker_volume;
 pub mod error;
 mod exec_io;
 pub mod host_checks;
+pub mod image_cache;
+mod image_verbs;
 pub mod images;
 pub mod liblxc;
 mod lifecycle;
@@ -49,6 +54,7 @@ use std::time::Duration;
 use nox_core::backend::{CreateOptions, ExecIo, Handoff, Resize};
 use nox_core::config::Config;
 use nox_core::host::Host;
+use nox_core::image::ImageCache;
 use nox_core::instance::{Instance, InstanceSpec};
 use nox_core::secret::Password;
 use nox_core::state::Operation;
@@ -81,16 +87,26 @@ impl LxcBackend {
             sources,
             &*self.host.builder,
             progress,
-            |source| {
-                images::ensure_base(
-                    &*self.host.runner,
-                    &self.config.lxc.lxcpath,
-                    &self.config.lxc.image_server,
-                    source,
-                    mapping,
-                    progress,
-                )
-            },
+            |source| self.base_from(name, source, mapping, progress),
+        )
+    }
+
+    /// The base rootfs for `source`, the `[images]` entry `name`, under `mapping`.
+    fn base_from(
+        &self,
+        name: &str,
+        source: &nox_core::config::ImageSource,
+        mapping: images::Mapping,
+        progress: &dyn Progress,
+    ) -> Result<std::path::PathBuf, Error> {
+        images::ensure_base(
+            &*self.host.runner,
+            &self.config.lxc.lxcpath,
+            &self.config.lxc.image_server,
+            name,
+            source,
+            mapping,
+            progress,
         )
     }
 }
@@ -107,6 +123,10 @@ impl Backend for LxcBackend {
     /// The bridge, and for an unprivileged container root's subordinate ids.
     fn preflight(&self, spec: &InstanceSpec) -> Result<(), Error> {
         create::preflight(self, spec).map(|_| ())
+    }
+
+    fn image_cache(&self) -> Option<&dyn ImageCache> {
+        Some(self)
     }
 
     fn create(

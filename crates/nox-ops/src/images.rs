@@ -1,41 +1,116 @@
-//! `nox image list|pull|rm|build`: the image caches backends keep, and images built here.
+//! `nox image list|pull|rm|prune|build`: the image caches this host's backends keep (VM
+//! images, container bases), and images built here.
 
 use nox_core::image::{CachedImage, ImageCache};
 use nox_core::image_build::{self, Release};
 use nox_core::{BackendKind, Error, Progress, Result};
+use serde::Serialize;
 
 use crate::context::Context;
 
-fn caches(ctx: &Context) -> Vec<&dyn ImageCache> {
-    ctx.backends.all().filter_map(|b| b.image_cache()).collect()
+/// What `nox image prune` removed, and the bytes that freed. The `--json` shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    pub removed: Vec<CachedImage>,
+    pub freed_bytes: u64,
 }
 
-fn any_cache(ctx: &Context) -> Result<&dyn ImageCache> {
-    caches(ctx).into_iter().next().ok_or_else(|| {
-        Error::Usage(
-            "no backend of this nox keeps an image cache (VMs do: build with the `vm` feature)"
-                .into(),
-        )
-    })
+/// This host's caches, with the kind of backend keeping each. Remotes keep their own images.
+fn caches(ctx: &Context) -> Vec<(BackendKind, &dyn ImageCache)> {
+    ctx.backends
+        .at(None)
+        .filter_map(|b| Some((b.kind(), b.image_cache()?)))
+        .collect()
+}
+
+/// The cache of the `kind` backend.
+fn cache(ctx: &Context, kind: BackendKind) -> Result<&dyn ImageCache> {
+    ctx.backends
+        .get(None, kind)?
+        .image_cache()
+        .ok_or_else(|| Error::Usage(format!("the {kind} backend keeps no image cache")))
 }
 
 /// Every cached image of every cache.
 pub fn list(ctx: &Context) -> Result<Vec<CachedImage>> {
     let mut all = Vec::new();
-    for c in caches(ctx) {
+    for (_, c) in caches(ctx) {
         all.extend(c.list()?);
     }
     Ok(all)
 }
 
-/// Downloads and verifies the `[images]` entry `name`.
-pub fn pull(ctx: &Context, name: &str, progress: &dyn Progress) -> Result<CachedImage> {
-    any_cache(ctx)?.pull(name, progress)
+/// Downloads and verifies the `[images]` entry `name` into the cache of `backend` (default:
+/// `[defaults] backend`).
+pub fn pull(
+    ctx: &Context,
+    name: &str,
+    backend: Option<BackendKind>,
+    progress: &dyn Progress,
+) -> Result<CachedImage> {
+    let kind = backend.unwrap_or(ctx.config.defaults.backend);
+    cache(ctx, kind)?.pull(name, progress)
 }
 
-/// Removes cached images by name or checksum.
-pub fn remove(ctx: &Context, which: &str) -> Result<Vec<CachedImage>> {
-    any_cache(ctx)?.remove(which)
+/// Removes cached images by name or checksum from the cache of `backend`, or from every
+/// cache that has one. `removed` hears of each removal as it happens, so what was removed
+/// before a later cache refused is still said.
+pub fn remove(
+    ctx: &Context,
+    which: &str,
+    backend: Option<BackendKind>,
+    removed: &mut dyn FnMut(&CachedImage),
+) -> Result<()> {
+    let targets = match backend {
+        Some(kind) => vec![cache(ctx, kind)?],
+        None => {
+            let mut holding = Vec::new();
+            for (_, c) in caches(ctx) {
+                if c.list()?
+                    .iter()
+                    .any(|i| i.name == which || i.checksum == which)
+                {
+                    holding.push(c);
+                }
+            }
+            if holding.is_empty() {
+                return Err(Error::Refused {
+                    message: format!("no cached image {which:?}"),
+                    hint: "`nox image list` shows the caches".into(),
+                });
+            }
+            holding
+        }
+    };
+    for c in targets {
+        c.remove(which)?.iter().for_each(&mut *removed);
+    }
+    Ok(())
+}
+
+/// Removes from every cache what no instance uses (no backup needs a cached base: see
+/// `ImageCache::prune`).
+pub fn prune(ctx: &Context) -> Result<Pruned> {
+    let mut removed: Vec<CachedImage> = Vec::new();
+    for (kind, c) in caches(ctx) {
+        match c.prune() {
+            Ok(gone) => removed.extend(gone),
+            Err(e) if removed.is_empty() => return Err(e),
+            // Say what is already gone: the error alone would hide it.
+            Err(e) => {
+                let names: Vec<&str> = removed.iter().map(|i| i.checksum.as_str()).collect();
+                return Err(e.context(format!(
+                    "pruning the {kind} cache, after removing {}",
+                    names.join(", ")
+                )));
+            }
+        }
+    }
+    let freed_bytes = removed.iter().map(|i| i.size_bytes).sum();
+    Ok(Pruned {
+        removed,
+        freed_bytes,
+    })
 }
 
 /// `nox image build NAME`: builds the image on this host from its distribution's archive and
@@ -53,15 +128,10 @@ pub fn build(
         Some(r) => Release::parse(r)?,
         None => entry_release(ctx, name, kinds)?,
     };
-    let mut caches = Vec::new();
-    for &kind in kinds {
-        let cache = ctx
-            .backends
-            .get(None, kind)?
-            .image_cache()
-            .ok_or_else(|| Error::Usage(format!("the {kind} backend keeps no image cache")))?;
-        caches.push(cache);
-    }
+    let caches = kinds
+        .iter()
+        .map(|&kind| cache(ctx, kind))
+        .collect::<Result<Vec<_>>>()?;
     let sources = ctx.host.builder.build(release, kinds, progress)?;
     caches
         .into_iter()
@@ -107,8 +177,107 @@ fn entry_release(ctx: &Context, name: &str, kinds: &[BackendKind]) -> Result<Rel
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use nox_core::config::{ImageConfig, ImageSource};
+    use nox_core::progress::Quiet;
+
+    use super::*;
+    use crate::testing::{context, FakeBackend};
+
+    fn two_caches(dir: &std::path::Path) -> (Context, FakeBackend, FakeBackend) {
+        let vm = FakeBackend::new(BackendKind::Vm).with_images(&[
+            ("debian", "sha256:v1", 300, Some("web")),
+            ("old", "sha256:v2", 200, None),
+        ]);
+        let lxc = FakeBackend::new(BackendKind::Lxc).with_images(&[
+            ("debian", "sha256:c1", 50, None),
+            ("alpine", "sha256:c2", 7, Some("box")),
+        ]);
+        // A remote's images are its own: never listed, pulled or pruned here.
+        let remote = FakeBackend::new(BackendKind::Lxc)
+            .on_remote("lab")
+            .with_images(&[("far", "sha256:r1", 9, None)]);
+        let ctx = context(
+            dir,
+            vec![
+                Box::new(vm.clone()),
+                Box::new(lxc.clone()),
+                Box::new(remote),
+            ],
+        );
+        (ctx, vm, lxc)
+    }
+
+    #[test]
+    fn list_covers_every_local_cache_with_its_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, _, _) = two_caches(dir.path());
+        let rows: Vec<(BackendKind, String)> = list(&ctx)
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.backend, i.name))
+            .collect();
+        assert_eq!(rows.len(), 4, "{rows:?}");
+        assert!(rows.contains(&(BackendKind::Lxc, "alpine".into())));
+        assert!(!rows.iter().any(|(_, n)| n == "far"));
+    }
+
+    #[test]
+    fn pull_goes_to_the_default_backend_unless_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ctx, vm, lxc) = two_caches(dir.path());
+        ctx.config.defaults.backend = BackendKind::Lxc;
+        pull(&ctx, "debian", None, &Quiet).unwrap();
+        pull(&ctx, "debian", Some(BackendKind::Vm), &Quiet).unwrap();
+        assert_eq!(lxc.calls(), ["pull debian"]);
+        assert_eq!(vm.calls(), ["pull debian"]);
+    }
+
+    #[test]
+    fn rm_without_backend_tries_every_cache_holding_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, vm, lxc) = two_caches(dir.path());
+        let mut said = Vec::new();
+        // The VM cache refuses (web uses it) after nothing was removed; the LXC one is not
+        // reached, so nothing is removed at all.
+        let e = remove(&ctx, "debian", None, &mut |i| said.push(i.checksum.clone())).unwrap_err();
+        assert!(e.is_bad_input() && e.to_string().contains("web"), "{e}");
+        assert!(said.is_empty());
+        assert_eq!(lxc.list().unwrap().len(), 2);
+        // Told which cache, it removes from that one only.
+        remove(&ctx, "debian", Some(BackendKind::Lxc), &mut |i| {
+            said.push(i.checksum.clone())
+        })
+        .unwrap();
+        assert_eq!(said, ["sha256:c1"]);
+        assert_eq!(vm.list().unwrap().len(), 2);
+        // A name no cache has is refused as bad input.
+        let e = remove(&ctx, "nothing", None, &mut |_| {}).unwrap_err();
+        assert!(e.is_bad_input(), "{e}");
+    }
+
+    #[test]
+    fn prune_removes_the_unused_images_of_every_cache_and_adds_up_their_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, vm, lxc) = two_caches(dir.path());
+        let p = prune(&ctx).unwrap();
+        let gone: Vec<&str> = p.removed.iter().map(|i| i.checksum.as_str()).collect();
+        assert_eq!(gone, ["sha256:v2", "sha256:c1"]);
+        assert_eq!(p.freed_bytes, 250);
+        assert_eq!(vm.list().unwrap().len(), 1);
+        assert_eq!(lxc.list().unwrap().len(), 1);
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["freed_bytes"], 250);
+        assert_eq!(json["removed"][1]["backend"], "lxc");
+    }
+
+    #[test]
+    fn a_cache_that_fails_after_another_pruned_says_what_is_already_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, _, lxc) = two_caches(dir.path());
+        lxc.set_unreachable("lxc is down");
+        let e = prune(&ctx).unwrap_err().to_string();
+        assert!(e.contains("sha256:v2") && e.contains("lxc is down"), "{e}");
+    }
 
     fn build_source(url: &str) -> ImageSource {
         ImageSource {

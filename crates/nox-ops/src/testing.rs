@@ -13,6 +13,7 @@ use nox_core::backup::{
     RestoreOptions, FORMAT,
 };
 use nox_core::host::Host;
+use nox_core::image::{CachedImage, ImageCache};
 use nox_core::instance::{Instance, InstanceSpec, InstanceState, SshEndpoint};
 use nox_core::progress::Quiet;
 use nox_core::secret::Password;
@@ -34,6 +35,8 @@ struct State {
     exit_codes: BTreeMap<String, i32>,
     probe_output: String,
     restored: Vec<Vec<String>>,
+    /// The image cache, when this fake keeps one: each image, and the instance using it.
+    images: Option<Vec<(CachedImage, Option<String>)>>,
 }
 
 /// A backend in memory. Clones share their state, so a test keeps one to look at.
@@ -113,6 +116,21 @@ impl FakeBackend {
         self.st().restored.clone()
     }
 
+    /// Gives this fake an image cache holding `images`: (name, checksum, size, the instance
+    /// using it).
+    pub fn with_images(self, images: &[(&str, &str, u64, Option<&str>)]) -> FakeBackend {
+        let kind = self.kind;
+        self.st().images = Some(
+            images
+                .iter()
+                .map(|(name, sum, size, user)| {
+                    (cached(name, sum, *size, kind), user.map(String::from))
+                })
+                .collect(),
+        );
+        self
+    }
+
     fn reachable(&self) -> Result<()> {
         match &self.st().unreachable {
             Some(why) => Err(Error::failed(why.clone(), "start it")),
@@ -160,9 +178,82 @@ pub fn instance(name: &str, kind: BackendKind) -> Instance {
     }
 }
 
+fn cached(name: &str, checksum: &str, size: u64, backend: BackendKind) -> CachedImage {
+    CachedImage {
+        name: name.into(),
+        backend,
+        checksum: checksum.into(),
+        path: format!("/cache/{checksum}").into(),
+        url: format!("file:///{name}"),
+        size_bytes: size,
+        virtual_size_bytes: size,
+    }
+}
+
+impl ImageCache for FakeBackend {
+    fn list(&self) -> Result<Vec<CachedImage>> {
+        self.reachable()?;
+        let st = self.st();
+        Ok(st.images.iter().flatten().map(|(i, _)| i.clone()).collect())
+    }
+
+    fn pull(&self, name: &str, _: &dyn Progress) -> Result<CachedImage> {
+        self.reachable()?;
+        self.st().calls.push(format!("pull {name}"));
+        Ok(cached(name, "sha256:new", 1, self.kind))
+    }
+
+    fn add(
+        &self,
+        name: &str,
+        source: &nox_core::config::ImageSource,
+        _: &dyn Progress,
+    ) -> Result<CachedImage> {
+        self.reachable()?;
+        self.st().calls.push(format!("add {name} {}", source.url));
+        Ok(cached(name, "sha256:built", 1, self.kind))
+    }
+
+    fn remove(&self, which: &str) -> Result<Vec<CachedImage>> {
+        self.reachable()?;
+        let mut st = self.st();
+        let images = st.images.get_or_insert_with(Vec::new);
+        let hit = |i: &CachedImage| i.name == which || i.checksum == which;
+        if let Some((_, Some(user))) = images.iter().find(|(i, u)| hit(i) && u.is_some()) {
+            return Err(Error::Refused {
+                message: format!("image {which} is the base of {user}"),
+                hint: "delete it first".into(),
+            });
+        }
+        let (gone, kept) = images.drain(..).partition(|(i, _)| hit(i));
+        *images = kept;
+        let gone: Vec<CachedImage> = gone.into_iter().map(|(i, _)| i).collect();
+        if gone.is_empty() {
+            return Err(Error::Refused {
+                message: format!("no cached image {which:?}"),
+                hint: "look".into(),
+            });
+        }
+        Ok(gone)
+    }
+
+    fn prune(&self) -> Result<Vec<CachedImage>> {
+        self.reachable()?;
+        let mut st = self.st();
+        let images = st.images.get_or_insert_with(Vec::new);
+        let (gone, kept) = images.drain(..).partition(|(_, u)| u.is_none());
+        *images = kept;
+        Ok(gone.into_iter().map(|(i, _)| i).collect::<Vec<_>>())
+    }
+}
+
 impl Backend for FakeBackend {
     fn kind(&self) -> BackendKind {
         self.kind
+    }
+    fn image_cache(&self) -> Option<&dyn ImageCache> {
+        self.st().images.as_ref()?;
+        Some(self)
     }
     fn remote(&self) -> Option<&str> {
         self.remote.as_deref()

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 pub use instance_lock::{Holder, InstanceLock};
 pub use intent::{Intent, IntentGuard, Operation};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::instance::BackendKind;
 use crate::name::InstanceRef;
 
 /// The state directory.
@@ -69,6 +70,41 @@ impl StateDir {
 
     pub fn intent_path(&self, r: &InstanceRef) -> PathBuf {
         self.place("intents", r, "json")
+    }
+
+    /// The local instances a running command is creating on `backend` now: a create intent
+    /// whose process is alive. Until such a create writes its instance's record, nothing
+    /// says which cached image it took, so `nox image rm` and `prune` refuse to run beside
+    /// one. A record whose process is gone was left by a killed create, which recovery
+    /// undoes: it needs no image.
+    pub fn creating(&self, backend: BackendKind) -> Result<Vec<String>> {
+        let dir = self.root.join("intents").join("local");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+        };
+        let mut names = Vec::new();
+        for e in entries.flatten() {
+            let path = e.path();
+            let Some(name) = path
+                .extension()
+                .filter(|x| *x == "json")
+                .and_then(|_| path.file_stem())
+            else {
+                continue;
+            };
+            // A record being replaced or removed as we read it is no create in progress.
+            let Ok(Some(intent)) = intent::read(&path) else {
+                continue;
+            };
+            let alive = Path::new("/proc").join(intent.pid.to_string()).exists();
+            if intent.operation == Operation::Create && intent.backend == backend && alive {
+                names.push(name.to_string_lossy().into_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
     }
 
     /// Takes `r`'s lock for `verb`. With [`Wait::No`], `Ok(Err(holder))` when it is held.
@@ -131,7 +167,6 @@ impl Held {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::instance::BackendKind;
 
     #[test]
     fn local_and_remote_names_are_apart() {
@@ -170,5 +205,27 @@ mod tests {
         for kind in ["locks/local", "intents/local"] {
             assert_eq!(std::fs::read_dir(dir.path().join(kind)).unwrap().count(), 0);
         }
+    }
+
+    #[test]
+    fn creating_names_only_live_creates_of_that_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::new(dir.path());
+        assert!(s.creating(BackendKind::Lxc).unwrap().is_empty());
+        let record = |name: &str, op: Operation, backend: BackendKind, pid: u32| {
+            let mut i = Intent::new(op, backend);
+            i.pid = pid;
+            let path = s.intent_path(&name.parse().unwrap());
+            // Kept on disk: the guard would remove the record when dropped.
+            std::mem::forget(intent::write(&path, &i).unwrap());
+        };
+        let me = std::process::id();
+        record("web", Operation::Create, BackendKind::Lxc, me);
+        record("db", Operation::Create, BackendKind::Vm, me);
+        record("old", Operation::Backup, BackendKind::Lxc, me);
+        // pid_max is at most 2^22: this process cannot exist.
+        record("dead", Operation::Create, BackendKind::Lxc, u32::MAX);
+        assert_eq!(s.creating(BackendKind::Lxc).unwrap(), ["web"]);
+        assert_eq!(s.creating(BackendKind::Vm).unwrap(), ["db"]);
     }
 }
