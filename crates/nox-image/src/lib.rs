@@ -180,7 +180,13 @@ impl ImageBuilder for Builder {
                     BackendKind::Vm => outputs.qcow2.as_ref(),
                     BackendKind::Lxc => outputs.rootfs.as_ref(),
                 };
-                source_for(path.expect("built for every kind asked"))
+                let path = path.ok_or_else(|| {
+                    Error::failed(
+                        format!("the build made no {kind} image"),
+                        "report this as a bug",
+                    )
+                })?;
+                source_for(path)
             })
             .collect()
     }
