@@ -117,6 +117,9 @@ const SECOND_LANE: &[(&str, &str)] = &[
     ("nox-incus", "live"),
     ("nox-tests", "remote"),
     ("nox-tests", "mount"),
+    // Containers only, with private caches: the image verbs and builds.
+    ("nox-tests", "images"),
+    ("nox-tests", "image_build"),
 ];
 
 fn run_in_two_lanes(test: impl Fn(&[&str]) -> Command + Sync) -> Result<()> {
