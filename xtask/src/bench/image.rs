@@ -39,8 +39,14 @@ pub fn run(args: &[String]) -> Result<()> {
 
             // A build dir of its own each run: nothing is found built.
             let build_dir = Path::new(ROOT).join(format!("builds-{run}"));
-            let config = std::fs::read_to_string(&b.config)?
-                + &format!("\n[build]\ndir = \"{}\"\n", build_dir.display());
+            // Not the bench's config: that one's [build] dir is the test bed's, already built.
+            let config = format!(
+                "[vm]\nstorage_dir = \"{}\"\n\n[lxc]\nlxcpath = \"{}\"\n\n[state]\ndir = \"{}\"\n\n[build]\ndir = \"{}\"\n",
+                b.storage.display(),
+                Path::new(ROOT).join("lxc").display(),
+                Path::new(ROOT).join("state").display(),
+                build_dir.display()
+            );
             let cfg = Path::new(ROOT).join(format!("nox-{run}.toml"));
             std::fs::write(&cfg, config)?;
             let t = Instant::now();
