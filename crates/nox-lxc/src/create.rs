@@ -78,16 +78,7 @@ pub fn preflight(b: &LxcBackend, spec: &InstanceSpec) -> Result<(Mode, String), 
             "start it (`/usr/libexec/lxc/lxc-net start`, or `cargo xtask setup`), or set [lxc] bridge",
         ));
     }
-    let (uid, gid) = (
-        subid::root_range("/etc/subuid"),
-        subid::root_range("/etc/subgid"),
-    );
-    let (Some(uid), Some(gid)) = (uid, gid) else {
-        return Err(Error::failed(
-            "root has no subordinate id range of 65536 in /etc/subuid and /etc/subgid, which unprivileged containers need",
-            "add the line `root:100000:65536` to both /etc/subuid and /etc/subgid",
-        ));
-    };
+    let (uid, gid) = subid::root_ranges()?;
     Ok((
         Mode::Unprivileged {
             uid_start: uid.start,

@@ -108,16 +108,7 @@ impl ImageCache for LxcBackend {
 
 /// The mapping of a default container: root's subordinate ids.
 fn unprivileged_mapping() -> Result<images::Mapping, Error> {
-    let (uid, gid) = (
-        subid::root_range("/etc/subuid"),
-        subid::root_range("/etc/subgid"),
-    );
-    let (Some(uid), Some(gid)) = (uid, gid) else {
-        return Err(Error::failed(
-            "root has no subordinate id range of 65536 in /etc/subuid and /etc/subgid, which unprivileged containers need",
-            "add the line `root:100000:65536` to both /etc/subuid and /etc/subgid",
-        ));
-    };
+    let (uid, gid) = subid::root_ranges()?;
     Ok(images::Mapping::Shifted {
         uid: uid.start,
         gid: gid.start,

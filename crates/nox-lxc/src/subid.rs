@@ -34,6 +34,18 @@ pub fn root_range(path: &str) -> Option<SubIdRange> {
     find_range(&text, "root", 0)
 }
 
+/// root's uid and gid ranges, which every unprivileged container is mapped into, or the
+/// error that says how to add them.
+pub fn root_ranges() -> Result<(SubIdRange, SubIdRange), nox_core::Error> {
+    match (root_range("/etc/subuid"), root_range("/etc/subgid")) {
+        (Some(uid), Some(gid)) => Ok((uid, gid)),
+        _ => Err(nox_core::Error::failed(
+            "root has no subordinate id range of 65536 in /etc/subuid and /etc/subgid, which unprivileged containers need",
+            "add the line `root:100000:65536` to both /etc/subuid and /etc/subgid",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

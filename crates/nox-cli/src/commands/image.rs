@@ -28,13 +28,7 @@ pub fn run(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             let progress = Terminal::default();
             let img = images::pull(&ctx, &name, backend.map(Into::into), &progress)?;
             nox_core::Progress::done(&progress);
-            println!(
-                "{} {} {} {}",
-                img.backend,
-                img.name,
-                img.checksum,
-                img.path.display()
-            );
+            print_line(&img);
         }
         ImageCommand::Build {
             name,
@@ -53,13 +47,7 @@ pub fn run(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&built)?);
             } else {
                 for img in &built {
-                    println!(
-                        "{} {} {} {}",
-                        img.backend,
-                        img.name,
-                        img.checksum,
-                        img.path.display()
-                    );
+                    print_line(img);
                 }
             }
             if !ctx.config.images.contains_key(&name) {
@@ -130,4 +118,15 @@ fn table(list: Vec<CachedImage>) -> Table {
         ]);
     }
     t
+}
+
+/// One cached image on one line, for scripts that read words: backend, name, checksum, path.
+fn print_line(img: &nox_core::image::CachedImage) {
+    println!(
+        "{} {} {} {}",
+        img.backend,
+        img.name,
+        img.checksum,
+        img.path.display()
+    );
 }
