@@ -135,7 +135,7 @@ impl Client {
     }
 
     /// Starts an exec operation and connects its four websockets. Incus starts the command
-    /// only once all four are connected, and gives up after 5 s: on a loaded cluster
+    /// once the three data sockets are connected, and gives up after 5 s: on a loaded cluster
     /// (a member proxying to another) the connects can miss that window, and the operation
     /// fails ("Only running operations can be connected") without the command having run.
     /// Such an exec is started again, up to EXEC_STARTS times in all (CI's two CPUs, busy with
@@ -178,12 +178,19 @@ impl Client {
                 .ok_or_else(|| Error::protocol("an exec operation", format!("no websocket `{fd}`")))
         };
         let (sc, s0, s1, s2) = (secret("control")?, secret("0")?, secret("1")?, secret("2")?);
-        tokio::try_join!(
-            self.websocket(id, &sc),
+        // Control first, and alone. In non-interactive mode Incus starts the command as soon
+        // as stdin, stdout and stderr are connected: control is not among the required
+        // sockets (older clients never opened it). Connected beside the others, a control
+        // socket that came last through a proxying member found a short command already
+        // finished, and was refused with "Only running operations can be connected" after the
+        // command had run. Connected first, it is always in place before the command starts.
+        let control = self.websocket(id, &sc).await?;
+        let (s0, s1, s2) = tokio::try_join!(
             self.websocket(id, &s0),
             self.websocket(id, &s1),
             self.websocket(id, &s2),
-        )
+        )?;
+        Ok((control, s0, s1, s2))
     }
 
     /// Runs a command with no stdin and returns its exit code and whole output, which Incus
