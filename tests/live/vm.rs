@@ -76,15 +76,28 @@ fn vm_lifecycle() {
         .stdout,
     )
     .unwrap();
-    assert_eq!(images.as_array().unwrap().len(), 1, "{images}");
-    assert_eq!(images[0]["name"], "debian-12-test");
+    // The list shows the container bases too (the live tests share an lxcpath): the VM
+    // cache is this test's own and holds exactly this one image.
+    let vm_images: Vec<&Value> = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["backend"] == "vm")
+        .collect();
+    assert_eq!(vm_images.len(), 1, "{images}");
+    assert_eq!(vm_images[0]["name"], "debian-12-test");
     let in_use = fx
         .nox(&cfg)
-        .args(["image", "rm", "debian-12-test"])
+        .args(["image", "rm", "debian-12-test", "--backend", "vm"])
         .output()
         .unwrap();
     assert_eq!(in_use.status.code(), Some(2), "{}", text(&in_use.stderr));
-    assert!(text(&in_use.stderr).contains("base of existing VMs"));
+    assert!(
+        text(&in_use.stderr).contains("is the base of the VMs")
+            && text(&in_use.stderr).contains(&name),
+        "{}",
+        text(&in_use.stderr)
+    );
 
     // A second create with the same name is refused, and the first VM is untouched.
     let again = fx
@@ -249,10 +262,11 @@ fn vm_lifecycle() {
     assert!(left.is_empty(), "files left: {left:?}");
     let gone = fx.nox(&cfg).args(["status", &name]).output().unwrap();
     assert_eq!(gone.status.code(), Some(2));
-    // With no VM left on it, the cached image can go.
+    // With no VM left on it, the cached image can go. Only from this test's own VM cache:
+    // the container bases in the shared lxcpath belong to the other tests.
     ok(fx
         .nox(&cfg)
-        .args(["image", "rm", "debian-12-test"])
+        .args(["image", "rm", "debian-12-test", "--backend", "vm"])
         .output()
         .unwrap());
     let left: Vec<_> = std::fs::read_dir(fx.dir.join("vm/images"))
