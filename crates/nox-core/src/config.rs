@@ -131,9 +131,11 @@ pub struct BuildConfig {
     pub dir: PathBuf,
     /// The Debian archive to build from. Empty: the Debian source of this host's apt
     /// configuration, else `http://deb.debian.org/debian`.
+    #[serde(deserialize_with = "archive_url")]
     pub debian_mirror: String,
     /// The Ubuntu archive to build from. Empty: `http://archive.ubuntu.com/ubuntu` (amd64) or
     /// `http://ports.ubuntu.com/ubuntu-ports` (other architectures).
+    #[serde(deserialize_with = "archive_url")]
     pub ubuntu_mirror: String,
 }
 
@@ -144,6 +146,24 @@ impl Default for BuildConfig {
             debian_mirror: String::new(),
             ubuntu_mirror: String::new(),
         }
+    }
+}
+
+/// An archive debootstrap can read: empty (the default), or an http(s):// or file:/// URL.
+/// Checked when the config loads, not minutes into a build. Plain http is fine here: apt
+/// checks the archive's signed Release file whatever carries it.
+fn archive_url<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    let url = String::deserialize(d)?;
+    let ok = url.is_empty()
+        || ["http://", "https://", "file:///"].iter().any(|p| {
+            url.starts_with(p) && url.len() > p.len() && !url.contains(char::is_whitespace)
+        });
+    if ok {
+        Ok(url)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{url:?} is not an archive URL: give http://, https:// or file:///, e.g. \"http://deb.debian.org/debian\", or leave it empty"
+        )))
     }
 }
 
@@ -1092,6 +1112,10 @@ mod tests {
             (
                 "[images.x]\nvm = [{ url = \"https://x/y.qcow2\" }]\n",
                 "no `checksum`",
+            ),
+            (
+                "[build]\ndebian_mirror = \"deb.debian.org/debian\"\n",
+                "not an archive URL",
             ),
         ] {
             let files = env.files(Some(bad), None, None);

@@ -12,6 +12,13 @@ pub type LockGuard = nix::fcntl::Flock<File>;
 
 /// Waits for and takes the exclusive lock on `path` (created 0600 if missing).
 pub fn lock(path: &Path) -> Result<LockGuard> {
+    lock_saying(path, || {})
+}
+
+/// As [`lock`], calling `on_wait` first when another process holds the lock, so a long wait
+/// (another nox's image build) is said, not silent. The wait ends when the holder ends,
+/// however it ends: the kernel releases a dead holder's lock.
+pub fn lock_saying(path: &Path, on_wait: impl FnOnce()) -> Result<LockGuard> {
     let f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -19,6 +26,12 @@ pub fn lock(path: &Path) -> Result<LockGuard> {
         .mode(0o600)
         .open(path)
         .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    let f = match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(guard) => return Ok(guard),
+        Err((f, nix::errno::Errno::EWOULDBLOCK)) => f,
+        Err((_, e)) => return Err(Error::io(format!("locking {}", path.display()), e.into())),
+    };
+    on_wait();
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| Error::io(format!("locking {}", path.display()), e.into()))
 }

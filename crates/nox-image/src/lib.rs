@@ -81,7 +81,13 @@ impl Builder {
         fs::create_dir_all(&self.config.dir)
             .map_err(|e| Error::io(format!("creating {}", self.config.dir.display()), e))?;
         // One build per build directory at a time; a second waits, then finds it built.
-        let _lock = nox_core::lock::lock(&self.config.dir.join(".lock"))?;
+        let _lock = nox_core::lock::lock_saying(&self.config.dir.join(".lock"), || {
+            progress.step(&format!(
+                "waiting for another nox's image build in {}",
+                self.config.dir.display()
+            ))
+        })?;
+        progress.done();
         remove_dead_builds(&self.config.dir);
         let want_vm = kinds.contains(&BackendKind::Vm);
         let want_lxc = kinds.contains(&BackendKind::Lxc);
