@@ -35,3 +35,33 @@ pub fn lock_saying(path: &Path, on_wait: impl FnOnce()) -> Result<LockGuard> {
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| Error::io(format!("locking {}", path.display()), e.into()))
 }
+
+#[cfg(test)]
+mod wait_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn a_busy_lock_says_it_waits_then_is_taken_when_the_holder_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let free = AtomicBool::new(false);
+        lock_saying(&path, || free.store(true, Ordering::SeqCst)).unwrap();
+        assert!(
+            !free.load(Ordering::SeqCst),
+            "a free lock is taken without waiting"
+        );
+
+        // flock belongs to an open file description: a second open in this process waits.
+        let held = lock(&path).unwrap();
+        let waited = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let t = s.spawn(|| lock_saying(&path, || waited.store(true, Ordering::SeqCst)));
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            assert!(!t.is_finished(), "the second lock must wait for the first");
+            drop(held);
+            t.join().unwrap().unwrap();
+        });
+        assert!(waited.load(Ordering::SeqCst));
+    }
+}
