@@ -282,6 +282,10 @@ pub struct CreateArgs {
     #[arg(long)]
     pub no_start: bool,
 
+    /// VMs: boot cold instead of restoring a saved template of this shape (see `[vm] templates`)
+    #[arg(long)]
+    pub cold_boot: bool,
+
     /// Do not start the instance when the host boots
     #[arg(long)]
     pub no_autostart: bool,

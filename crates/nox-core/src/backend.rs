@@ -30,6 +30,8 @@ pub struct CreateOptions {
     /// The cluster member to place the instance on (`--target`); `None` lets a remote
     /// cluster place it. Local backends refuse one.
     pub target: Option<String>,
+    /// Boot a VM cold even where a template of its shape could be restored (`--cold-boot`).
+    pub cold_boot: bool,
 }
 
 /// What `resize` changes; `None` leaves a resource as it is.

@@ -240,6 +240,21 @@ pub struct VmConfig {
     pub domain_type: DomainType,
     /// Where nox keeps VM disks, seeds and its image cache.
     pub storage_dir: PathBuf,
+    /// Create VMs by restoring a saved, booted template of their shape (see
+    /// docs/backends.md); `false` boots every VM cold.
+    pub templates: bool,
+    /// Where templates live; by default `STORAGE_DIR/templates`. Hosts (and test runs) with
+    /// several storage dirs can share one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub templates_dir: Option<PathBuf>,
+}
+
+impl VmConfig {
+    pub fn templates_dir(&self) -> PathBuf {
+        self.templates_dir
+            .clone()
+            .unwrap_or_else(|| self.storage_dir.join("templates"))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -507,6 +522,8 @@ impl Default for VmConfig {
             uri: "qemu:///system".into(),
             domain_type: DomainType::Auto,
             storage_dir: "/var/lib/nox/vm".into(),
+            templates: true,
+            templates_dir: None,
         }
     }
 }

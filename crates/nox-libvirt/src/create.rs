@@ -14,6 +14,7 @@ use virt::connect::Connect;
 use crate::connection::{err, logged};
 use crate::domain::{DomainSpec, Nic};
 use crate::record::{VmRecord, RECORD_VERSION};
+use crate::template::{self, CloneError, Shape};
 use crate::{accel, images, network, qemu_img, readiness, LibvirtBackend};
 
 /// What create (or a restore) has made so far; dropped uncommitted, it removes all of it.
@@ -71,6 +72,18 @@ pub fn create(
     }
     // Chosen once the inputs are known good, so a refused create prints only its error.
     let accel = accel::choose(b.config.vm.domain_type, &*b.host.runner, progress)?;
+    if options.start && options.wait && !options.cold_boot && b.config.vm.templates {
+        match template::cold_reason(spec) {
+            None => {
+                if let Some(instance) =
+                    from_template(b, &conn, spec, &image, accel, &options, progress)?
+                {
+                    return Ok(instance);
+                }
+            }
+            Some(why) => tracing::info!(name, why, "booting cold"),
+        }
+    }
     // Everything the VM owns lives in one directory, removed whole by delete.
     let dir = b.instance_dir(name);
     // A directory without a domain is what a killed create left: nothing else uses it.
@@ -106,6 +119,8 @@ pub fn create(
             dir: dir.clone(),
             disk,
             accel,
+            genid: None,
+            template: None,
         },
         &mut undo.domain,
         options
@@ -115,6 +130,46 @@ pub fn create(
     )?;
     undo.committed = true;
     crate::list::status(b, &spec.name)
+}
+
+/// Creates `spec` by restoring a clone of its shape's template, building the template first
+/// if there is none. A template that no longer restores is discarded and built again once;
+/// `None` when that fails too, and the caller boots the VM cold.
+fn from_template(
+    b: &LibvirtBackend,
+    conn: &Connect,
+    spec: &InstanceSpec,
+    image: &nox_core::image::CachedImage,
+    accel: crate::domain::Accel,
+    options: &CreateOptions,
+    progress: &dyn Progress,
+) -> Result<Option<Instance>, Error> {
+    let shape = Shape {
+        image,
+        cpus: spec.cpus,
+        memory_bytes: spec.memory_bytes,
+        disk_bytes: spec.disk_bytes,
+        network: &spec.network,
+        accel,
+    };
+    let name = spec.name.as_str();
+    for attempt in 0..2 {
+        let t = template::ensure(b, conn, &spec.image, &shape, options.timeout, progress)?;
+        match template::clone(b, conn, spec, &t, accel, options.timeout, progress) {
+            Ok(()) => return crate::list::status(b, &spec.name).map(Some),
+            Err(CloneError::Other(e)) => return Err(e),
+            Err(CloneError::Restore(why)) => {
+                progress.done();
+                template::discard(b, &t.note.key, progress)?;
+                progress.warn(&if attempt == 0 {
+                    format!("restoring {name} from its template failed ({why}); building the template again")
+                } else {
+                    format!("restoring {name} from a new template failed too ({why}); booting it cold")
+                });
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The MAC prefix QEMU's own NICs use.
@@ -129,6 +184,10 @@ pub(crate) struct Define<'s> {
     pub dir: PathBuf,
     pub disk: PathBuf,
     pub accel: crate::domain::Accel,
+    /// The VM generation ID, for clones (see [`DomainSpec::genid`]).
+    pub genid: Option<String>,
+    /// The template a clone's disk overlays.
+    pub template: Option<String>,
 }
 
 /// Writes the cloud-init seed (`DIR/seed.img`; its instance id is the UUID, so a new UUID
@@ -177,6 +236,7 @@ pub(crate) fn define_and_boot(
         ssh_port,
         created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         labels: Default::default(),
+        template: d.template,
     };
     let xml = DomainSpec {
         name: name.into(),
@@ -191,6 +251,7 @@ pub(crate) fn define_and_boot(
         console_log: d.dir.join("console.log").display().to_string(),
         metadata_json: record.to_json(),
         shares: crate::shares::domain_shares(&d.spec.mounts)?,
+        genid: d.genid,
     }
     .to_xml();
     let dom = logged("defineXML", name, || conn.define_domain_xml(&xml))

@@ -52,6 +52,9 @@ pub struct DomainSpec {
     /// Shared folders (virtiofs). The guest's memory is always shared (memfd), as virtiofsd
     /// needs, so one can be added to a running VM.
     pub shares: Vec<Share>,
+    /// The VM generation ID: templates and their clones carry one, so a restored clone's new
+    /// value makes the guest reseed its random pool. Cold VMs have none.
+    pub genid: Option<String>,
 }
 
 /// One host directory exported to the guest over virtiofs.
@@ -99,6 +102,8 @@ mod xml {
         pub kind: &'a str,
         pub name: &'a str,
         pub uuid: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub genid: Option<&'a str>,
         pub metadata: Metadata<'a>,
         pub memory: Sized,
         #[serde(rename = "memoryBacking", skip_serializing_if = "Option::is_none")]
@@ -501,6 +506,7 @@ impl DomainSpec {
             },
             name: &self.name,
             uuid: &self.uuid,
+            genid: self.genid.as_deref(),
             metadata: xml::Metadata {
                 instance: xml::Record {
                     ns: METADATA_NS,
@@ -637,6 +643,7 @@ mod tests {
             console_log: "/var/log/libvirt/qemu/web-console.log".into(),
             metadata_json: r#"{"name":"web","note":"<&>"}"#.into(),
             shares: Vec::new(),
+            genid: None,
         }
     }
 

@@ -19,7 +19,10 @@
 //! - `accel.rs` and `kvm_probe.rs` decide between KVM and software emulation,
 //!   `host_checks.rs` is what `nox doctor` asks of this backend;
 //! - `network.rs` turns `--network` into a NIC, `connection.rs` opens libvirt;
-//! - `shares.rs` holds shared folders (virtiofs): the devices, hot-plug and the guest's mounts.
+//! - `shares.rs` holds shared folders (virtiofs): the devices, hot-plug and the guest's mounts;
+//! - `template.rs` keeps saved, booted templates and restores clones of them, with
+//!   `save_image.rs` (libvirt's save image format), `clone_xml.rs` (the clone's saved XML) and
+//!   `identity.rs` (the clone's own machine-id, keys, hostname, MAC and so on).
 //!
 //! Programs run through the host's [`Runner`](nox_core::host::Runner), and what the backend
 //! reads of the host (interfaces, randomness) through its
@@ -29,12 +32,14 @@ mod accel;
 mod access;
 pub mod agent;
 pub mod backup;
+mod clone_xml;
 mod connection;
 mod create;
 pub mod domain;
 pub mod error;
 mod exec;
 pub mod host_checks;
+mod identity;
 pub mod images;
 pub mod kvm_probe;
 mod lifecycle;
@@ -46,8 +51,10 @@ mod readiness;
 pub mod record;
 mod recover;
 mod resize;
+mod save_image;
 pub mod seed;
 pub mod shares;
+pub mod template;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -26,6 +26,9 @@ pub struct VmRecord {
     /// Free-form labels; live tests mark their VMs with one.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The template (`nox image list`) a clone's disk overlays; `None` for a VM booted cold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }
 
 impl VmRecord {

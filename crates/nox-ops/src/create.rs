@@ -48,6 +48,8 @@ pub struct CreateRequest {
     pub json: bool,
     /// `--mount HOST_DIR:GUEST_DIR[:ro]` values, unchecked.
     pub mounts: Vec<String>,
+    /// `--cold-boot`: boot the VM, never restore a template.
+    pub cold_boot: bool,
 }
 
 /// Creates the instance, calls `created` with it (so the caller can say so before scripts
@@ -67,6 +69,11 @@ pub fn create(
     // Scripts and the Tailscale key are checked before anything exists.
     let plan = Plan::resolve(&req.scripts, config, req.ts_authkey.clone())?;
     let backend = ctx.backends.get(at.remote(), kind)?;
+    if req.cold_boot && backend.remote().is_some() {
+        return Err(Error::Usage(
+            "--cold-boot applies to this host's VMs; a remote boots its instances itself".into(),
+        ));
+    }
     if req.target.is_some() && backend.remote().is_none() {
         return Err(Error::Usage(
             "--target places an instance on a cluster member: it needs --remote (or REMOTE:NAME)"
@@ -146,6 +153,7 @@ pub fn create(
             wait: req.wait.is_some(),
             timeout: req.wait.unwrap_or(Duration::from_secs(600)),
             target: req.target.clone(),
+            cold_boot: req.cold_boot,
         },
         ui.progress(),
     )?;
@@ -207,6 +215,11 @@ fn refuse_contradictions(req: &CreateRequest, kind: BackendKind) -> Result<()> {
     if req.privileged && req.no_tun {
         return refuse(
             "--no-tun applies to unprivileged containers; privileged ones see the host's /dev/net",
+        );
+    }
+    if kind == BackendKind::Lxc && req.cold_boot {
+        return refuse(
+            "--cold-boot applies to VMs; a container always starts cold, in about a second",
         );
     }
     if kind == BackendKind::Vm && req.nesting {

@@ -72,6 +72,7 @@ pub fn run(a: CreateArgs) -> anyhow::Result<ExitCode> {
         wait: a.wait.wait_for(),
         json: a.json,
         mounts: a.mounts.clone(),
+        cold_boot: a.cold_boot,
     };
     let ui = TerminalUi::default();
     let mut printed = Ok(());

@@ -176,6 +176,8 @@ pub fn restore(
             dir: dir.clone(),
             disk,
             accel,
+            genid: None,
+            template: None,
         },
         &mut undo.domain,
         options.start.then_some(Some(options.timeout)),
