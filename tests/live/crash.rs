@@ -284,6 +284,38 @@ fn vm_create_delete_backup_restore_killed_anywhere_leave_nothing() {
         nothing_left(&fx, &name, &format!("VM create killed at {point}"));
     }
 
+    // create from a template: killed while the shape's template boots (its transient domain
+    // and directory must go too), then, once the next create has built it, killed with the
+    // clone's state copied and after the restore. This test's shape is its own, so the first
+    // create of it is the one that boots the template.
+    for (point, note) in [
+        (
+            "vm.template.started",
+            "removed the unfinished template build",
+        ),
+        ("vm.clone.state", "undid"),
+        ("vm.clone.restored", "undid"),
+    ] {
+        if point == "vm.clone.state" {
+            let warm = fx.unique_name("vw");
+            fx.own_domain(&warm);
+            ok(fx.nox(&cfg).args(vm_create(&warm, &[])).output().unwrap());
+            ok(fx
+                .nox(&cfg)
+                .args(["delete", "--force", &warm])
+                .output()
+                .unwrap());
+        }
+        let name = fx.unique_name("vt");
+        fx.own_domain(&name);
+        let args = vm_create(&name, &[]);
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        killed_at(&fx, &cfg, point, &argv);
+        let out = recovers(&fx, &cfg, &["delete", &name], &name, "undid");
+        assert!(text(&out.stderr).contains(note), "{}", text(&out.stderr));
+        nothing_left(&fx, &name, &format!("VM create killed at {point}"));
+    }
+
     // delete, killed before and after the domain went; the next delete finishes it.
     for point in ["delete.begun", "vm.delete.undefined"] {
         let name = fx.unique_name("vd");

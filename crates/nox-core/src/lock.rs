@@ -36,6 +36,22 @@ pub fn lock_saying(path: &Path, on_wait: impl FnOnce()) -> Result<LockGuard> {
         .map_err(|(_, e)| Error::io(format!("locking {}", path.display()), e.into()))
 }
 
+/// The lock on `path` if nobody holds it now, `None` if somebody does. It never waits.
+pub fn try_lock(path: &Path) -> Result<Option<LockGuard>> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(guard) => Ok(Some(guard)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(Error::io(format!("locking {}", path.display()), e.into())),
+    }
+}
+
 #[cfg(test)]
 mod wait_tests {
     use super::*;
