@@ -284,37 +284,72 @@ fn vm_create_delete_backup_restore_killed_anywhere_leave_nothing() {
         nothing_left(&fx, &name, &format!("VM create killed at {point}"));
     }
 
-    // create from a template: killed while the shape's template boots (its transient domain
-    // and directory must go too), then, once the next create has built it, killed with the
-    // clone's state copied and after the restore. This test's shape is its own, so the first
-    // create of it is the one that boots the template.
-    for (point, note) in [
+    // create from a template: killed while a template boots (its transient domain and
+    // directory must go too; in a templates dir of this test's own, so this create is surely
+    // the one that boots it), then, from the run's shared template of vm.rs's shape, killed
+    // with the clone's state copied and after the restore.
+    let private = fx.dir.join("private-templates.toml");
+    std::fs::write(
+        &private,
+        std::fs::read_to_string(&cfg).unwrap().replace(
+            &format!(
+                "templates_dir = \"{}\"",
+                nox_tests::fixture::templates_dir().display()
+            ),
+            &format!("templates_dir = \"{}\"", fx.dir.join("templates").display()),
+        ),
+    )
+    .unwrap();
+    let shared_shape = [
+        "--network",
+        "user",
+        "--cpus",
+        "1",
+        "--memory",
+        "1G",
+        "--disk",
+        "4G",
+    ];
+    for (point, config, note) in [
         (
             "vm.template.started",
+            &private,
             "removed the unfinished template build",
         ),
-        ("vm.clone.state", "undid"),
-        ("vm.clone.restored", "undid"),
+        ("vm.clone.state", &cfg, "removed domain"),
+        ("vm.clone.restored", &cfg, "removed domain"),
     ] {
+        let name = fx.unique_name("vt");
+        fx.own_domain(&name);
+        let mut args = vec!["create", name.as_str(), "--image", VM_IMAGE];
+        args.extend(shared_shape);
         if point == "vm.clone.state" {
+            // The shared template exists (or is built here) before the kill.
             let warm = fx.unique_name("vw");
             fx.own_domain(&warm);
-            ok(fx.nox(&cfg).args(vm_create(&warm, &[])).output().unwrap());
+            let mut warm_args = vec!["create", warm.as_str(), "--image", VM_IMAGE];
+            warm_args.extend(shared_shape);
+            ok(fx.nox(config).args(&warm_args).output().unwrap());
             ok(fx
-                .nox(&cfg)
+                .nox(config)
                 .args(["delete", "--force", &warm])
                 .output()
                 .unwrap());
         }
-        let name = fx.unique_name("vt");
-        fx.own_domain(&name);
-        let args = vm_create(&name, &[]);
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        killed_at(&fx, &cfg, point, &argv);
-        let out = recovers(&fx, &cfg, &["delete", &name], &name, "undid");
+        killed_at(&fx, config, point, &args);
+        let out = recovers(&fx, config, &["delete", &name], &name, "undid");
         assert!(text(&out.stderr).contains(note), "{}", text(&out.stderr));
         nothing_left(&fx, &name, &format!("VM create killed at {point}"));
     }
+    assert!(
+        !fx.dir
+            .join("templates")
+            .read_dir()
+            .unwrap()
+            .flatten()
+            .any(|e| e.path().is_dir()),
+        "the killed template build left its directory"
+    );
 
     // delete, killed before and after the domain went; the next delete finishes it.
     for point in ["delete.begun", "vm.delete.undefined"] {

@@ -152,6 +152,9 @@ const SECOND_LANE: &[(&str, &str)] = &[
     // Short-lived VMs killed at fault points, and containers: it moved here when a slow run's
     // main lane took 2048 s against this lane's 720 s.
     ("nox-tests", "crash"),
+    // VM clones: mostly restores of the run's shared templates, which the main lane's vm.rs
+    // usually builds first; two cold boots of its own.
+    ("nox-tests", "clones"),
 ];
 
 fn run_in_two_lanes(test: impl Fn(&[&str]) -> Command + Sync) -> Result<()> {
