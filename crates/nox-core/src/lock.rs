@@ -15,17 +15,31 @@ pub fn lock(path: &Path) -> Result<LockGuard> {
     lock_saying(path, || {})
 }
 
-/// As [`lock`], calling `on_wait` first when another process holds the lock, so a long wait
-/// (another nox's image build) is said, not silent. The wait ends when the holder ends,
-/// however it ends: the kernel releases a dead holder's lock.
-pub fn lock_saying(path: &Path, on_wait: impl FnOnce()) -> Result<LockGuard> {
-    let f = std::fs::OpenOptions::new()
+/// Takes the exclusive lock on `path` if it is free; `None` while another holder has it.
+pub fn try_lock(path: &Path) -> Result<Option<LockGuard>> {
+    let f = open(path)?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(guard) => Ok(Some(guard)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(Error::io(format!("locking {}", path.display()), e.into())),
+    }
+}
+
+fn open(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
         .open(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))
+}
+
+/// As [`lock`], calling `on_wait` first when another process holds the lock, so a long wait
+/// (another nox's image build) is said, not silent. The wait ends when the holder ends,
+/// however it ends: the kernel releases a dead holder's lock.
+pub fn lock_saying(path: &Path, on_wait: impl FnOnce()) -> Result<LockGuard> {
+    let f = open(path)?;
     let f = match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(guard) => return Ok(guard),
         Err((f, nix::errno::Errno::EWOULDBLOCK)) => f,
@@ -63,5 +77,15 @@ mod wait_tests {
             t.join().unwrap().unwrap();
         });
         assert!(waited.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn try_lock_takes_a_free_lock_and_says_none_while_it_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let held = try_lock(&path).unwrap().expect("a free lock is taken");
+        assert!(try_lock(&path).unwrap().is_none());
+        drop(held);
+        assert!(try_lock(&path).unwrap().is_some());
     }
 }
