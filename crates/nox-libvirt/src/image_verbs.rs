@@ -247,16 +247,17 @@ fn hold_templates(templates_dir: &Path) -> Result<Vec<LockGuard>, Error> {
     keys.dedup();
     let mut held = Vec::new();
     for key in keys {
-        match nox_core::lock::try_lock(&template::lock_path(templates_dir, &key))? {
-            Some(guard) => held.push(guard),
-            None => return Err(Error::Refused {
+        let Some(guard) = nox_core::lock::try_lock(&template::lock_path(templates_dir, &key))?
+        else {
+            return Err(Error::Refused {
                 message: format!(
                     "nox is building template {key} now, from an image this command could remove"
                 ),
                 hint: "run it again once that build (`nox image warm` or a create) has finished"
                     .into(),
-            }),
-        }
+            });
+        };
+        held.push(guard);
     }
     Ok(held)
 }
