@@ -284,6 +284,73 @@ fn vm_create_delete_backup_restore_killed_anywhere_leave_nothing() {
         nothing_left(&fx, &name, &format!("VM create killed at {point}"));
     }
 
+    // create from a template: killed while a template boots (its transient domain and
+    // directory must go too; in a templates dir of this test's own, so this create is surely
+    // the one that boots it), then, from the run's shared template of vm.rs's shape, killed
+    // with the clone's state copied and after the restore.
+    let private = fx.dir.join("private-templates.toml");
+    std::fs::write(
+        &private,
+        std::fs::read_to_string(&cfg).unwrap().replace(
+            &format!(
+                "templates_dir = \"{}\"",
+                nox_tests::fixture::templates_dir().display()
+            ),
+            &format!("templates_dir = \"{}\"", fx.dir.join("templates").display()),
+        ),
+    )
+    .unwrap();
+    let shared_shape = [
+        "--network",
+        "user",
+        "--cpus",
+        "1",
+        "--memory",
+        "1G",
+        "--disk",
+        "4G",
+    ];
+    for (point, config, note) in [
+        (
+            "vm.template.started",
+            &private,
+            "removed the unfinished template build",
+        ),
+        ("vm.clone.state", &cfg, "removed domain"),
+        ("vm.clone.restored", &cfg, "removed domain"),
+    ] {
+        let name = fx.unique_name("vt");
+        fx.own_domain(&name);
+        let mut args = vec!["create", name.as_str(), "--image", VM_IMAGE];
+        args.extend(shared_shape);
+        if point == "vm.clone.state" {
+            // The shared template exists (or is built here) before the kill.
+            let warm = fx.unique_name("vw");
+            fx.own_domain(&warm);
+            let mut warm_args = vec!["create", warm.as_str(), "--image", VM_IMAGE];
+            warm_args.extend(shared_shape);
+            ok(fx.nox(config).args(&warm_args).output().unwrap());
+            ok(fx
+                .nox(config)
+                .args(["delete", "--force", &warm])
+                .output()
+                .unwrap());
+        }
+        killed_at(&fx, config, point, &args);
+        let out = recovers(&fx, config, &["delete", &name], &name, "undid");
+        assert!(text(&out.stderr).contains(note), "{}", text(&out.stderr));
+        nothing_left(&fx, &name, &format!("VM create killed at {point}"));
+    }
+    assert!(
+        !fx.dir
+            .join("templates")
+            .read_dir()
+            .unwrap()
+            .flatten()
+            .any(|e| e.path().is_dir()),
+        "the killed template build left its directory"
+    );
+
     // delete, killed before and after the domain went; the next delete finishes it.
     for point in ["delete.begun", "vm.delete.undefined"] {
         let name = fx.unique_name("vd");

@@ -116,6 +116,7 @@ fn vm_boots_with_cloud_init_agent_and_ssh_on_loopback() {
         console_log: fx.dir.join("console.log").display().to_string(),
         metadata_json: fx.vm_record(),
         shares: Vec::new(),
+        genid: None,
     };
     virt::error::clear_error_callback();
     let conn = virt::connect::Connect::open(Some(fx.uri())).unwrap();

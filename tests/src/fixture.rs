@@ -49,6 +49,12 @@ pub fn owner_alive(token: &str) -> bool {
     start_time(pid) == Some(start)
 }
 
+/// The VM templates every live test shares (`[vm] templates_dir`): a template is a cold boot,
+/// made once per shape and run. `cargo xtask ci` empties it first, so each CI run builds its own.
+pub fn templates_dir() -> PathBuf {
+    Path::new(STATE_ROOT).join("templates")
+}
+
 /// The lxcpath live tests create containers in.
 pub fn lxcpath() -> PathBuf {
     Path::new(STATE_ROOT).join("lxc")
@@ -131,8 +137,9 @@ impl Fixture {
         let images = std::fs::read_to_string(&image.config).expect("reading the image's nox.toml");
         let path = self.dir.join("nox.toml");
         let text = format!(
-            "{images}\n[vm]\nstorage_dir = \"{}\"\n\n[state]\ndir = \"{}\"\n\n[lxc]\nlxcpath = \"{}\"\n{lxc_extra}\n\n{extra}\n",
+            "{images}\n[vm]\nstorage_dir = \"{}\"\ntemplates_dir = \"{}\"\n\n[state]\ndir = \"{}\"\n\n[lxc]\nlxcpath = \"{}\"\n{lxc_extra}\n\n{extra}\n",
             self.dir.join("vm").display(),
+            templates_dir().display(),
             self.state_dir().display(),
             lxcpath().display()
         );
@@ -256,12 +263,41 @@ fn remove_container(name: &str) {
     let _ = std::fs::remove_dir_all(lxcpath().join(name));
 }
 
+/// A template's domain (`nox.template.KEY`) runs only while a nox builds it, holding the
+/// template's lock. One in the tests' templates dir whose lock is free was left by a killed
+/// build: it would run, unseen, until a build of the same shape.
+fn sweep_template_build(uri: &str, dom: &virt::domain::Domain) {
+    use std::os::fd::AsRawFd;
+    let Some(key) = dom
+        .name()
+        .ok()
+        .and_then(|n| n.strip_prefix("nox.template.").map(String::from))
+    else {
+        return;
+    };
+    let lock = templates_dir().join(format!("{key}.lock"));
+    let in_tests = dom
+        .xml_desc(0)
+        .map(|x| x.contains(&*templates_dir().to_string_lossy()))
+        .unwrap_or(false);
+    let Ok(file) = std::fs::File::open(&lock) else {
+        return;
+    };
+    // SAFETY: flock on a file this function owns; the lock goes with the file.
+    let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if in_tests && free {
+        eprintln!("fixture: sweeping template build nox.template.{key} left by a killed run");
+        remove_domain(uri, &format!("nox.template.{key}"));
+    }
+}
+
 /// Removes every test resource whose owner process is gone.
 pub fn sweep(uri: &str) {
     virt::error::clear_error_callback();
     if let Ok(conn) = virt::connect::Connect::open(Some(uri)) {
         let domains = conn.list_all_domains(0).unwrap_or_default();
         for dom in domains {
+            sweep_template_build(uri, &dom);
             // VIR_DOMAIN_METADATA_ELEMENT = 2; only domains with nox's record answer.
             let Ok(xml) = dom.metadata(2, Some(METADATA_NS), 0) else {
                 continue;

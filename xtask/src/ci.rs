@@ -92,6 +92,7 @@ pub fn live_tests(filter: &[String]) -> Result<()> {
 /// Every test, with `NOX_IT=1`, which declares the live environment: live tests run and never
 /// skip.
 fn tests_in_two_lanes(image_config: &Path, test_bin: &Path, filter: &[String]) -> Result<()> {
+    fresh_vm_templates()?;
     let test = |args: &[&str]| -> Command {
         let mut c = Command::new("cargo");
         c.arg("test")
@@ -106,6 +107,34 @@ fn tests_in_two_lanes(image_config: &Path, test_bin: &Path, filter: &[String]) -
         c
     };
     run_in_two_lanes(test)
+}
+
+/// The live tests' VM templates (tests/src/fixture.rs) are shared by every test of a run and
+/// made by the first create of each shape. Each run starts without any, so every run builds
+/// and proves its own; a template build a killed run left running goes first.
+fn fresh_vm_templates() -> Result<()> {
+    const DIR: &str = "/var/lib/nox-it/templates";
+    let names = Command::new("virsh")
+        .args(["-c", "qemu:///system", "list", "--name"])
+        .output()?;
+    for name in String::from_utf8_lossy(&names.stdout).lines() {
+        if !name.starts_with("nox.template.") {
+            continue;
+        }
+        let xml = Command::new("virsh")
+            .args(["-c", "qemu:///system", "dumpxml", name])
+            .output()?;
+        if String::from_utf8_lossy(&xml.stdout).contains(DIR) {
+            eprintln!("xtask: destroying {name}, a template build a killed run left");
+            let _ = Command::new("virsh")
+                .args(["-c", "qemu:///system", "destroy", name])
+                .status();
+        }
+    }
+    match std::fs::remove_dir_all(DIR) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// The test files of the second lane, which runs beside all the others: the ones against the
@@ -123,6 +152,9 @@ const SECOND_LANE: &[(&str, &str)] = &[
     // Short-lived VMs killed at fault points, and containers: it moved here when a slow run's
     // main lane took 2048 s against this lane's 720 s.
     ("nox-tests", "crash"),
+    // VM clones: mostly restores of the run's shared templates, which the main lane's vm.rs
+    // usually builds first; two cold boots of its own.
+    ("nox-tests", "clones"),
 ];
 
 fn run_in_two_lanes(test: impl Fn(&[&str]) -> Command + Sync) -> Result<()> {

@@ -15,31 +15,17 @@ pub fn lock(path: &Path) -> Result<LockGuard> {
     lock_saying(path, || {})
 }
 
-/// Takes the exclusive lock on `path` if it is free; `None` while another holder has it.
-pub fn try_lock(path: &Path) -> Result<Option<LockGuard>> {
-    let f = open(path)?;
-    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(guard) => Ok(Some(guard)),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-        Err((_, e)) => Err(Error::io(format!("locking {}", path.display()), e.into())),
-    }
-}
-
-fn open(path: &Path) -> Result<File> {
-    std::fs::OpenOptions::new()
+/// As [`lock`], calling `on_wait` first when another process holds the lock, so a long wait
+/// (another nox's image build) is said, not silent. The wait ends when the holder ends,
+/// however it ends: the kernel releases a dead holder's lock.
+pub fn lock_saying(path: &Path, on_wait: impl FnOnce()) -> Result<LockGuard> {
+    let f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
         .open(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))
-}
-
-/// As [`lock`], calling `on_wait` first when another process holds the lock, so a long wait
-/// (another nox's image build) is said, not silent. The wait ends when the holder ends,
-/// however it ends: the kernel releases a dead holder's lock.
-pub fn lock_saying(path: &Path, on_wait: impl FnOnce()) -> Result<LockGuard> {
-    let f = open(path)?;
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
     let f = match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(guard) => return Ok(guard),
         Err((f, nix::errno::Errno::EWOULDBLOCK)) => f,
@@ -48,6 +34,22 @@ pub fn lock_saying(path: &Path, on_wait: impl FnOnce()) -> Result<LockGuard> {
     on_wait();
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| Error::io(format!("locking {}", path.display()), e.into()))
+}
+
+/// The lock on `path` if nobody holds it now, `None` if somebody does. It never waits.
+pub fn try_lock(path: &Path) -> Result<Option<LockGuard>> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(guard) => Ok(Some(guard)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(Error::io(format!("locking {}", path.display()), e.into())),
+    }
 }
 
 #[cfg(test)]

@@ -72,13 +72,16 @@ pub fn note_row(dir: &Path, note: Option<&TemplateNote>, bases: &[CachedImage]) 
     }
 }
 
-/// The bytes of the files in `dir` (a template's directory holds no subdirectories).
+/// The bytes removing `dir` frees (a template's directory holds no subdirectories). Its
+/// `base.qcow2` is a hard link to the cached base while that is cached: those bytes are the
+/// base's row's, and stay while the cache has them, so a file with another link counts nothing.
 fn files_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
                 .filter_map(|e| e.metadata().ok())
-                .filter(|m| m.is_file())
+                .filter(|m| m.is_file() && m.nlink() == 1)
                 .map(|m| m.len())
                 .sum()
         })
@@ -194,6 +197,7 @@ pub fn remove(b: &LibvirtBackend, which: &str) -> Result<Vec<CachedImage>, Error
     let _cache = images::lock_cache(storage_dir)?;
     b.refuse_beside_creates()?;
     let templates_dir = b.config.vm.templates_dir();
+    stop_abandoned_builds(b)?;
     let _held = hold_templates(&templates_dir)?;
     let bases = images::list(storage_dir);
     let plan = plan_rm(
@@ -215,6 +219,7 @@ pub fn prune(b: &LibvirtBackend) -> Result<Vec<CachedImage>, Error> {
     }
     let _cache = images::lock_cache(storage_dir)?;
     b.refuse_beside_creates()?;
+    stop_abandoned_builds(b)?;
     let _held = hold_templates(&templates_dir)?;
     let bases = images::list(storage_dir);
     let plan = plan_prune(
@@ -223,6 +228,15 @@ pub fn prune(b: &LibvirtBackend) -> Result<Vec<CachedImage>, Error> {
         &vm_uses(b)?,
     );
     execute(plan, &bases)
+}
+
+/// A build a killed nox left still runs its guest on the files prune would take: stop it
+/// first (before this command holds the locks, which that recovery needs free).
+fn stop_abandoned_builds(b: &LibvirtBackend) -> Result<(), Error> {
+    for done in template::remove_abandoned_builds(b, &b.conn()?)? {
+        tracing::info!("{done}");
+    }
+    Ok(())
 }
 
 /// Takes every template's lock, or refuses while one is held: a build in progress
@@ -464,6 +478,22 @@ mod tests {
         let p = plan_prune(bases, templates, &uses);
         assert_eq!(keys(&p), ["b", "c", "e", "f"]);
         assert_eq!(sums(&p), ["sha256:2"]);
+    }
+
+    /// A base link the cache shares is the base's row's; once the cache lets go, the
+    /// template's.
+    #[test]
+    fn a_templates_size_leaves_out_the_base_the_cache_shares() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("k1");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("state.sav"), "1234").unwrap();
+        let cached = tmp.path().join("cached.qcow2");
+        std::fs::write(&cached, "base bytes").unwrap();
+        std::fs::hard_link(&cached, dir.join("base.qcow2")).unwrap();
+        assert_eq!(files_size(&dir), 4);
+        std::fs::remove_file(&cached).unwrap();
+        assert_eq!(files_size(&dir), 14);
     }
 
     #[test]

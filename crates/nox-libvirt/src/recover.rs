@@ -13,7 +13,13 @@ pub fn recover(
     operation: Operation,
 ) -> Result<Vec<String>, Error> {
     match operation {
-        Operation::Create | Operation::Restore | Operation::Delete => purge(b, name),
+        Operation::Create => {
+            let mut done = purge(b, name)?;
+            // A create may have been booting its shape's template.
+            done.extend(crate::template::remove_abandoned_builds(b, &b.conn()?)?);
+            Ok(done)
+        }
+        Operation::Restore | Operation::Delete => purge(b, name),
         Operation::Backup => {
             let conn = b.conn()?;
             match conn.lookup_domain_by_name(name.as_str()) {

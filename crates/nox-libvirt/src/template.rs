@@ -4,8 +4,10 @@
 //!
 //! A shape is the base image, CPUs, memory, disk size, network and accelerator: everything a
 //! saved machine's devices depend on. Each template lives in `TEMPLATES_DIR/KEY/`:
-//! - `disk.qcow2`, the template's overlay on the cached base, never written again: every
-//!   clone's overlay sits on it;
+//! - `base.qcow2`, a hard link to the cached base image (a copy across filesystems), so the
+//!   template does not depend on the cache entry it came from;
+//! - `disk.qcow2`, the template's overlay on it, never written again: every clone's overlay
+//!   sits on it;
 //! - `state.sav`, the saved machine (root-only, 0600): its memory;
 //! - `template.json`, written last, so a template without it is a build that did not finish.
 //!
@@ -34,13 +36,15 @@ use crate::save_image::SaveImage;
 use crate::{images, network, qemu_img, readiness, LibvirtBackend};
 
 /// Bumped whenever what a template holds changes: older ones are then never restored.
-const TEMPLATE_VERSION: u32 = 1;
+const TEMPLATE_VERSION: u32 = 2;
 /// Template domains are transient and named so no instance name can take it (instance names
 /// have no dots).
 const DOMAIN_PREFIX: &str = "nox.template.";
 const NOTE: &str = "template.json";
 const STATE: &str = "state.sav";
 const DISK: &str = "disk.qcow2";
+/// A hard link to (or, across filesystems, a copy of) the cached base image.
+const BASE: &str = "base.qcow2";
 
 /// What a template is, as `nox image list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +228,45 @@ pub fn existing(b: &LibvirtBackend, shape: &Shape<'_>) -> Option<Template> {
     Template::load(&b.config.vm.templates_dir().join(shape.key()))
 }
 
+/// Template builds a killed nox left: the running transient domain (`nox.template.KEY`) and
+/// the unfinished directory, for every template whose lock nobody holds. Says what it removed.
+pub fn remove_abandoned_builds(b: &LibvirtBackend, conn: &Connect) -> Result<Vec<String>, Error> {
+    let templates_dir = b.config.vm.templates_dir();
+    let mut done = Vec::new();
+    let domains = conn
+        .list_all_domains(virt::sys::VIR_CONNECT_LIST_DOMAINS_TRANSIENT)
+        .unwrap_or_default();
+    for dom in domains {
+        let Some(key) = dom
+            .name()
+            .ok()
+            .and_then(|n| n.strip_prefix(DOMAIN_PREFIX).map(String::from))
+        else {
+            continue;
+        };
+        let dir = templates_dir.join(&key);
+        let ours = dom
+            .xml_desc(0)
+            .map(|x| x.contains(&*dir.to_string_lossy()))
+            .unwrap_or(false);
+        if !ours || !dir.is_dir() {
+            continue;
+        }
+        let Some(_lock) = nox_core::lock::try_lock(&templates_dir.join(format!("{key}.lock")))?
+        else {
+            continue;
+        };
+        crate::lifecycle::remove_domain(conn, &format!("{DOMAIN_PREFIX}{key}"))?;
+        if Template::load(&dir).is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        done.push(format!(
+            "removed the unfinished template build {DOMAIN_PREFIX}{key}"
+        ));
+    }
+    Ok(done)
+}
+
 /// The template for `shape`, built now (a cold boot) if there is none.
 pub fn ensure(
     b: &LibvirtBackend,
@@ -286,8 +329,25 @@ fn build(
         nox_core::resources::format_bytes(shape.memory_bytes)
     ));
     progress.done();
+    // The template keeps its own link to its base: it must outlive the image cache entry it
+    // came from, which `image rm` (or another storage dir's owner) may remove.
+    let base = dir.join(BASE);
+    if std::fs::hard_link(&shape.image.path, &base).is_err() {
+        std::fs::copy(&shape.image.path, &base).map_err(|e| {
+            nox_core::fetch::io_or_disk_full(
+                format!(
+                    "copying {} to {}",
+                    shape.image.path.display(),
+                    base.display()
+                ),
+                e,
+                dir,
+            )
+        })?;
+        images::set_mode(&base, 0o644);
+    }
     let disk = dir.join(DISK);
-    qemu_img::create_overlay(&*b.host.runner, &shape.image.path, &disk, shape.disk_bytes)?;
+    qemu_img::create_overlay(&*b.host.runner, &base, &disk, shape.disk_bytes)?;
     let facts = &*b.host.facts;
     let mac = facts.random_mac(QEMU_OUI)?;
     let seed = dir.join("seed.img");
@@ -327,6 +387,7 @@ fn build(
     .to_xml();
     let dom = logged("createXML", &name, || conn.create_domain_xml(&xml, 0))
         .map_err(|e| err(&format!("starting template {name}"), e))?;
+    nox_core::fault::point("vm.template.started");
     let saved = (|| -> Result<(), Error> {
         readiness::wait(&dom, &name, timeout, progress)?;
         interrupt::check()?;

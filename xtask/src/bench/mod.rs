@@ -1,4 +1,4 @@
-//! `cargo xtask bench vm|lxc|backup|incus|docker|image`: nox's numbers, measured on this host against a
+//! `cargo xtask bench vm|clone|lxc|backup|incus|docker|image`: nox's numbers, measured on this host against a
 //! baseline in the same run (see docs/benchmarks.md).
 //!
 //! - `harness.rs`: the private config, storage and binary every benchmark uses, and medians;
@@ -6,9 +6,11 @@
 //! - `backup.rs`: VM backups against `qemu-img convert`;
 //! - `incus.rs`: creating and listing on the Incus test cluster against Incus's own CLI;
 //! - `docker.rs`: a three-layer `docker build` on overlay2 in a container, against vfs and a VM;
-//! - `image.rs`: `nox image build` against a plain debootstrap plus conversion.
+//! - `image.rs`: `nox image build` against a plain debootstrap plus conversion;
+//! - `clone.rs`: a VM restored from a template against a cold boot of the same shape.
 
 mod backup;
+mod clone;
 mod docker;
 pub mod harness;
 mod image;
@@ -25,8 +27,9 @@ pub fn run(args: &[String]) -> Result<()> {
         Some("incus") => incus::run(),
         Some("docker") => docker::run(&args[1..]),
         Some("image") => image::run(&args[1..]),
+        Some("clone") => clone::run(&args[1..]),
         _ => {
-            bail!("usage: cargo xtask bench vm|lxc|backup|incus|docker [--no-vm]|image [--runs N]")
+            bail!("usage: cargo xtask bench vm|clone [--runs N]|lxc|backup|incus|docker [--no-vm]|image [--runs N]")
         }
     }
 }
