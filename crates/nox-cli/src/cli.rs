@@ -365,7 +365,7 @@ pub struct ResourceArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// List cached images: VM images and container bases
+    /// List cached images: VM images, their templates, and container bases
     List(JsonFlag),
     /// Download and verify an image from [images] into a cache (a container base is
     /// unpacked too, for unprivileged containers)
@@ -376,15 +376,26 @@ pub enum ImageCommand {
         #[arg(long, value_enum)]
         backend: Option<BackendArg>,
     },
-    /// Remove a cached image (by name or checksum) that no instance uses
+    /// Remove a cached image (by name or checksum) and its VM templates, or one template (by
+    /// key), that no instance uses
     Rm {
+        /// An image's name or checksum, or a template's key (`nox image list --json`)
         image: String,
         /// Only from this cache [default: every cache that has it]
         #[arg(long, value_enum)]
         backend: Option<BackendArg>,
     },
-    /// Remove every cached image no instance uses, and say how much space that freed
+    /// Remove every cached image no instance uses, and the VM templates of removed images (or
+    /// that no create would restore), and say how much space that freed
     Prune(JsonFlag),
+    /// Make the VM template of one shape now, so the first create of it restores instead of
+    /// booting
+    ///
+    /// Boots a VM of image NAME in the shape `nox create` would give it (the [defaults], with
+    /// these flags on top), saves it once booted, and keeps it as a template. If that template
+    /// exists already, says so and does nothing. Needs `[vm] templates = true` (the default).
+    /// Example: nox image warm debian-12 --cpus 2 --memory 2G
+    Warm(WarmArgs),
     /// Build an image here from its distribution's package archive (debootstrap)
     ///
     /// Makes a cloud-init-ready qcow2 for VMs and a container rootfs shaped like the LXC
@@ -404,6 +415,23 @@ pub enum ImageCommand {
         #[command(flatten)]
         json: JsonFlag,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct WarmArgs {
+    /// An [images] name
+    pub name: String,
+
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+
+    /// default (NAT), user (passt, SSH on 127.0.0.1), bridge:NAME, or ask (VMs on macvtap
+    /// boot cold and have no template)
+    #[arg(long)]
+    pub network: Option<NetworkSpec>,
+
+    #[command(flatten)]
+    pub json: JsonFlag,
 }
 
 #[derive(Debug, Subcommand)]

@@ -80,4 +80,14 @@ mod wait_tests {
         });
         assert!(waited.load(Ordering::SeqCst));
     }
+
+    #[test]
+    fn try_lock_takes_a_free_lock_and_says_none_while_it_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let held = try_lock(&path).unwrap().expect("a free lock is taken");
+        assert!(try_lock(&path).unwrap().is_none());
+        drop(held);
+        assert!(try_lock(&path).unwrap().is_some());
+    }
 }

@@ -55,21 +55,7 @@ pub fn create(
     }
     // Checked before the download: a wrong --network fails at once.
     network::preflight(&b.host, &spec.network)?;
-    let image = b.image(&spec.image, progress)?;
-    if spec.disk_bytes < image.virtual_size_bytes {
-        return Err(Error::Refused {
-            message: format!(
-                "--disk {} is smaller than image {} ({})",
-                nox_core::resources::format_bytes(spec.disk_bytes),
-                spec.image,
-                nox_core::resources::format_bytes(image.virtual_size_bytes)
-            ),
-            hint: format!(
-                "give --disk {} or more",
-                nox_core::resources::format_bytes(image.virtual_size_bytes.div_ceil(1 << 30) << 30)
-            ),
-        });
-    }
+    let image = base_for(b, &spec.image, spec.disk_bytes, progress)?;
     // Chosen once the inputs are known good, so a refused create prints only its error.
     let accel = accel::choose(b.config.vm.domain_type, &*b.host.runner, progress)?;
     if options.start && options.wait && !options.cold_boot && b.config.vm.templates {
@@ -130,6 +116,31 @@ pub fn create(
     )?;
     undo.committed = true;
     crate::list::status(b, &spec.name)
+}
+
+/// The cached base of `[images.NAME]` for a disk of `disk_bytes`, fetched if need be;
+/// refused when the disk is smaller than the image (create and `nox image warm` alike).
+pub(crate) fn base_for(
+    b: &LibvirtBackend,
+    image_name: &str,
+    disk_bytes: u64,
+    progress: &dyn Progress,
+) -> Result<nox_core::image::CachedImage, Error> {
+    let image = b.image(image_name, progress)?;
+    if disk_bytes < image.virtual_size_bytes {
+        return Err(Error::Refused {
+            message: format!(
+                "--disk {} is smaller than image {image_name} ({})",
+                nox_core::resources::format_bytes(disk_bytes),
+                nox_core::resources::format_bytes(image.virtual_size_bytes)
+            ),
+            hint: format!(
+                "give --disk {} or more",
+                nox_core::resources::format_bytes(image.virtual_size_bytes.div_ceil(1 << 30) << 30)
+            ),
+        });
+    }
+    Ok(image)
 }
 
 /// Creates `spec` by restoring a clone of its shape's template, building the template first

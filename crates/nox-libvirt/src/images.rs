@@ -1,5 +1,6 @@
 //! The VM image cache: verified qcow2 bases under `STORAGE_DIR/images`, named by checksum,
-//! each with a small JSON note of where it came from (`nox image list`).
+//! each with a small JSON note of where it came from (`nox image list`). `image_verbs.rs`
+//! decides what `rm` and `prune` take, bases and templates together.
 
 use std::path::{Path, PathBuf};
 
@@ -62,6 +63,9 @@ pub fn ensure(
         url: fetch::expand_url(&source.url),
         size_bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
         virtual_size_bytes: virtual_size,
+        kind: nox_core::image::ImageKind::Base,
+        shape: None,
+        created_at: None,
     };
     let json = serde_json::to_vec_pretty(&img)
         .map_err(|e| Error::encode(format!("recording image {name}"), e))?;
@@ -92,59 +96,8 @@ pub fn list(storage_dir: &Path) -> Vec<CachedImage> {
     images
 }
 
-/// Removes a cached image by `[images]` name or checksum; returns what was removed. The
-/// caller holds the cache's lock and read `in_use` under it.
-pub fn remove(
-    storage_dir: &Path,
-    which: &str,
-    in_use: &[(String, String)],
-) -> Result<Vec<CachedImage>, Error> {
-    let matching: Vec<CachedImage> = list(storage_dir)
-        .into_iter()
-        .filter(|i| i.name == which || i.checksum == which)
-        .collect();
-    if matching.is_empty() {
-        return Err(Error::Refused {
-            message: format!("no cached image {which:?}"),
-            hint: "`nox image list` shows the cache".into(),
-        });
-    }
-    for img in &matching {
-        let users: Vec<&str> = in_use
-            .iter()
-            .filter(|(_, sum)| *sum == img.checksum)
-            .map(|(vm, _)| vm.as_str())
-            .collect();
-        if !users.is_empty() {
-            return Err(Error::Refused {
-                message: format!(
-                    "image {} is the base of the VMs {}",
-                    img.name,
-                    users.join(", ")
-                ),
-                hint: "delete those VMs first (`nox delete NAME`)".into(),
-            });
-        }
-    }
-    for img in &matching {
-        delete(img)?;
-    }
-    Ok(matching)
-}
-
-/// Removes every cached image whose checksum no VM records as its base (the caller holds
-/// the cache's lock). A VM backup needs no base: its full backup holds the whole disk
-/// (backup/mod.rs).
-pub fn prune(storage_dir: &Path, in_use: &[(String, String)]) -> Result<Vec<CachedImage>, Error> {
-    let unused = unused(list(storage_dir), in_use);
-    for img in &unused {
-        delete(img)?;
-    }
-    Ok(unused)
-}
-
 /// The images no VM uses: `in_use` holds each VM's name and its record's base checksum.
-fn unused(images: Vec<CachedImage>, in_use: &[(String, String)]) -> Vec<CachedImage> {
+pub(crate) fn unused(images: Vec<CachedImage>, in_use: &[(String, String)]) -> Vec<CachedImage> {
     images
         .into_iter()
         .filter(|i| !in_use.iter().any(|(_, sum)| *sum == i.checksum))
@@ -153,7 +106,7 @@ fn unused(images: Vec<CachedImage>, in_use: &[(String, String)]) -> Vec<CachedIm
 
 /// The image first, its note last: if removing the image fails, the note keeps it listed
 /// (and removable) rather than leaving a file `nox image list` cannot see.
-fn delete(img: &CachedImage) -> Result<(), Error> {
+pub(crate) fn delete(img: &CachedImage) -> Result<(), Error> {
     for f in [img.path.clone(), img.path.with_extension("json")] {
         match std::fs::remove_file(&f) {
             Ok(()) => {}
@@ -182,6 +135,9 @@ mod tests {
             url: String::new(),
             size_bytes: 1,
             virtual_size_bytes: 1,
+            kind: nox_core::image::ImageKind::Base,
+            shape: None,
+            created_at: None,
         }
     }
 

@@ -11,8 +11,9 @@
 //!   `recover.rs` removes or settles what a killed nox command left;
 //! - `domain.rs` renders domain XML and `network_xml.rs` libvirt's `default` network, both
 //!   from typed structs pinned by golden files; `record.rs` is nox's record in `<metadata>`;
-//! - `seed.rs` writes the cloud-init seed, `images.rs` keeps the image cache, `qemu_img.rs`
-//!   holds every qemu-img call;
+//! - `seed.rs` writes the cloud-init seed, `images.rs` keeps the image cache, `image_verbs.rs`
+//!   lists it and decides what `nox image rm|prune` take (bases and templates together),
+//!   `qemu_img.rs` holds every qemu-img call;
 //! - `agent.rs` talks to the QEMU guest agent, which `exec.rs`, `access.rs` (ssh, console,
 //!   passwd) and `resize.rs` use;
 //! - `backup/` backs VMs up through libvirt's backup API and restores them;
@@ -22,7 +23,8 @@
 //! - `shares.rs` holds shared folders (virtiofs): the devices, hot-plug and the guest's mounts;
 //! - `template.rs` keeps saved, booted templates and restores clones of them, with
 //!   `save_image.rs` (libvirt's save image format), `clone_xml.rs` (the clone's saved XML) and
-//!   `identity.rs` (the clone's own machine-id, keys, hostname, MAC and so on).
+//!   `identity.rs` (the clone's own machine-id, keys, hostname, MAC and so on); `warm.rs`
+//!   makes one ahead of time (`nox image warm`).
 //!
 //! Programs run through the host's [`Runner`](nox_core::host::Runner), and what the backend
 //! reads of the host (interfaces, randomness) through its
@@ -40,6 +42,7 @@ pub mod error;
 mod exec;
 pub mod host_checks;
 mod identity;
+pub mod image_verbs;
 pub mod images;
 pub mod kvm_probe;
 mod lifecycle;
@@ -55,6 +58,7 @@ mod save_image;
 pub mod seed;
 pub mod shares;
 pub mod template;
+mod warm;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,7 +66,7 @@ use std::time::Duration;
 use nox_core::backend::{CreateOptions, ExecIo, Handoff, Resize};
 use nox_core::config::Config;
 use nox_core::host::Host;
-use nox_core::image::{CachedImage, ImageCache};
+use nox_core::image::{CachedImage, ImageCache, TemplateRequest, Warmed};
 use nox_core::instance::{Instance, InstanceSpec};
 use nox_core::state::Operation;
 use nox_core::{Backend, BackendKind, Check, Error, InstanceName, Progress};
@@ -106,19 +110,6 @@ impl LibvirtBackend {
     fn refuse_beside_creates(&self) -> Result<(), Error> {
         let state = nox_core::state::StateDir::new(&self.config.state.dir);
         nox_core::image::refuse_beside_creates(&state.creating(BackendKind::Vm)?)
-    }
-
-    /// Each existing VM's name and its base image's checksum (so `image rm` can refuse
-    /// them). A failed listing is an error, never "no VMs": prune would take every base.
-    fn images_in_use(&self) -> Result<Vec<(String, String)>, Error> {
-        let conn = self.conn()?;
-        let domains = conn
-            .list_all_domains(0)
-            .map_err(|e| error::LibvirtError::call("listing domains", e))?;
-        Ok(domains
-            .iter()
-            .filter_map(|d| Some((d.name().ok()?, list::record(d)?.image_checksum)))
-            .collect())
     }
 }
 
@@ -250,7 +241,7 @@ impl Backend for LibvirtBackend {
 
 impl ImageCache for LibvirtBackend {
     fn list(&self) -> Result<Vec<CachedImage>, Error> {
-        Ok(images::list(&self.config.vm.storage_dir))
+        Ok(image_verbs::list(self))
     }
 
     fn pull(&self, name: &str, progress: &dyn Progress) -> Result<CachedImage, Error> {
@@ -267,21 +258,15 @@ impl ImageCache for LibvirtBackend {
     }
 
     fn remove(&self, which: &str) -> Result<Vec<CachedImage>, Error> {
-        let dir = &self.config.vm.storage_dir;
-        let _lock = images::lock_cache(dir)?;
-        self.refuse_beside_creates()?;
-        images::remove(dir, which, &self.images_in_use()?)
+        image_verbs::remove(self, which)
     }
 
     fn prune(&self) -> Result<Vec<CachedImage>, Error> {
-        let dir = &self.config.vm.storage_dir;
-        // An empty cache needs no libvirtd: a container-only host prunes without one.
-        if images::list(dir).is_empty() {
-            return Ok(Vec::new());
-        }
-        let _lock = images::lock_cache(dir)?;
-        self.refuse_beside_creates()?;
-        images::prune(dir, &self.images_in_use()?)
+        image_verbs::prune(self)
+    }
+
+    fn warm(&self, request: &TemplateRequest, progress: &dyn Progress) -> Result<Warmed, Error> {
+        warm::warm(self, request, progress)
     }
 }
 

@@ -130,7 +130,12 @@ pub fn cold_reason(spec: &InstanceSpec) -> Option<&'static str> {
     if !spec.mounts.is_empty() {
         return Some("shared folders are set up at boot");
     }
-    if matches!(spec.network, NetworkSpec::Macvtap(_)) {
+    network_cold_reason(&spec.network)
+}
+
+/// Why VMs on `network` are booted cold rather than cloned, or `None` if they can be cloned.
+pub fn network_cold_reason(network: &NetworkSpec) -> Option<&'static str> {
+    if matches!(network, NetworkSpec::Macvtap(_)) {
         return Some("a macvtap NIC belongs to one MAC");
     }
     None
@@ -154,10 +159,58 @@ pub fn list(dir: &Path) -> Vec<Template> {
     out
 }
 
-/// Removes a template's files. Clones overlay its disk, so callers check none is left.
-pub fn remove(t: &Template) -> Result<(), Error> {
-    std::fs::remove_dir_all(&t.dir)
-        .map_err(|e| Error::io(format!("removing template {}", t.dir.display()), e))
+/// A directory under the templates directory, finished or not, as `nox image rm|prune` see
+/// it: one a build left half-made, or an older nox made, is an entry too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub dir: PathBuf,
+    /// Its note, when one is there and reads (an older version's may).
+    pub note: Option<TemplateNote>,
+    /// Finished by this version of nox: creates restore it.
+    pub usable: bool,
+}
+
+/// Every template directory under `dir`, by key.
+pub fn entries(dir: &Path) -> Vec<Entry> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Entry> = read
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| {
+            let dir = e.path();
+            let note = std::fs::read(dir.join(NOTE))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<TemplateNote>(&b).ok());
+            Entry {
+                key: e.file_name().to_string_lossy().into_owned(),
+                usable: Template::load(&dir).is_some(),
+                note,
+                dir,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
+/// Removes a template's files. Clones overlay its disk, so callers check none is left, and
+/// hold its lock ([`lock_path`]), so no build or restore of it is cut under.
+pub fn remove(dir: &Path) -> Result<(), Error> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io(format!("removing template {}", dir.display()), e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The lock a template's build, load and removal hold. Lock files stay when their template
+/// goes: removing one another process has open would let two holders in at once.
+pub fn lock_path(templates_dir: &Path, key: &str) -> PathBuf {
+    templates_dir.join(format!("{key}.lock"))
 }
 
 fn lock(
@@ -165,9 +218,14 @@ fn lock(
     key: &str,
     progress: &dyn Progress,
 ) -> Result<nox_core::lock::LockGuard, Error> {
-    nox_core::lock::lock_saying(&templates_dir.join(format!("{key}.lock")), || {
+    nox_core::lock::lock_saying(&lock_path(templates_dir, key), || {
         progress.warn("another nox is building this template; waiting for it")
     })
+}
+
+/// The finished template of `shape`, if there is one now (`nox image warm` says so).
+pub fn existing(b: &LibvirtBackend, shape: &Shape<'_>) -> Option<Template> {
+    Template::load(&b.config.vm.templates_dir().join(shape.key()))
 }
 
 /// Template builds a killed nox left: the running transient domain (`nox.template.KEY`) and
@@ -590,6 +648,9 @@ mod tests {
             url: "u".into(),
             size_bytes: 1,
             virtual_size_bytes: 1,
+            kind: nox_core::image::ImageKind::Base,
+            shape: None,
+            created_at: None,
         }
     }
 

@@ -252,6 +252,9 @@ pub fn describe(dir: &Path, base: &Base) -> CachedImage {
         url,
         size_bytes: files + copies.iter().map(|c| c.0).sum::<u64>(),
         virtual_size_bytes: copies.first().map_or(0, |c| c.1),
+        kind: nox_core::image::ImageKind::Base,
+        shape: None,
+        created_at: None,
     }
 }
 

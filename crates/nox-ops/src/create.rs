@@ -261,7 +261,11 @@ pub fn network_choices(
 }
 
 /// `--network ask`: a picker on a terminal, never a prompt without one.
-fn ask_network(kind: BackendKind, host: &dyn HostFacts, ui: &dyn Ui) -> Result<NetworkSpec> {
+pub(crate) fn ask_network(
+    kind: BackendKind,
+    host: &dyn HostFacts,
+    ui: &dyn Ui,
+) -> Result<NetworkSpec> {
     if !ui.interactive() {
         return Err(Error::Usage(
             "--network ask needs an interactive terminal; give --network default, user, bridge:NAME or macvtap:IFACE".into(),

@@ -1,12 +1,14 @@
-//! `nox image list|pull|rm|prune|build`: the image caches this host's backends keep (VM
-//! images, container bases), and images built here.
+//! `nox image list|pull|rm|prune|build|warm`: the image caches this host's backends keep (VM
+//! images and templates, container bases), and images built here.
 
-use nox_core::image::{CachedImage, ImageCache};
+use nox_core::image::{CachedImage, ImageCache, TemplateRequest, Warmed};
 use nox_core::image_build::{self, Release};
+use nox_core::instance::NetworkSpec;
 use nox_core::{BackendKind, Error, Progress, Result};
 use serde::Serialize;
 
 use crate::context::Context;
+use crate::ui::Ui;
 
 /// What `nox image prune` removed, and the bytes that freed. The `--json` shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,10 +68,7 @@ pub fn remove(
         None => {
             let mut holding = Vec::new();
             for (_, c) in caches(ctx) {
-                if c.list()?
-                    .iter()
-                    .any(|i| i.name == which || i.checksum == which)
-                {
+                if c.list()?.iter().any(|i| answers_to(i, which)) {
                     holding.push(c);
                 }
             }
@@ -86,6 +85,40 @@ pub fn remove(
         c.remove(which)?.iter().for_each(&mut *removed);
     }
     Ok(())
+}
+
+/// Whether `nox image rm WHICH` means `img`: its name, its checksum, or a template's key.
+fn answers_to(img: &CachedImage, which: &str) -> bool {
+    img.name == which || img.checksum == which || img.shape.as_ref().is_some_and(|s| s.key == which)
+}
+
+/// `nox image warm NAME`: makes the VM template of image `name` in the shape `create` would
+/// give a VM now (`[defaults]`, flags on top, resolved against this host), unless it exists.
+pub fn warm(ctx: &Context, name: &str, ui: &dyn Ui) -> Result<Warmed> {
+    let config = &ctx.config;
+    if !config.vm.templates {
+        return Err(Error::Usage(
+            "templates are off here ([vm] templates = false): set `templates = true` under [vm] in your nox.toml (`nox config path` lists the files) to warm one".into(),
+        ));
+    }
+    let backend = ctx.backends.get(None, BackendKind::Vm)?;
+    let cache = backend
+        .image_cache()
+        .ok_or_else(|| Error::Usage("the vm backend keeps no image cache".into()))?;
+    let defaults = &config.defaults;
+    let network = match &defaults.network {
+        NetworkSpec::Ask => crate::create::ask_network(BackendKind::Vm, &*ctx.host.facts, ui)?,
+        n => n.clone(),
+    };
+    let capacity = ctx.host.capacity(&config.vm.storage_dir)?;
+    let request = TemplateRequest {
+        image: name.into(),
+        cpus: defaults.cpus.resolve(&capacity)?,
+        memory_bytes: defaults.memory.resolve(&capacity)?,
+        disk_bytes: defaults.disk.resolve(&capacity)?,
+        network,
+    };
+    cache.warm(&request, ui.progress())
 }
 
 /// Removes from every cache what no instance uses (no backup needs a cached base: see
@@ -277,6 +310,92 @@ mod tests {
         lxc.set_unreachable("lxc is down");
         let e = prune(&ctx).unwrap_err().to_string();
         assert!(e.contains("sha256:v2") && e.contains("lxc is down"), "{e}");
+    }
+
+    #[test]
+    fn warm_asks_the_vm_cache_for_the_shape_create_would_give() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ctx, vm, lxc) = two_caches(dir.path());
+        // The fake host has 4 CPUs and 8 GiB: shares resolve as create resolves them.
+        ctx.config.defaults.backend = BackendKind::Lxc;
+        ctx.config.defaults.cpus = "50%".parse().unwrap();
+        ctx.config.defaults.memory = "25%".parse().unwrap();
+        ctx.config.defaults.disk = "12G".parse().unwrap();
+        ctx.config.defaults.network = NetworkSpec::User;
+        let ui = crate::testing::FakeUi::default();
+        let w = warm(&ctx, "debian-13", &ui).unwrap();
+        assert!(w.built);
+        assert_eq!(
+            vm.calls(),
+            [format!(
+                "warm debian-13 2 {} {} user",
+                2u64 << 30,
+                12u64 << 30
+            )]
+        );
+        assert!(
+            lxc.calls().is_empty(),
+            "templates are VMs' whatever the default backend"
+        );
+        let json = serde_json::to_value(&w).unwrap();
+        assert_eq!(json["built"], true);
+        assert_eq!(json["template"]["kind"], "template");
+        assert_eq!(json["template"]["shape"]["cpus"], 2);
+    }
+
+    #[test]
+    fn warm_is_refused_when_templates_are_off_or_the_network_cannot_be_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ctx, vm, _) = two_caches(dir.path());
+        let ui = crate::testing::FakeUi::default();
+        ctx.config.defaults.network = NetworkSpec::Ask;
+        let e = warm(&ctx, "debian-12", &ui).unwrap_err();
+        assert!(
+            e.is_bad_input() && e.to_string().contains("interactive"),
+            "{e}"
+        );
+        ctx.config.vm.templates = false;
+        let e = warm(&ctx, "debian-12", &ui).unwrap_err();
+        assert!(
+            e.is_bad_input() && e.to_string().contains("`templates = true` under [vm]"),
+            "{e}"
+        );
+        assert!(vm.calls().is_empty());
+        // A host with no VM backend says so.
+        let lxc_only = crate::testing::context(
+            dir.path(),
+            vec![Box::new(
+                FakeBackend::new(BackendKind::Lxc).with_images(&[]),
+            )],
+        );
+        let e = warm(&lxc_only, "debian-12", &ui).unwrap_err();
+        assert!(e.is_bad_input(), "{e}");
+    }
+
+    #[test]
+    fn rm_finds_a_template_by_its_key() {
+        let img = CachedImage {
+            name: "debian-12".into(),
+            backend: BackendKind::Vm,
+            kind: nox_core::image::ImageKind::Template,
+            checksum: "sha256:1".into(),
+            path: "/t/k1".into(),
+            url: String::new(),
+            size_bytes: 1,
+            virtual_size_bytes: 1,
+            shape: Some(nox_core::image::TemplateShape {
+                key: "0123abcd".into(),
+                cpus: 1,
+                memory_bytes: 1,
+                disk_bytes: 1,
+                network: "default".into(),
+                accel: "qemu".into(),
+            }),
+            created_at: None,
+        };
+        assert!(answers_to(&img, "0123abcd"));
+        assert!(answers_to(&img, "debian-12") && answers_to(&img, "sha256:1"));
+        assert!(!answers_to(&img, "0123"));
     }
 
     fn build_source(url: &str) -> ImageSource {

@@ -13,7 +13,7 @@ use nox_core::backup::{
     RestoreOptions, FORMAT,
 };
 use nox_core::host::Host;
-use nox_core::image::{CachedImage, ImageCache};
+use nox_core::image::{CachedImage, ImageCache, ImageKind, TemplateRequest, TemplateShape, Warmed};
 use nox_core::instance::{Instance, InstanceSpec, InstanceState, SshEndpoint};
 use nox_core::progress::Quiet;
 use nox_core::secret::Password;
@@ -187,6 +187,9 @@ fn cached(name: &str, checksum: &str, size: u64, backend: BackendKind) -> Cached
         url: format!("file:///{name}"),
         size_bytes: size,
         virtual_size_bytes: size,
+        kind: ImageKind::Base,
+        shape: None,
+        created_at: None,
     }
 }
 
@@ -235,6 +238,33 @@ impl ImageCache for FakeBackend {
             });
         }
         Ok(gone)
+    }
+
+    /// A VM fake makes a template row of the request (and records it); others refuse as the
+    /// trait does.
+    fn warm(&self, request: &TemplateRequest, _: &dyn Progress) -> Result<Warmed> {
+        if self.kind != BackendKind::Vm {
+            return Err(Error::Usage("`image warm` is for VMs".into()));
+        }
+        self.reachable()?;
+        self.st().calls.push(format!(
+            "warm {} {} {} {} {}",
+            request.image, request.cpus, request.memory_bytes, request.disk_bytes, request.network
+        ));
+        let mut row = cached(&request.image, "sha256:base", 1, self.kind);
+        row.kind = ImageKind::Template;
+        row.shape = Some(TemplateShape {
+            key: "k".into(),
+            cpus: request.cpus,
+            memory_bytes: request.memory_bytes,
+            disk_bytes: request.disk_bytes,
+            network: request.network.to_string(),
+            accel: "qemu".into(),
+        });
+        Ok(Warmed {
+            built: true,
+            template: row,
+        })
     }
 
     fn prune(&self) -> Result<Vec<CachedImage>> {

@@ -3,16 +3,36 @@
 use std::process::ExitCode;
 
 use nox_core::config::Override;
-use nox_core::instance::Instance;
+use nox_core::instance::{Instance, NetworkSpec};
 use nox_core::BackendKind;
 use nox_ops::create::CreateRequest;
 
-use crate::cli::CreateArgs;
+use crate::cli::{CreateArgs, ResourceArgs};
 use crate::ui::TerminalUi;
+
+/// `--cpus --memory --disk --network` as config overrides: the shape of a VM, which
+/// `nox image warm` takes the same way.
+pub fn shape_overrides(r: &ResourceArgs, network: Option<&NetworkSpec>) -> Vec<Override> {
+    let mut o = Vec::new();
+    let mut set = |key, value: toml::Value, flag| o.push(Override { key, value, flag });
+    if let Some(v) = &r.cpus {
+        set("defaults.cpus", v.to_string().into(), "--cpus");
+    }
+    if let Some(v) = &r.memory {
+        set("defaults.memory", v.to_string().into(), "--memory");
+    }
+    if let Some(v) = &r.disk {
+        set("defaults.disk", v.to_string().into(), "--disk");
+    }
+    if let Some(v) = network {
+        set("defaults.network", v.to_string().into(), "--network");
+    }
+    o
+}
 
 /// Flags become the highest config layer, so `[defaults]` and flags resolve in one place.
 fn overrides(a: &CreateArgs) -> Vec<Override> {
-    let mut o = Vec::new();
+    let mut o = shape_overrides(&a.resources, a.network.as_ref());
     let mut set = |key, value: toml::Value, flag| o.push(Override { key, value, flag });
     if let Some(b) = a.backend {
         set(
@@ -23,18 +43,6 @@ fn overrides(a: &CreateArgs) -> Vec<Override> {
     }
     if let Some(v) = &a.image {
         set("defaults.image", v.clone().into(), "--image");
-    }
-    if let Some(v) = &a.resources.cpus {
-        set("defaults.cpus", v.to_string().into(), "--cpus");
-    }
-    if let Some(v) = &a.resources.memory {
-        set("defaults.memory", v.to_string().into(), "--memory");
-    }
-    if let Some(v) = &a.resources.disk {
-        set("defaults.disk", v.to_string().into(), "--disk");
-    }
-    if let Some(v) = &a.network {
-        set("defaults.network", v.to_string().into(), "--network");
     }
     if !a.ssh_keys.is_empty() {
         let keys = a

@@ -1,19 +1,26 @@
-//! `nox image list|pull|rm|prune|build`: the VM image cache and the container bases, and
-//! images built here.
+//! `nox image list|pull|rm|prune|build|warm`: the VM image cache and its templates, the
+//! container bases, and images built here.
 
 use std::process::ExitCode;
 
 use comfy_table::{presets, Table};
-use nox_core::image::CachedImage;
+use nox_core::image::{CachedImage, ImageKind};
 use nox_core::resources::human_bytes;
 use nox_ops::images;
 
-use crate::cli::ImageCommand;
+use crate::cli::{ImageCommand, WarmArgs};
 use crate::progress::Terminal;
+use crate::ui::TerminalUi;
 
 pub fn run(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
-    let ctx = super::context(&[])?;
+    // `warm`'s shape flags are the top config layer, as `nox create`'s are.
+    let overrides = match &cmd {
+        ImageCommand::Warm(a) => super::create::shape_overrides(&a.resources, a.network.as_ref()),
+        _ => Vec::new(),
+    };
+    let ctx = super::context(&overrides)?;
     match cmd {
+        ImageCommand::Warm(a) => warm(&ctx, &a)?,
         ImageCommand::List(json) => {
             let list = images::list(&ctx)?;
             if json.json {
@@ -77,13 +84,47 @@ pub fn run(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `lxc debian-12 (sha256:…, 1.2 GiB)`: a base without a recorded name shows its path.
+/// `nox image warm`: what it built, or that the template was there.
+fn warm(ctx: &nox_ops::Context, a: &WarmArgs) -> anyhow::Result<()> {
+    let ui = TerminalUi::default();
+    let warmed = images::warm(ctx, &a.name, &ui)?;
+    if a.json.json {
+        println!("{}", serde_json::to_string_pretty(&warmed)?);
+    } else if warmed.built {
+        println!("built {}", describe(&warmed.template));
+    } else {
+        println!(
+            "{} exists already; nothing to do",
+            describe(&warmed.template)
+        );
+    }
+    Ok(())
+}
+
+/// `lxc debian-12 (sha256:…, 1.2 GiB)`, or for a VM template
+/// `vm template debian-12 KEY (2 CPU, 1G memory, 10G disk, network user; 1.1 GiB)`. An image
+/// without a recorded name shows its path.
 fn describe(img: &CachedImage) -> String {
     let what = if img.name.is_empty() {
         img.path.display().to_string()
     } else {
         img.name.clone()
     };
+    if img.kind == ImageKind::Template {
+        return match &img.shape {
+            Some(shape) => format!(
+                "{} template {what} {} ({shape}; {})",
+                img.backend,
+                shape.key,
+                human_bytes(img.size_bytes)
+            ),
+            None => format!(
+                "{} template {what} (unfinished; {})",
+                img.backend,
+                human_bytes(img.size_bytes)
+            ),
+        };
+    }
     format!(
         "{} {what} ({}, {})",
         img.backend,
@@ -102,19 +143,27 @@ fn shorten(checksum: &str) -> String {
 fn table(list: Vec<CachedImage>) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING);
-    t.set_header(["NAME", "BACKEND", "SIZE", "VIRTUAL", "CHECKSUM", "URL"]);
+    t.set_header([
+        "NAME", "BACKEND", "KIND", "SIZE", "VIRTUAL", "CHECKSUM", "CREATED", "SHAPE", "URL",
+    ]);
+    let or_dash = |s: String| if s.is_empty() { "-".into() } else { s };
     for i in list {
+        let template = i.kind == ImageKind::Template;
         t.add_row([
-            if i.name.is_empty() {
-                "-".into()
-            } else {
-                i.name
-            },
+            or_dash(i.name),
             i.backend.to_string(),
+            i.kind.to_string(),
             human_bytes(i.size_bytes),
             human_bytes(i.virtual_size_bytes),
             shorten(&i.checksum),
-            i.url,
+            or_dash(i.created_at.unwrap_or_default()),
+            or_dash(
+                i.shape
+                    .map(|s| format!("{s} ({})", s.key))
+                    .unwrap_or_default(),
+            ),
+            // A template's base, with its URL, is the row above it.
+            if template { "-".into() } else { or_dash(i.url) },
         ]);
     }
     t
