@@ -371,4 +371,41 @@ fn cold_boot_and_templates_off_boot_cold() {
     assert!(!xml.contains("\"template\""), "{xml}");
     assert!(!xml.contains(&*templates_dir().to_string_lossy()), "{xml}");
     assert_eq!(read(&fx, &cfg, &name, &["hostname"]), name);
+
+    // Its base cannot be removed while it exists; then it can. With a templates dir of this
+    // test's own: the run's shared one holds other tests' templates of this image.
+    let own = fx.dir.join("own-templates.toml");
+    std::fs::write(
+        &own,
+        std::fs::read_to_string(&cfg).unwrap().replace(
+            &format!("templates_dir = \"{}\"", templates_dir().display()),
+            &format!("templates_dir = \"{}\"", fx.dir.join("templates").display()),
+        ),
+    )
+    .unwrap();
+    let rm = |cfg: &Path| {
+        fx.nox(cfg)
+            .args(["image", "rm", "debian-12-test", "--backend", "vm"])
+            .output()
+            .unwrap()
+    };
+    let in_use = rm(&own);
+    assert_eq!(in_use.status.code(), Some(2), "{}", text(&in_use.stderr));
+    assert!(
+        text(&in_use.stderr).contains("is the base of the VMs")
+            && text(&in_use.stderr).contains(&name),
+        "{}",
+        text(&in_use.stderr)
+    );
+    ok(fx
+        .nox(&cfg)
+        .args(["delete", "--force", &name])
+        .output()
+        .unwrap());
+    ok(rm(&own));
+    let left: Vec<_> = std::fs::read_dir(fx.dir.join("vm/images"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

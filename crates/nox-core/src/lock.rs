@@ -36,6 +36,20 @@ pub fn lock_saying(path: &Path, on_wait: impl FnOnce()) -> Result<LockGuard> {
         .map_err(|(_, e)| Error::io(format!("locking {}", path.display()), e.into()))
 }
 
+/// Waits for and takes `path`'s lock shared: any number of holders, none while an exclusive
+/// [`lock`] is held.
+pub fn lock_shared(path: &Path) -> Result<LockGuard> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockShared)
+        .map_err(|(_, e)| Error::io(format!("locking {}", path.display()), e.into()))
+}
+
 /// The lock on `path` if nobody holds it now, `None` if somebody does. It never waits.
 pub fn try_lock(path: &Path) -> Result<Option<LockGuard>> {
     let f = std::fs::OpenOptions::new()

@@ -166,7 +166,13 @@ fn from_template(
     let name = spec.name.as_str();
     for attempt in 0..2 {
         let t = template::ensure(b, conn, &spec.image, &shape, options.timeout, progress)?;
-        match template::clone(b, conn, spec, &t, accel, options.timeout, progress) {
+        let Some(hold) = template::hold(b, &t)? else {
+            // `image rm` took it in between: the next round builds it again.
+            continue;
+        };
+        let cloned = template::clone(b, conn, spec, &t, accel, options.timeout, progress);
+        drop(hold);
+        match cloned {
             Ok(()) => return crate::list::status(b, &spec.name).map(Some),
             Err(CloneError::Other(e)) => return Err(e),
             Err(CloneError::Restore(why)) => {

@@ -20,6 +20,10 @@ pub struct VmUse {
     pub vm: String,
     pub image_checksum: String,
     pub template: Option<String>,
+    /// Its disk overlays this storage dir's cached base: a VM booted cold from this cache. A
+    /// clone overlays its template (which links its own base), and a VM of another storage dir
+    /// its own cache, so neither keeps a base of this cache.
+    pub on_this_cache: bool,
 }
 
 /// What `rm` or `prune` removes: templates first (their disks overlay the bases), then bases.
@@ -120,7 +124,9 @@ pub fn plan_rm(
         });
     }
     for img in &bases {
-        let users = users(uses, |u| u.image_checksum == img.checksum);
+        let users = users(uses, |u| {
+            u.on_this_cache && u.image_checksum == img.checksum
+        });
         if !users.is_empty() {
             return Err(Error::Refused {
                 message: format!("image {} is the base of the VMs {users}", img.name),
@@ -148,6 +154,7 @@ pub fn plan_rm(
 pub fn plan_prune(bases: Vec<CachedImage>, templates: Vec<Entry>, uses: &[VmUse]) -> Plan {
     let pairs: Vec<(String, String)> = uses
         .iter()
+        .filter(|u| u.on_this_cache)
         .map(|u| (u.vm.clone(), u.image_checksum.clone()))
         .collect();
     let gone = images::unused(bases.clone(), &pairs);
@@ -305,6 +312,8 @@ fn vm_uses(b: &LibvirtBackend) -> Result<Vec<VmUse>, Error> {
             let record = list::record(d)?;
             Some(VmUse {
                 vm: d.name().ok()?,
+                on_this_cache: record.template.is_none()
+                    && record.dir.starts_with(&b.config.vm.storage_dir),
                 image_checksum: record.image_checksum,
                 template: record.template,
             })
@@ -364,12 +373,14 @@ mod tests {
             vm: vm.into(),
             image_checksum: checksum.into(),
             template: None,
+            on_this_cache: true,
         }
     }
 
     fn clone_of(vm: &str, checksum: &str, key: &str) -> VmUse {
         VmUse {
             template: Some(key.into()),
+            on_this_cache: false,
             ..cold(vm, checksum)
         }
     }
@@ -407,7 +418,7 @@ mod tests {
     fn rm_refuses_naming_the_vms_and_takes_nothing() {
         let bases = vec![base("debian-12", "sha256:1")];
         let templates = vec![template("k1", "debian-12", "sha256:1")];
-        // A clone holds both its template and its base.
+        // A cold VM holds the base; a clone holds its template (which links its own base).
         let e = plan_rm(
             "debian-12",
             bases.clone(),
@@ -416,7 +427,26 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.is_bad_input(), "{e}");
-        assert!(e.to_string().contains("web, db"), "{e}");
+        assert!(e.to_string().contains("base of the VMs db"), "{e}");
+        let e = plan_rm(
+            "debian-12",
+            bases.clone(),
+            templates.clone(),
+            &[clone_of("web", "sha256:1", "k1")],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("template debian-12 (k1) is the disk of the VMs web"),
+            "{e}"
+        );
+        // A VM booted cold from another storage dir's cache holds nothing of this one.
+        let elsewhere = VmUse {
+            on_this_cache: false,
+            ..cold("other", "sha256:1")
+        };
+        let p = plan_rm("debian-12", bases.clone(), Vec::new(), &[elsewhere]).unwrap();
+        assert_eq!(sums(&p), ["sha256:1"]);
         // The template alone, by key, is refused for its clone only.
         let e = plan_rm(
             "k1",
@@ -467,7 +497,8 @@ mod tests {
             // Half-made or an older nox's, with a base that stays: goes.
             stale("e", Some(note("e", "kept", "sha256:1"))),
             stale("f", None),
-            // The template of a clone, whose base the clone holds.
+            // The template of a clone: kept. Its base's cache entry goes, as no VM booted cold
+            // from it: the template links its own base.
             template("g", "cloned", "sha256:3"),
         ];
         let uses = [
@@ -477,7 +508,7 @@ mod tests {
         ];
         let p = plan_prune(bases, templates, &uses);
         assert_eq!(keys(&p), ["b", "c", "e", "f"]);
-        assert_eq!(sums(&p), ["sha256:2"]);
+        assert_eq!(sums(&p), ["sha256:2", "sha256:3"]);
     }
 
     /// A base link the cache shares is the base's row's; once the cache lets go, the

@@ -287,6 +287,14 @@ pub fn ensure(
     build(b, conn, image_name, shape, &key, &dir, timeout, progress)
 }
 
+/// Holds `t` (its lock, shared) while a clone is made from its files, so `image rm` and
+/// `prune`, which take the lock exclusively, never remove it under the clone. `None` when it
+/// was removed between [`ensure`] and now.
+pub fn hold(b: &LibvirtBackend, t: &Template) -> Result<Option<nox_core::lock::LockGuard>, Error> {
+    let guard = nox_core::lock::lock_shared(&lock_path(&b.config.vm.templates_dir(), &t.note.key))?;
+    Ok(Template::load(&t.dir).map(|_| guard))
+}
+
 /// Removes the template of `key` (a restore of it failed), under its lock.
 pub fn discard(b: &LibvirtBackend, key: &str, progress: &dyn Progress) -> Result<(), Error> {
     let templates_dir = b.config.vm.templates_dir();
