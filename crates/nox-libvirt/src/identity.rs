@@ -29,13 +29,15 @@ pub const TEMPLATE_USER: &str = "noxtemplate";
 
 /// The identity script. `$1` hostname, `$2` user, `$3` machine-id, `$4` cloud-init
 /// instance-id, `$5` the template's MAC, `$6` the clone's MAC, `$7` the template's user, `$8`
-/// the host's clock (seconds.nanoseconds since the epoch).
+/// the host's clock (seconds.nanoseconds since the epoch), `$9` a free address to ask the DHCP
+/// server for first, or empty.
 /// Then the byte lengths of the files on its stdin, in order: the host key, its public half,
 /// `authorized_keys`, and host randomness. It keeps them in a root-only directory it removes.
 const SCRIPT: &str = r#"set -eu
 dir=/run/nox-identity
 hostname=$1 user=$2 machine_id=$3 instance_id=$4 old_mac=$5 new_mac=$6 template_user=$7 now=$8
-shift 8
+want=$9
+shift 9
 
 date -u -s "@$now" > /dev/null
 # The files arrive on stdin, one after another; their lengths are the remaining arguments.
@@ -74,6 +76,12 @@ cat "$dir/random" > /dev/urandom
         ip addr flush dev "$iface"
         ip link set dev "$iface" address "$new_mac"
         rm -f /var/lib/dhcp/dhclient*.leases
+        if [ -n "$want" ]; then
+            # A free address nox found (network.rs, free_address), asked for at once
+            # (INIT-REBOOT): the server acknowledges it, or refuses and the client starts over.
+            printf 'lease {\n  interface "%s";\n  fixed-address %s;\n  renew 4 2037/12/31 00:00:00;\n  rebind 4 2037/12/31 00:00:00;\n  expire 4 2037/12/31 00:00:00;\n}\n' \
+                "$iface" "$want" > "/var/lib/dhcp/dhclient.$iface.leases"
+        fi
         ifup --force "$iface"
     else
         ip link set dev "$iface" down
@@ -138,6 +146,8 @@ pub struct Identity<'a> {
     pub instance_id: &'a str,
     pub template_mac: &'a str,
     pub mac: &'a str,
+    /// A free address of the clone's DHCP network to ask for first (`None`: ask as usual).
+    pub dhcp_hint: Option<std::net::Ipv4Addr>,
 }
 
 /// Gives the running clone `dom` its identity. Fails naming the step that failed.
@@ -186,6 +196,7 @@ pub fn apply(
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let now = format!("{}.{:09}", now.as_secs(), now.subsec_nanos());
+    let want = id.dhcp_hint.map(|a| a.to_string()).unwrap_or_default();
     let parts = [
         private.as_bytes(),
         public.as_bytes(),
@@ -206,6 +217,7 @@ pub fn apply(
         id.mac,
         TEMPLATE_USER,
         &now,
+        &want,
     ];
     argv.extend(lengths.iter().map(String::as_str));
     run(&argv, Some(&parts.concat()))
@@ -236,8 +248,7 @@ mod tests {
     fn the_script_takes_every_value_as_an_argument() {
         // Nothing is ever formatted into the script: it is a constant, and its inputs are
         // positional parameters or files.
-        assert!(!SCRIPT.contains('{'));
-        for n in 1..=8 {
+        for n in 1..=9 {
             assert!(SCRIPT.contains(&format!("${n}")), "${n} unused");
         }
         assert!(SCRIPT.starts_with("set -eu\n"));

@@ -133,6 +133,69 @@ pub fn remove_macvtap_for(host: &Host, mac: &str) {
     }
 }
 
+/// A random address of libvirt network `network`'s DHCP range that no lease holds now, for a
+/// clone to ask for straight away (identity.rs): dnsmasq acknowledges such a request at once,
+/// where a DISCOVER waits three seconds on its ping check. The leases are read from libvirt's
+/// dnsmasq status file; when it cannot be read the clone asks as usual. A race with another
+/// new guest costs nothing but that wait: the server refuses a taken address, and the client
+/// starts over with a DISCOVER.
+pub fn free_address(
+    conn: &Connect,
+    network: &str,
+    facts: &dyn nox_core::host::HostFacts,
+) -> Option<std::net::Ipv4Addr> {
+    let net = conn.lookup_network_by_name(network).ok()?;
+    let (start, end) = dhcp_range(&net.xml_desc(0).ok()?)?;
+    let bridge = net.bridge_name().ok()?;
+    let status = std::fs::read(format!("/var/lib/libvirt/dnsmasq/{bridge}.status")).ok()?;
+    let leases: Vec<serde_json::Value> = if status.iter().all(u8::is_ascii_whitespace) {
+        Vec::new()
+    } else {
+        serde_json::from_slice(&status).ok()?
+    };
+    let leased: Vec<std::net::Ipv4Addr> = leases
+        .iter()
+        .filter_map(|l| l["ip-address"].as_str()?.parse().ok())
+        .collect();
+    let mut random = [0u8; 4];
+    facts.fill_random(&mut random).ok()?;
+    pick_free(start, end, &leased, u32::from_le_bytes(random))
+}
+
+/// The first `<range start= end=>` of a libvirt network's `<dhcp>`.
+fn dhcp_range(xml: &str) -> Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    loop {
+        match reader.read_event().ok()? {
+            Event::Empty(e) | Event::Start(e) if e.local_name().as_ref() == b"range" => {
+                let attr = |name: &[u8]| -> Option<std::net::Ipv4Addr> {
+                    let a = e.try_get_attribute(name).ok()??;
+                    a.unescape_value().ok()?.parse().ok()
+                };
+                return Some((attr(b"start")?, attr(b"end")?));
+            }
+            Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
+fn pick_free(
+    start: std::net::Ipv4Addr,
+    end: std::net::Ipv4Addr,
+    leased: &[std::net::Ipv4Addr],
+    random: u32,
+) -> Option<std::net::Ipv4Addr> {
+    let free: Vec<u32> = (u32::from(start)..=u32::from(end))
+        .filter(|a| !leased.contains(&std::net::Ipv4Addr::from(*a)))
+        .collect();
+    if free.is_empty() {
+        return None;
+    }
+    Some(std::net::Ipv4Addr::from(free[random as usize % free.len()]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +245,31 @@ mod tests {
             runner.argvs(),
             vec![vec!["ip", "link", "delete", "macvtap0"]]
         );
+    }
+
+    #[test]
+    fn a_free_address_comes_from_the_dhcp_range_and_is_never_leased() {
+        let xml = "<network><name>default</name><ip address='192.168.122.1' netmask='255.255.255.0'><dhcp><range start='192.168.122.2' end='192.168.122.5'/></dhcp></ip></network>";
+        let (start, end) = dhcp_range(xml).unwrap();
+        assert_eq!(
+            (start.to_string(), end.to_string()),
+            ("192.168.122.2".into(), "192.168.122.5".into())
+        );
+        let leased: Vec<std::net::Ipv4Addr> = ["192.168.122.2", "192.168.122.4"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let picks: std::collections::BTreeSet<String> = (0..8)
+            .map(|r| pick_free(start, end, &leased, r).unwrap().to_string())
+            .collect();
+        assert_eq!(
+            picks.into_iter().collect::<Vec<_>>(),
+            ["192.168.122.3", "192.168.122.5"]
+        );
+        let all: Vec<std::net::Ipv4Addr> = (2..=5)
+            .map(|n| format!("192.168.122.{n}").parse().unwrap())
+            .collect();
+        assert_eq!(pick_free(start, end, &all, 7), None);
+        assert_eq!(dhcp_range("<network><ip/></network>"), None);
     }
 }

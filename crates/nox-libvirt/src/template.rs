@@ -632,6 +632,10 @@ pub fn clone(
             instance_id: &uuid,
             template_mac: &t.note.mac,
             mac: &mac,
+            dhcp_hint: match &spec.network {
+                NetworkSpec::Default => network::free_address(conn, "default", facts),
+                _ => None,
+            },
         },
         timeout,
     )?;
