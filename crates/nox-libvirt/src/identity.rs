@@ -40,20 +40,16 @@ want=$9
 shift 9
 
 date -u -s "@$now" > /dev/null
+printf '%s\n' "$hostname" > /etc/hostname
+hostname "$hostname"
 # The files arrive on stdin, one after another; their lengths are the remaining arguments.
 umask 077
 mkdir -p "$dir"
-cat > "$dir/input"
-at=1
-for part in ssh_host_ed25519_key ssh_host_ed25519_key.pub authorized_keys random; do
-    tail -c "+$at" "$dir/input" | head -c "$1" > "$dir/$part"
-    at=$((at + $1))
-    shift
-done
+dd bs="$1" count=1 iflag=fullblock status=none of="$dir/ssh_host_ed25519_key"
+dd bs="$2" count=1 iflag=fullblock status=none of="$dir/ssh_host_ed25519_key.pub"
+dd bs="$3" count=1 iflag=fullblock status=none of="$dir/authorized_keys"
+dd bs="$4" count=1 iflag=fullblock status=none of=/dev/urandom
 umask 022
-printf '%s\n' "$hostname" > /etc/hostname
-hostname "$hostname"
-cat "$dir/random" > /dev/urandom
 
 # The NIC first, in the background: its DHCP exchange is the longest step. The restored device
 # still has the template's MAC. It gets the clone's, which libvirt already uses, in the device
@@ -92,6 +88,14 @@ cat "$dir/random" > /dev/urandom
 ) > "$dir/network.log" 2>&1 &
 network=$!
 
+# sshd still holds the template's host keys in memory: restarted on the new ones, beside the
+# rest (an emulated guest takes a second for it).
+rm -f /etc/ssh/ssh_host_*
+mv "$dir/ssh_host_ed25519_key" /etc/ssh/ssh_host_ed25519_key
+install -m 644 "$dir/ssh_host_ed25519_key.pub" /etc/ssh/ssh_host_ed25519_key.pub
+systemctl try-restart ssh.service > "$dir/ssh.log" 2>&1 &
+ssh=$!
+
 printf '%s\n' "$machine_id" > /etc/machine-id
 if [ -f /var/lib/dbus/machine-id ] && [ ! -L /var/lib/dbus/machine-id ]; then
     printf '%s\n' "$machine_id" > /var/lib/dbus/machine-id
@@ -112,12 +116,6 @@ install -m 600 -o "$user" -g "$user" "$dir/authorized_keys" "$home/.ssh/authoriz
 printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$user" > "$dir/sudoers"
 install -m 440 "$dir/sudoers" /etc/sudoers.d/90-cloud-init-users
 
-# sshd still holds the template's host keys in memory: the restart makes it take the new ones.
-rm -f /etc/ssh/ssh_host_*
-install -m 600 "$dir/ssh_host_ed25519_key" /etc/ssh/ssh_host_ed25519_key
-install -m 644 "$dir/ssh_host_ed25519_key.pub" /etc/ssh/ssh_host_ed25519_key.pub
-systemctl try-restart ssh.service
-
 # cloud-init: the clone's seed names this instance, and the template's first-boot work counts
 # as done for it, so a reboot does not provision the clone again.
 if [ -f /var/lib/cloud/data/instance-id ]; then
@@ -131,6 +129,10 @@ if [ -f /var/lib/cloud/data/instance-id ]; then
     printf '%s\n' "$instance_id" > /var/lib/cloud/data/previous-instance-id
 fi
 
+if ! wait "$ssh"; then
+    cat "$dir/ssh.log" >&2
+    exit 1
+fi
 if ! wait "$network"; then
     cat "$dir/network.log" >&2
     exit 1
@@ -164,9 +166,8 @@ pub fn apply(
             "`nox create --cold-boot` boots it without a template",
         )
     };
-    agent
-        .wait_ready::<Error>(timeout, &|_| nox_core::interrupt::check())
-        .map_err(|e| fail("the guest agent", &e))?;
+    // No ping first: the agent was answering when the template was saved, and the script's
+    // own call (which libvirt precedes with a sync) fails plainly if it is not.
 
     let mut machine_id = [0u8; 16];
     facts.fill_random(&mut machine_id)?;
