@@ -284,12 +284,7 @@ fn a_template_that_no_longer_restores_is_rebuilt_and_the_create_still_succeeds()
         .args(["delete", "--force", &warm])
         .output()
         .unwrap());
-    let cfg_text = std::fs::read_to_string(&shared_cfg).unwrap().replace(
-        &format!("templates_dir = \"{}\"", templates_dir().display()),
-        &format!("templates_dir = \"{}\"", private.display()),
-    );
-    let cfg = fx.dir.join("broken.toml");
-    std::fs::write(&cfg, cfg_text).unwrap();
+    let cfg = fx.with_own_templates(&shared_cfg);
     let key = note["key"].as_str().unwrap();
     std::fs::create_dir_all(private.join(key)).unwrap();
     for f in ["disk.qcow2", "state.sav", "template.json"] {
@@ -374,15 +369,7 @@ fn cold_boot_and_templates_off_boot_cold() {
 
     // Its base cannot be removed while it exists; then it can. With a templates dir of this
     // test's own: the run's shared one holds other tests' templates of this image.
-    let own = fx.dir.join("own-templates.toml");
-    std::fs::write(
-        &own,
-        std::fs::read_to_string(&cfg).unwrap().replace(
-            &format!("templates_dir = \"{}\"", templates_dir().display()),
-            &format!("templates_dir = \"{}\"", fx.dir.join("templates").display()),
-        ),
-    )
-    .unwrap();
+    let own = fx.with_own_templates(&cfg);
     let rm = |cfg: &Path| {
         fx.nox(cfg)
             .args(["image", "rm", "debian-12-test", "--backend", "vm"])

@@ -288,18 +288,7 @@ fn vm_create_delete_backup_restore_killed_anywhere_leave_nothing() {
     // directory must go too; in a templates dir of this test's own, so this create is surely
     // the one that boots it), then, from the run's shared template of vm.rs's shape, killed
     // with the clone's state copied and after the restore.
-    let private = fx.dir.join("private-templates.toml");
-    std::fs::write(
-        &private,
-        std::fs::read_to_string(&cfg).unwrap().replace(
-            &format!(
-                "templates_dir = \"{}\"",
-                nox_tests::fixture::templates_dir().display()
-            ),
-            &format!("templates_dir = \"{}\"", fx.dir.join("templates").display()),
-        ),
-    )
-    .unwrap();
+    let private = fx.with_own_templates(&cfg);
     let shared_shape = [
         "--network",
         "user",

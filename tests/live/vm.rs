@@ -255,18 +255,7 @@ fn vm_lifecycle() {
     // the container bases in the shared lxcpath, and the templates in the run's shared
     // templates dir, belong to the other tests too (so this rm looks at a templates dir of its
     // own; templates_verbs.rs covers rm of templates).
-    let own_templates = fx.dir.join("vm-rm.toml");
-    std::fs::write(
-        &own_templates,
-        std::fs::read_to_string(&cfg).unwrap().replace(
-            &format!(
-                "templates_dir = \"{}\"",
-                nox_tests::fixture::templates_dir().display()
-            ),
-            &format!("templates_dir = \"{}\"", fx.dir.join("templates").display()),
-        ),
-    )
-    .unwrap();
+    let own_templates = fx.with_own_templates(&cfg);
     ok(fx
         .nox(&own_templates)
         .args(["image", "rm", "debian-12-test", "--backend", "vm"])

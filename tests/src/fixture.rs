@@ -147,6 +147,25 @@ impl Fixture {
         path
     }
 
+    /// A copy of the config at `config` whose `[vm] templates_dir` is this test's own, for a
+    /// test that must build a template itself, or must not see the run's shared ones.
+    pub fn with_own_templates(&self, config: &Path) -> PathBuf {
+        let path = config.with_extension("own-templates.toml");
+        let text = std::fs::read_to_string(config).expect("reading the test config");
+        let shared = format!("templates_dir = \"{}\"", templates_dir().display());
+        assert!(
+            text.contains(&shared),
+            "{} has no shared templates_dir",
+            config.display()
+        );
+        let own = format!(
+            "templates_dir = \"{}\"",
+            self.dir.join("templates").display()
+        );
+        std::fs::write(&path, text.replace(&shared, &own)).expect("writing the test config");
+        path
+    }
+
     /// `nox` with this test's config and its own home and data dirs.
     pub fn nox(&self, config: &Path) -> std::process::Command {
         let mut cmd = std::process::Command::new(crate::nox_bin());

@@ -10,6 +10,17 @@ use crate::error::{Error, Result};
 /// A held lock; dropping it releases the lock.
 pub type LockGuard = nix::fcntl::Flock<File>;
 
+/// The lock file, created 0600 if missing (never truncated: it holds nothing).
+fn open(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))
+}
+
 /// Waits for and takes the exclusive lock on `path` (created 0600 if missing).
 pub fn lock(path: &Path) -> Result<LockGuard> {
     lock_saying(path, || {})
@@ -19,13 +30,7 @@ pub fn lock(path: &Path) -> Result<LockGuard> {
 /// (another nox's image build) is said, not silent. The wait ends when the holder ends,
 /// however it ends: the kernel releases a dead holder's lock.
 pub fn lock_saying(path: &Path, on_wait: impl FnOnce()) -> Result<LockGuard> {
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    let f = open(path)?;
     let f = match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(guard) => return Ok(guard),
         Err((f, nix::errno::Errno::EWOULDBLOCK)) => f,
@@ -39,26 +44,14 @@ pub fn lock_saying(path: &Path, on_wait: impl FnOnce()) -> Result<LockGuard> {
 /// Waits for and takes `path`'s lock shared: any number of holders, none while an exclusive
 /// [`lock`] is held.
 pub fn lock_shared(path: &Path) -> Result<LockGuard> {
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    let f = open(path)?;
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockShared)
         .map_err(|(_, e)| Error::io(format!("locking {}", path.display()), e.into()))
 }
 
 /// The lock on `path` if nobody holds it now, `None` if somebody does. It never waits.
 pub fn try_lock(path: &Path) -> Result<Option<LockGuard>> {
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    let f = open(path)?;
     match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(guard) => Ok(Some(guard)),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
