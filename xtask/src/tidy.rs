@@ -28,6 +28,7 @@ const INVARIANT_EXPECTS: &[(&str, &str)] = &[
     ("crates/nox-core/src/config.rs", "defaults serialize"),
     ("crates/nox-core/src/config.rs", "valid built-in"),
     ("crates/nox-libvirt/src/record.rs", "record serializes"),
+    ("crates/nox-libvirt/src/template.rs", "note serializes"),
     ("crates/nox-lxc/src/record.rs", "serializes"),
     ("crates/nox-incus/src/images.rs", "strings serialize"),
     ("crates/nox-incus/src/token.rs", "a token serializes"),

@@ -43,7 +43,7 @@ pub struct SaveImage {
 
 fn u32_at(b: &[u8], field: usize) -> u32 {
     let at = 16 + 4 * field;
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 impl SaveImage {
