@@ -67,8 +67,8 @@ fn vm_lifecycle() {
     assert_eq!(created["disk_bytes"], 4u64 << 30);
 
     // The base image is cached once, by checksum. (This VM is a clone: its disk overlays its
-    // template, which links its own base; clones.rs checks that a VM booted cold keeps its base
-    // from `image rm`.)
+    // template, which links its own base; the NAT test below checks that a VM booted cold keeps
+    // its base from `image rm`.)
     let images: Value = serde_json::from_slice(
         &ok(fx
             .nox(&cfg)
@@ -356,7 +356,9 @@ fn vm_on_the_default_nat_network_gets_an_address() {
     let name = fx.unique_name("nat");
     fx.own_domain(&name);
     // Only the guest talks on the NAT network (DHCP from libvirt's dnsmasq); the test reads the
-    // address through nox and sends nothing to it.
+    // address through nox and sends nothing to it. Booted cold (`--cold-boot`): the suite's
+    // one create that boots, where every other restores a template (clones.rs checks clones on
+    // this network).
     let out = ok(fx
         .nox(&cfg)
         .args([
@@ -366,6 +368,7 @@ fn vm_on_the_default_nat_network_gets_an_address() {
             "debian-12-test",
             "--network",
             "default",
+            "--cold-boot",
             "--json",
         ])
         .output()
@@ -379,10 +382,48 @@ fn vm_on_the_default_nat_network_gets_an_address() {
     );
     assert_eq!(created["ssh"]["host"], ip.as_str());
     assert_eq!(created["ssh"]["port"], 22);
+    // No template: the record names none, and nothing of the disk chain is in the run's
+    // templates dir.
+    virt::error::clear_error_callback();
+    let conn = virt::connect::Connect::open(Some("qemu:///system")).unwrap();
+    let xml = conn
+        .lookup_domain_by_name(&name)
+        .unwrap()
+        .xml_desc(0)
+        .unwrap()
+        .replace("&quot;", "\"");
+    assert!(xml.contains("\"image_checksum\""), "{xml}");
+    assert!(!xml.contains("\"template\""), "{xml}");
+    let templates = nox_tests::fixture::templates_dir();
+    assert!(!xml.contains(&*templates.to_string_lossy()), "{xml}");
+
+    // Its base cannot be removed while it exists; then it can. With a templates dir of this
+    // test's own: the run's shared one holds other tests' templates of this image.
+    let own = fx.with_own_templates(&cfg);
+    let rm = || {
+        fx.nox(&own)
+            .args(["image", "rm", "debian-12-test", "--backend", "vm"])
+            .output()
+            .unwrap()
+    };
+    let in_use = rm();
+    assert_eq!(in_use.status.code(), Some(2), "{}", text(&in_use.stderr));
+    assert!(
+        text(&in_use.stderr).contains("is the base of the VMs")
+            && text(&in_use.stderr).contains(&name),
+        "{}",
+        text(&in_use.stderr)
+    );
     ok(fx
         .nox(&cfg)
         .args(["delete", "--force", &name])
         .output()
         .unwrap());
     assert!(no_domain(&name));
+    ok(rm());
+    let left: Vec<_> = std::fs::read_dir(fx.dir.join("vm/images"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
