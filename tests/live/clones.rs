@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use nox_tests::fixture::{templates_dir, Fixture};
+use nox_tests::fixture::{templates_dir, Fixture, USER_SHAPE};
 use nox_tests::image::TestImage;
 use nox_tests::{live, ok, text};
 use serde_json::Value;
@@ -108,18 +108,6 @@ fn create(fx: &Fixture, cfg: &Path, name: &str, home: Option<&Path>, args: &[&st
         .unwrap());
     serde_json::from_slice(&out.stdout).unwrap()
 }
-
-/// vm.rs's and backup.rs's shape: passt networking, so SSH is reachable on 127.0.0.1.
-const USER_SHAPE: &[&str] = &[
-    "--network",
-    "user",
-    "--cpus",
-    "1",
-    "--memory",
-    "1G",
-    "--disk",
-    "4G",
-];
 
 #[test]
 fn two_clones_of_one_template_are_each_their_own_machine() {

@@ -289,16 +289,7 @@ fn vm_create_delete_backup_restore_killed_anywhere_leave_nothing() {
     // the one that boots it), then, from the run's shared template of vm.rs's shape, killed
     // with the clone's state copied and after the restore.
     let private = fx.with_own_templates(&cfg);
-    let shared_shape = [
-        "--network",
-        "user",
-        "--cpus",
-        "1",
-        "--memory",
-        "1G",
-        "--disk",
-        "4G",
-    ];
+    let shared_shape = nox_tests::fixture::USER_SHAPE;
     for (point, config, note) in [
         (
             "vm.template.started",

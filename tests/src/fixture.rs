@@ -49,6 +49,19 @@ pub fn owner_alive(token: &str) -> bool {
     start_time(pid) == Some(start)
 }
 
+/// The VM shape vm.rs, backup.rs, clones.rs and crash.rs create (passt networking, so SSH is
+/// reachable on 127.0.0.1): one template serves them all in a run.
+pub const USER_SHAPE: &[&str] = &[
+    "--network",
+    "user",
+    "--cpus",
+    "1",
+    "--memory",
+    "1G",
+    "--disk",
+    "4G",
+];
+
 /// The VM templates every live test shares (`[vm] templates_dir`): a template is a cold boot,
 /// made once per shape and run. `cargo xtask ci` empties it first, so each CI run builds its own.
 pub fn templates_dir() -> PathBuf {
