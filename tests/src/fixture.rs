@@ -295,16 +295,20 @@ fn remove_container(name: &str) {
     let _ = std::fs::remove_dir_all(lxcpath().join(name));
 }
 
-/// A template's domain (`nox.template.KEY`) runs only while a nox builds it, holding the
+/// A template's domain (`nox.template.KEY.DIR`) runs only while a nox builds it, holding the
 /// template's lock. One in the tests' templates dir whose lock is free was left by a killed
 /// build: it would run, unseen, until a build of the same shape.
 fn sweep_template_build(uri: &str, dom: &virt::domain::Domain) {
     use std::os::fd::AsRawFd;
-    let Some(key) = dom
-        .name()
-        .ok()
-        .and_then(|n| n.strip_prefix("nox.template.").map(String::from))
-    else {
+    // `nox.template.KEY.DIR` (DIR: a hash of the templates dir it builds into).
+    let Some((name, key)) = dom.name().ok().and_then(|n| {
+        let key = n
+            .strip_prefix("nox.template.")?
+            .split('.')
+            .next()?
+            .to_string();
+        Some((n, key))
+    }) else {
         return;
     };
     let lock = templates_dir().join(format!("{key}.lock"));
@@ -318,8 +322,8 @@ fn sweep_template_build(uri: &str, dom: &virt::domain::Domain) {
     // SAFETY: flock on a file this function owns; the lock goes with the file.
     let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
     if in_tests && free {
-        eprintln!("fixture: sweeping template build nox.template.{key} left by a killed run");
-        remove_domain(uri, &format!("nox.template.{key}"));
+        eprintln!("fixture: sweeping template build {name} left by a killed run");
+        remove_domain(uri, &name);
     }
 }
 

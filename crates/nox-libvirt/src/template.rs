@@ -38,7 +38,7 @@ use crate::{images, network, qemu_img, readiness, LibvirtBackend};
 /// Bumped whenever what a template holds changes: older ones are then never restored.
 const TEMPLATE_VERSION: u32 = 2;
 /// Template domains are transient and named so no instance name can take it (instance names
-/// have no dots).
+/// have no dots); see [`domain_name`].
 const DOMAIN_PREFIX: &str = "nox.template.";
 const NOTE: &str = "template.json";
 const STATE: &str = "state.sav";
@@ -228,7 +228,16 @@ pub fn existing(b: &LibvirtBackend, shape: &Shape<'_>) -> Option<Template> {
     Template::load(&b.config.vm.templates_dir().join(shape.key()))
 }
 
-/// Template builds a killed nox left: the running transient domain (`nox.template.KEY`) and
+/// The transient domain a template is built in: `nox.template.KEY.DIR`, DIR a short hash of
+/// the templates dir, so two templates dirs on one host (two storage dirs, or test runs) never
+/// build, or clean up, each other's template of the same shape.
+fn domain_name(templates_dir: &Path, key: &str) -> String {
+    let digest = Sha256::digest(templates_dir.as_os_str().as_encoded_bytes());
+    let dir: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{DOMAIN_PREFIX}{key}.{dir}")
+}
+
+/// Template builds a killed nox left: the running transient domain (`nox.template.KEY.DIR`) and
 /// the unfinished directory, for every template whose lock nobody holds. Says what it removed.
 pub fn remove_abandoned_builds(b: &LibvirtBackend, conn: &Connect) -> Result<Vec<String>, Error> {
     let templates_dir = b.config.vm.templates_dir();
@@ -237,11 +246,14 @@ pub fn remove_abandoned_builds(b: &LibvirtBackend, conn: &Connect) -> Result<Vec
         .list_all_domains(virt::sys::VIR_CONNECT_LIST_DOMAINS_TRANSIENT)
         .unwrap_or_default();
     for dom in domains {
-        let Some(key) = dom
-            .name()
-            .ok()
-            .and_then(|n| n.strip_prefix(DOMAIN_PREFIX).map(String::from))
-        else {
+        let Some((name, key)) = dom.name().ok().and_then(|n| {
+            let key = n
+                .strip_prefix(DOMAIN_PREFIX)?
+                .split('.')
+                .next()?
+                .to_string();
+            (n == domain_name(&templates_dir, &key)).then_some((n, key))
+        }) else {
             continue;
         };
         let dir = templates_dir.join(&key);
@@ -256,13 +268,11 @@ pub fn remove_abandoned_builds(b: &LibvirtBackend, conn: &Connect) -> Result<Vec
         else {
             continue;
         };
-        crate::lifecycle::remove_domain(conn, &format!("{DOMAIN_PREFIX}{key}"))?;
+        crate::lifecycle::remove_domain(conn, &name)?;
         if Template::load(&dir).is_none() {
             let _ = std::fs::remove_dir_all(&dir);
         }
-        done.push(format!(
-            "removed the unfinished template build {DOMAIN_PREFIX}{key}"
-        ));
+        done.push(format!("removed the unfinished template build {name}"));
     }
     Ok(done)
 }
@@ -318,8 +328,9 @@ fn build(
     timeout: Duration,
     progress: &dyn Progress,
 ) -> Result<Template, Error> {
-    let name = format!("{DOMAIN_PREFIX}{key}");
-    // What a killed build left: its transient domain, still running, and its files.
+    let name = domain_name(dir.parent().unwrap_or(dir), key);
+    // What a killed build of this templates dir left: its transient domain, still running,
+    // and its files.
     crate::lifecycle::remove_domain(conn, &name)?;
     let _ = std::fs::remove_dir_all(dir);
     // Dropped before it is committed, this removes the directory (the transient domain is
