@@ -168,14 +168,15 @@ fn archive_url<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<St
 }
 
 /// A path that means the same file from any working directory: two nox commands started in
-/// different directories must find the same lock files.
+/// different directories must find the same lock files, and a qcow2 overlay names its
+/// backing file by path, which a relative one would resolve against the overlay's own dir.
 fn absolute_path<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<PathBuf, D::Error> {
     let p = PathBuf::deserialize(d)?;
     if p.is_absolute() {
         Ok(p)
     } else {
         Err(serde::de::Error::custom(format!(
-            "`{}` is not an absolute path: give one such as \"/var/lib/nox/state\", so every nox command finds the same locks",
+            "`{}` is not an absolute path: give one from /, such as \"/var/lib/nox/state\", so every nox command means the same files",
             p.display()
         )))
     }
@@ -239,13 +240,17 @@ pub struct VmConfig {
     pub uri: String,
     pub domain_type: DomainType,
     /// Where nox keeps VM disks, seeds and its image cache.
+    #[serde(deserialize_with = "absolute_path")]
     pub storage_dir: PathBuf,
     /// Create VMs by restoring a saved, booted template of their shape (see
     /// docs/backends.md); `false` boots every VM cold.
     pub templates: bool,
     /// Where templates live; by default `STORAGE_DIR/templates`. Hosts (and test runs) with
     /// several storage dirs can share one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "absolute_path_opt"
+    )]
     pub templates_dir: Option<PathBuf>,
 }
 
@@ -318,6 +323,12 @@ pub fn check_image_server(url: &str) -> std::result::Result<(), String> {
 
 /// A bridge name becomes an LXC config line and a /sys path: it must be one the kernel could
 /// give an interface, checked when the file is read.
+fn absolute_path_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<PathBuf>, D::Error> {
+    absolute_path(d).map(Some)
+}
+
 fn interface_name<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
     let name = String::deserialize(d)?;
     if !crate::instance::is_interface_name(&name) {
@@ -1264,6 +1275,16 @@ mod tests {
             ),
             ("[state]\ndir = \"\"\n", (2, 7), "not an absolute path"),
             ("[state]\ndir = \"state\"\n", (2, 7), "not an absolute path"),
+            (
+                "[vm]\nstorage_dir = \"vm\"\n",
+                (2, 15),
+                "not an absolute path",
+            ),
+            (
+                "[vm]\ntemplates_dir = \"t\"\n",
+                (2, 17),
+                "not an absolute path",
+            ),
         ];
         for (text, (line, column), msg) in cases {
             let env = Env::new();
