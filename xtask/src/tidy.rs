@@ -66,6 +66,19 @@ const INVARIANT_EXPECTS: &[(&str, &str)] = &[
         "creating the golden directory",
     ),
     ("crates/nox-core/src/golden.rs", "writing a golden file"),
+    // `nox cp` for containers: threads that copy between pipes and return their errors.
+    (
+        "crates/nox-lxc/src/file_copy.rs",
+        "the copier does not panic",
+    ),
+    (
+        "crates/nox-lxc/src/file_copy.rs",
+        "the feeder does not panic",
+    ),
+    (
+        "crates/nox-lxc/src/file_copy.rs",
+        "the stderr reader does not panic",
+    ),
 ];
 
 /// Files that exist only for tests (declared under `#[cfg(test)]` or a test feature).

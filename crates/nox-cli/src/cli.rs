@@ -175,6 +175,24 @@ pub enum Command {
         shell: Shell,
     },
 
+    /// Copy files between the host and an instance, either way
+    ///
+    /// A path in an instance is NAME:/ABSOLUTE/PATH (REMOTE:NAME:/PATH on a remote); any other
+    /// path is on the host (write ./a:b for a host file whose name holds a colon). Modes and
+    /// owners are kept as far as the target allows, like `cp -a` as root.
+    ///
+    /// Examples: nox cp ./app.tar web:/opt/   nox cp -r web:/var/log ./logs
+    Cp {
+        /// What to copy: a host path or NAME:/PATH
+        #[arg(value_name = "SRC")]
+        src: String,
+        /// Where to: a host path or NAME:/PATH (into it when it is a directory)
+        #[arg(value_name = "DST")]
+        dst: String,
+        /// Copy directories with everything in them
+        #[arg(short, long)]
+        recursive: bool,
+    },
     /// Shared folders: host directories seen inside an instance
     #[command(subcommand)]
     Mount(MountCommand),

@@ -54,6 +54,11 @@ fn main() -> ExitCode {
         Command::Config(cmd) => config::run(cmd),
         Command::Doctor(flags) => doctor::run(flags.json),
         Command::Completions { shell } => completions::run(shell),
+        Command::Cp {
+            src,
+            dst,
+            recursive,
+        } => copy::run(&src, &dst, recursive),
         Command::Mount(cmd) => mounts::run(cmd),
     };
     match result {

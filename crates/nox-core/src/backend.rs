@@ -171,6 +171,27 @@ pub trait Backend: BackupBackend + std::fmt::Debug + Send + Sync {
         progress: &dyn Progress,
     ) -> Result<String>;
 
+    /// Streams the guest file `path` (absolute, resolved inside the guest: its symlinks lead
+    /// only to its own files) into `sink`, in pieces, never the whole file in memory. Backends
+    /// that cannot copy files refuse in one line.
+    fn read_guest_file(&self, name: &InstanceName, path: &str, sink: &mut dyn Write) -> Result<()> {
+        let _ = (path, sink);
+        Err(crate::copy::unsupported(self.remote(), name))
+    }
+
+    /// Creates or truncates the guest file `path` (absolute, resolved inside the guest) and
+    /// streams `source` into it, in pieces. Its directory must exist; modes and owners are
+    /// set afterwards by the caller (through `exec_with`).
+    fn write_guest_file(
+        &self,
+        name: &InstanceName,
+        path: &str,
+        source: &mut dyn std::io::Read,
+    ) -> Result<()> {
+        let _ = (path, source);
+        Err(crate::copy::unsupported(self.remote(), name))
+    }
+
     /// Shares a host directory with the instance (`nox mount add`), stored with it. Returns a
     /// note for the user (what takes effect when). A backend that cannot share this host's
     /// directories (a remote) refuses in one line.

@@ -27,6 +27,7 @@ pub mod cloud_init;
 pub mod compat;
 pub mod config;
 pub mod config_edit;
+pub mod copy;
 pub mod error;
 pub mod fault;
 pub mod fetch;

@@ -92,9 +92,18 @@ impl<'d> GuestAgent<'d> {
     }
 
     fn call<T: for<'de> Deserialize<'de>>(&self, cmd: serde_json::Value) -> Result<T, AgentError> {
+        self.call_within(cmd, CALL_TIMEOUT_SECS)
+    }
+
+    /// One agent command, which libvirt waits up to `timeout_secs` for.
+    fn call_within<T: for<'de> Deserialize<'de>>(
+        &self,
+        cmd: serde_json::Value,
+        timeout_secs: i32,
+    ) -> Result<T, AgentError> {
         let started = std::time::Instant::now();
         let text = cmd.to_string();
-        let mut reply = self.domain.qemu_agent_command(&text, CALL_TIMEOUT_SECS, 0);
+        let mut reply = self.domain.qemu_agent_command(&text, timeout_secs, 0);
         // libvirt sends `guest-sync` before every command and gives the agent a fixed second to
         // answer it. A guest busy under software emulation misses that second now and then. The
         // command itself was never sent then, so sending it again cannot run it twice.
@@ -102,12 +111,13 @@ impl<'d> GuestAgent<'d> {
             match &reply {
                 Err(e) if missed_sync(e) => {
                     std::thread::sleep(SYNC_RETRY_PAUSE);
-                    reply = self.domain.qemu_agent_command(&text, CALL_TIMEOUT_SECS, 0);
+                    reply = self.domain.qemu_agent_command(&text, timeout_secs, 0);
                 }
                 _ => break,
             }
         }
-        // The command's name only: its arguments carry passwords, keys and script input.
+        // The command's name only: its arguments carry passwords, keys, script input and the
+        // content of users' files.
         tracing::debug!(
             command = %cmd["execute"].as_str().unwrap_or("?"),
             took = ?started.elapsed(),
@@ -237,3 +247,77 @@ impl<'d> GuestAgent<'d> {
 }
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// File calls for `nox cp`: big pieces take longer than one ordinary call may, above all
+/// under emulation, so they take their own timeout.
+impl GuestAgent<'_> {
+    /// Opens a guest file with an fopen(3) `mode` ("r", "w"); errors say why (the guest's
+    /// message: no such file, permission denied).
+    pub fn file_open_mode(&self, path: &str, mode: &str) -> Result<i64, AgentError> {
+        self.call_within(
+            json!({"execute": "guest-file-open", "arguments": {"path": path, "mode": mode}}),
+            CALL_TIMEOUT_SECS,
+        )
+    }
+
+    /// Reads up to `count` bytes, waiting up to `timeout_secs`; returns them and whether the
+    /// end of the file was reached.
+    pub fn file_read_slow(
+        &self,
+        handle: i64,
+        count: usize,
+        timeout_secs: i32,
+    ) -> Result<(Vec<u8>, bool), AgentError> {
+        #[derive(Deserialize)]
+        struct Read {
+            #[serde(rename = "buf-b64")]
+            buf: String,
+            eof: bool,
+        }
+        let r: Read = self.call_within(
+            json!({"execute": "guest-file-read", "arguments": {"handle": handle, "count": count}}),
+            timeout_secs,
+        )?;
+        let bytes = B64
+            .decode(r.buf)
+            .map_err(|e| AgentError::Protocol(e.to_string()))?;
+        Ok((bytes, r.eof))
+    }
+
+    /// Writes all of `data`, waiting up to `timeout_secs` per call.
+    pub fn file_write(
+        &self,
+        handle: i64,
+        data: &[u8],
+        timeout_secs: i32,
+    ) -> Result<(), AgentError> {
+        #[derive(Deserialize)]
+        struct Written {
+            count: usize,
+        }
+        let mut rest = data;
+        while !rest.is_empty() {
+            let w: Written = self.call_within(
+                json!({"execute": "guest-file-write",
+                       "arguments": {"handle": handle, "buf-b64": B64.encode(rest)}}),
+                timeout_secs,
+            )?;
+            if w.count == 0 {
+                return Err(AgentError::Protocol(
+                    "guest-file-write wrote nothing".into(),
+                ));
+            }
+            rest = &rest[w.count.min(rest.len())..];
+        }
+        Ok(())
+    }
+
+    /// Closes a handle, reporting a failure (a write that could not be flushed).
+    pub fn file_close_checked(&self, handle: i64) -> Result<(), AgentError> {
+        self.call_within::<serde_json::Value>(
+            json!({"execute": "guest-file-close", "arguments": {"handle": handle}}),
+            CALL_TIMEOUT_SECS,
+        )
+        .map(|_| ())
+    }
+}

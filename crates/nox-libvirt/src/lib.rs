@@ -40,6 +40,7 @@ mod create;
 pub mod domain;
 pub mod error;
 mod exec;
+pub mod file_copy;
 pub mod host_checks;
 mod identity;
 pub mod image_verbs;
@@ -224,6 +225,24 @@ impl Backend for LibvirtBackend {
         progress: &dyn Progress,
     ) -> Result<String, Error> {
         resize::resize(self, name, resize, progress)
+    }
+
+    fn read_guest_file(
+        &self,
+        name: &InstanceName,
+        path: &str,
+        sink: &mut dyn std::io::Write,
+    ) -> Result<(), Error> {
+        file_copy::read(self, name, path, sink)
+    }
+
+    fn write_guest_file(
+        &self,
+        name: &InstanceName,
+        path: &str,
+        source: &mut dyn std::io::Read,
+    ) -> Result<(), Error> {
+        file_copy::write(self, name, path, source)
     }
 
     fn add_mount(

@@ -36,6 +36,7 @@ mod create;
 pub mod docker_volume;
 pub mod error;
 mod exec_io;
+mod file_copy;
 pub mod host_checks;
 pub mod image_cache;
 mod image_verbs;
@@ -226,6 +227,24 @@ impl Backend for LxcBackend {
         progress: &dyn Progress,
     ) -> Result<String, Error> {
         access::resize(self, name, resize, progress)
+    }
+
+    fn read_guest_file(
+        &self,
+        name: &InstanceName,
+        path: &str,
+        sink: &mut dyn std::io::Write,
+    ) -> Result<(), Error> {
+        file_copy::read(self, name, path, sink)
+    }
+
+    fn write_guest_file(
+        &self,
+        name: &InstanceName,
+        path: &str,
+        source: &mut dyn std::io::Read,
+    ) -> Result<(), Error> {
+        file_copy::write(self, name, path, source)
     }
 
     fn add_mount(

@@ -29,6 +29,7 @@ pub mod backends;
 pub mod backup;
 pub mod check;
 pub mod context;
+pub mod copy;
 pub mod create;
 pub mod doctor;
 pub mod exclusive;
