@@ -54,6 +54,8 @@ fn main() -> ExitCode {
         Command::Config(cmd) => config::run(cmd),
         Command::Doctor(flags) => doctor::run(flags.json),
         Command::Completions { shell } => completions::run(shell),
+        Command::Snapshot(a) => snapshot::run(a),
+        Command::Snapshots { name, json } => snapshot::list(&name, json.json),
     };
     match result {
         Ok(code) => code,

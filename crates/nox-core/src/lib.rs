@@ -43,6 +43,7 @@ pub mod remote;
 pub mod resources;
 pub mod script;
 pub mod secret;
+pub mod snapshot;
 pub mod spec;
 pub mod ssh_identity;
 pub mod state;

@@ -11,6 +11,7 @@
 //!   `recover.rs` removes or settles what a killed nox command left;
 //! - `domain.rs` renders domain XML and `network_xml.rs` libvirt's `default` network, both
 //!   from typed structs pinned by golden files; `record.rs` is nox's record in `<metadata>`;
+//! - `snapshot/` keeps snapshots (libvirt external snapshots, with memory on request);
 //! - `seed.rs` writes the cloud-init seed, `images.rs` keeps the image cache, `qemu_img.rs`
 //!   holds every qemu-img call;
 //! - `agent.rs` talks to the QEMU guest agent, which `exec.rs`, `access.rs` (ssh, console,
@@ -46,6 +47,7 @@ pub mod record;
 mod recover;
 mod resize;
 pub mod seed;
+mod snapshot;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -204,6 +206,10 @@ impl Backend for LibvirtBackend {
         progress: &dyn Progress,
     ) -> Result<String, Error> {
         resize::resize(self, name, resize, progress)
+    }
+
+    fn snapshots(&self) -> Option<&dyn nox_core::snapshot::SnapshotBackend> {
+        Some(self)
     }
 }
 

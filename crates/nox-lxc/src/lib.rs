@@ -16,6 +16,7 @@
 //!   resize, nesting) and `exec_io.rs` (exec with pipes) use it;
 //! - `backup.rs` backs containers up (frozen tar + zstd) and restores them; `recover.rs`
 //!   removes or thaws what a killed nox command left;
+//! - `snapshot.rs` keeps snapshots (a frozen copy of the overlay's upper layer);
 //! - `host_checks.rs` is what `nox doctor` asks of this backend.
 //!
 //! Programs (tar, lxc-usernsexec) run through the host's
@@ -37,6 +38,7 @@ pub mod list;
 mod ready;
 pub mod record;
 mod recover;
+mod snapshot;
 pub mod subid;
 
 use std::time::Duration;
@@ -177,6 +179,10 @@ impl Backend for LxcBackend {
         progress: &dyn Progress,
     ) -> Result<String, Error> {
         access::resize(self, name, resize, progress)
+    }
+
+    fn snapshots(&self) -> Option<&dyn nox_core::snapshot::SnapshotBackend> {
+        Some(self)
     }
 }
 
