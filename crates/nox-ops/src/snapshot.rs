@@ -84,3 +84,28 @@ pub(crate) fn recover(b: &dyn Backend, r: &InstanceRef, was_running: bool) -> Re
         None => Ok(Vec::new()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{context, FakeBackend, FakeUi};
+    use nox_core::BackendKind;
+
+    #[test]
+    fn a_backend_without_snapshots_is_refused_in_one_line_and_nothing_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FakeBackend::new(BackendKind::Lxc);
+        b.add_instance("web");
+        let ctx = context(dir.path(), vec![Box::new(b.clone())]);
+        let r: InstanceRef = "web".parse().unwrap();
+        let e = take(&ctx, &r, None, false, &FakeUi::default()).unwrap_err();
+        assert!(e.is_bad_input(), "{e}");
+        assert!(e.to_string().contains("does not snapshot"), "{e}");
+        assert!(!e.to_string().contains('\n'));
+        // No intent record was left for the next command to "recover".
+        let ui = FakeUi::default();
+        let x = exclusive::lock(&ctx, &r, "start", &ui).unwrap();
+        assert_eq!(x.recovered, None);
+        assert!(b.calls().iter().all(|c| !c.starts_with("recover")));
+    }
+}

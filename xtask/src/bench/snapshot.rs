@@ -105,7 +105,11 @@ fn container(b: &Bench) -> Result<()> {
         nox.push(t.elapsed().as_secs_f64());
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    let n = stats("container restore, stopped (nox snapshot restore)", "s", nox);
+    let n = stats(
+        "container restore, stopped (nox snapshot restore)",
+        "s",
+        nox,
+    );
     let p = stats("cp -a --reflink=auto of the snapshot back", "s", plain);
     ratio("ratio nox / cp -a", n, p);
     b.delete(&[CT.to_string()]);
@@ -151,7 +155,11 @@ fn vm(b: &Bench) -> Result<()> {
             bail!("the VM snapshot was not quiesced");
         }
     }
-    let n = stats("VM disk snapshot, running, quiesced (nox snapshot)", "s", nox);
+    let n = stats(
+        "VM disk snapshot, running, quiesced (nox snapshot)",
+        "s",
+        nox,
+    );
     let p = stats(
         "virsh snapshot-create-as --disk-only --quiesce --atomic",
         "s",
