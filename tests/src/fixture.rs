@@ -270,12 +270,14 @@ fn remove_domain(uri: &str, name: &str) {
             let _ = dom.destroy();
         }
         if dom.is_persistent().unwrap_or(false) {
-            // NVRAM, managed-save state and backup checkpoints too, so nothing of the test
-            // remains in libvirt (a domain with checkpoints refuses a plain undefine).
+            // NVRAM, managed-save state, backup checkpoints and snapshots too, so nothing of
+            // the test remains in libvirt (a domain with checkpoints or snapshots refuses a
+            // plain undefine).
             let _ = dom.undefine_flags(
                 virt::sys::VIR_DOMAIN_UNDEFINE_NVRAM
                     | virt::sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-                    | virt::sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA,
+                    | virt::sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+                    | virt::sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA,
             );
         }
     }

@@ -196,6 +196,22 @@ pub enum Command {
     /// Shared folders: host directories seen inside an instance
     #[command(subcommand)]
     Mount(MountCommand),
+
+    /// Snapshot an instance: a point to go back to, kept beside it
+    ///
+    /// SNAP defaults to the next free snapN. A running VM is quiesced through its guest agent;
+    /// a running container is frozen while its changes are copied. Snapshots go with the
+    /// instance on `nox delete`. Examples: nox snapshot web before-upgrade;
+    /// nox snapshot restore web before-upgrade; nox snapshot rm web snap0.
+    /// An instance named `rm` or `restore`: nox snapshot -- rm
+    Snapshot(SnapshotArgs),
+
+    /// List an instance's snapshots, oldest first
+    Snapshots {
+        name: Name,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -588,4 +604,30 @@ pub enum MountCommand {
         #[command(flatten)]
         json: JsonFlag,
     },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SnapshotArgs {
+    #[command(subcommand)]
+    pub command: Option<SnapshotCommand>,
+
+    /// The instance to snapshot
+    #[arg(required = true)]
+    pub name: Option<Name>,
+
+    /// The snapshot's name [default: the next free snapN]
+    pub snapshot: Option<InstanceName>,
+
+    /// VMs: also save the running machine's memory, so a restore resumes it where it was
+    #[arg(long)]
+    pub memory: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Put an instance back as it was at a snapshot (stopping and restarting it if it runs)
+    Restore { name: Name, snapshot: InstanceName },
+    /// Remove a snapshot
+    Rm { name: Name, snapshot: InstanceName },
 }

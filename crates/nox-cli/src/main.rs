@@ -60,6 +60,8 @@ fn main() -> ExitCode {
             recursive,
         } => copy::run(&src, &dst, recursive),
         Command::Mount(cmd) => mounts::run(cmd),
+        Command::Snapshot(a) => snapshot::run(a),
+        Command::Snapshots { name, json } => snapshot::list(&name, json.json),
     };
     match result {
         Ok(code) => code,

@@ -212,4 +212,10 @@ pub trait Backend: BackupBackend + std::fmt::Debug + Send + Sync {
             self.kind()
         )))
     }
+
+    /// The snapshots this backend keeps of its instances (`nox snapshot`), if it keeps any;
+    /// a backend without them returns `None` and nox refuses the verb for its instances.
+    fn snapshots(&self) -> Option<&dyn crate::snapshot::SnapshotBackend> {
+        None
+    }
 }

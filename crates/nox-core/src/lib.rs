@@ -47,6 +47,7 @@ pub mod resources;
 pub mod script;
 pub mod secret;
 pub mod simplestreams;
+pub mod snapshot;
 pub mod spec;
 pub mod ssh_identity;
 pub mod state;

@@ -11,6 +11,7 @@
 //!   `recover.rs` removes or settles what a killed nox command left;
 //! - `domain.rs` renders domain XML and `network_xml.rs` libvirt's `default` network, both
 //!   from typed structs pinned by golden files; `record.rs` is nox's record in `<metadata>`;
+//! - `snapshot/` keeps snapshots (libvirt external snapshots, with memory on request);
 //! - `seed.rs` writes the cloud-init seed, `images.rs` keeps the image cache, `image_verbs.rs`
 //!   lists it and decides what `nox image rm|prune` take (bases and templates together),
 //!   `qemu_img.rs` holds every qemu-img call;
@@ -58,6 +59,7 @@ mod resize;
 mod save_image;
 pub mod seed;
 pub mod shares;
+mod snapshot;
 pub mod template;
 mod warm;
 
@@ -255,6 +257,10 @@ impl Backend for LibvirtBackend {
 
     fn remove_mount(&self, name: &InstanceName, guest: &std::path::Path) -> Result<String, Error> {
         shares::remove(self, name, guest)
+    }
+
+    fn snapshots(&self) -> Option<&dyn nox_core::snapshot::SnapshotBackend> {
+        Some(self)
     }
 }
 

@@ -32,6 +32,8 @@ pub fn recover(
         }
         // The guest's script files are removed by nox-ops, through exec, as for any backend.
         Operation::Run => Ok(Vec::new()),
+        // Snapshots are put right through `SnapshotBackend::recover` (nox-ops).
+        Operation::Snapshot => Ok(Vec::new()),
     }
 }
 

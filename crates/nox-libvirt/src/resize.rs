@@ -80,7 +80,9 @@ pub fn resize(
                 format_bytes(disk)
             ));
         } else {
-            crate::qemu_img::resize(&*b.host.runner, &rec.dir.join("disk.qcow2"), disk)?;
+            // The newest overlay, once snapshots exist: the guest sees its size.
+            let file = crate::snapshot::active_disk(&dom)?;
+            crate::qemu_img::resize(&*b.host.runner, &file, disk)?;
             notes.push(format!(
                 "disk grown to {}; the guest grows its filesystem at the next boot",
                 format_bytes(disk)

@@ -37,15 +37,15 @@ const DOCKER_FILE: &str = "docker.tar.zst";
 const ZSTD_LEVEL: i32 = 3;
 
 /// The container's `lxc.rootfs.path` and id map, read back from the config nox wrote.
-struct OnDisk {
-    rootfs: String,
+pub(crate) struct OnDisk {
+    pub(crate) rootfs: String,
     idmap: Option<IdMap>,
     /// `lxc.rootfs.options` has `userxattr`: the overlay keeps its whiteouts and opaque
     /// markers in user.* xattrs, so nox's own mount of it must say so too.
     userxattr: bool,
 }
 
-fn read_config(dir: &Path) -> Result<OnDisk, Error> {
+pub(crate) fn read_config(dir: &Path) -> Result<OnDisk, Error> {
     let path = dir.join("config");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;

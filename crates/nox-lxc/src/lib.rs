@@ -20,6 +20,7 @@
 //!   removes or thaws what a killed nox command left;
 //! - `host_checks.rs` is what `nox doctor` asks of this backend;
 //! - `mounts.rs` adds and removes shared folders (idmapped bind mounts);
+//! - `snapshot.rs` keeps snapshots (a frozen copy of the overlay's upper layer);
 //! - `docker_volume.rs` is the host directory a container with nesting gets as
 //!   `/var/lib/docker`, so Docker uses overlay2 there.
 //!
@@ -48,6 +49,7 @@ pub mod mounts;
 mod ready;
 pub mod record;
 mod recover;
+mod snapshot;
 pub mod subid;
 
 use std::time::Duration;
@@ -257,6 +259,10 @@ impl Backend for LxcBackend {
 
     fn remove_mount(&self, name: &InstanceName, guest: &std::path::Path) -> Result<String, Error> {
         mounts::remove(self, name, guest)
+    }
+
+    fn snapshots(&self) -> Option<&dyn nox_core::snapshot::SnapshotBackend> {
+        Some(self)
     }
 }
 

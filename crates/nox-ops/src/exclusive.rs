@@ -75,7 +75,10 @@ fn recover(ctx: &Context, r: &InstanceRef, held: Held, ui: &dyn Ui) -> Result<Ex
             ),
         )
     })?;
-    let mut done = backend.recover(&r.name, intent.operation)?;
+    let mut done = match intent.operation {
+        Operation::Snapshot => crate::snapshot::recover(backend, r, intent.was_running)?,
+        _ => backend.recover(&r.name, intent.operation)?,
+    };
     match intent.operation {
         Operation::Run => done.extend(crate::scripts::remove_guest_files(backend, r)),
         Operation::Backup => {

@@ -16,6 +16,7 @@
 //!   `remote.rs`: the S3 store behind a trait, so the policies are tested without a bucket;
 //! - `remotes.rs`: `nox remote add|list|rm`, servers and clusters in `[remotes]`;
 //! - `mounts.rs`: shared folders, `create --mount` and `nox mount add|rm|list`;
+//! - `snapshot.rs`: snapshots (take, list, restore, remove) through `Backend::snapshots`;
 //! - `exclusive.rs`: the instance lock every changing verb takes first, and the recovery of
 //!   what a killed command left half-done.
 //!
@@ -41,6 +42,7 @@ pub mod remote;
 pub mod remotes;
 pub mod restore;
 pub mod scripts;
+pub mod snapshot;
 pub mod ui;
 
 #[cfg(test)]

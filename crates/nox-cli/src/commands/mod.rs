@@ -16,6 +16,7 @@ pub mod mounts;
 pub mod remote;
 pub mod resize;
 pub mod scripts;
+pub mod snapshot;
 
 use nox_core::config::{self as core_config, ConfigFiles, LoadedConfig, Override};
 use nox_core::host::Host;

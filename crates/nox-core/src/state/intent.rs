@@ -29,6 +29,9 @@ pub enum Operation {
     Backup,
     /// Undone: the launch-script files (and any secret) left in the guest are removed.
     Run,
+    /// A snapshot taken, restored or removed: the half-made snapshot is removed, a restore
+    /// finished or undone, a frozen guest thawed (see `SnapshotBackend::recover`).
+    Snapshot,
 }
 
 impl std::fmt::Display for Operation {
@@ -39,6 +42,7 @@ impl std::fmt::Display for Operation {
             Operation::Delete => "delete",
             Operation::Backup => "backup",
             Operation::Run => "run",
+            Operation::Snapshot => "snapshot",
         })
     }
 }

@@ -84,6 +84,8 @@ impl IncusBackend {
                 }
             }
             Operation::Run => {}
+            // nox takes no snapshots of remote instances.
+            Operation::Snapshot => {}
         }
         Ok(done)
     }

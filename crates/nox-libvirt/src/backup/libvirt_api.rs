@@ -159,3 +159,24 @@ pub fn abort_job(dom: &Domain) {
         sys::virDomainAbortJob(dom.as_ptr());
     });
 }
+
+/// Forgets checkpoint `name` in libvirt's metadata alone, for one whose bitmaps a snapshot
+/// restore took off the disk (a plain delete would fail looking for them).
+pub fn forget_checkpoint(dom: &Domain, name: &str) -> Result<(), Error> {
+    let cname = CString::new(name).map_err(|_| Error::failure("bad checkpoint name"))?;
+    // SAFETY: as in `delete_checkpoint`.
+    unsafe {
+        let cp = sys::virDomainCheckpointLookupByName(dom.as_ptr(), cname.as_ptr(), 0);
+        if cp.is_null() {
+            return Ok(());
+        }
+        let rc = logged("checkpointDelete(metadata only)", name, || {
+            sys::virDomainCheckpointDelete(cp, sys::VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY)
+        });
+        sys::virDomainCheckpointFree(cp);
+        if rc < 0 {
+            return Err(last_error(&format!("forgetting checkpoint {name}")));
+        }
+    }
+    Ok(())
+}

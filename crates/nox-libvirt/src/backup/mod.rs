@@ -45,8 +45,8 @@ pub use restore::restore;
 pub use xml::{backup_xml, checkpoint_xml};
 
 /// The disk nox backs up: the VM's one data disk. The seed CD-ROM is regenerated on restore.
-const DISK: &str = "vda";
-const SEED: &str = "sda";
+pub(crate) const DISK: &str = "vda";
+pub(crate) const SEED: &str = "sda";
 const DISK_FILE: &str = "vda.qcow2";
 /// Checkpoints nox makes are named `nox-ID`; others are the user's and never touched.
 const CHECKPOINT_PREFIX: &str = "nox-";
@@ -166,9 +166,11 @@ pub fn backup(
         // A stopped VM's disk does not change: read it directly. Its checkpoints are gone
         // (clean_up), so the next live backup is full.
         progress.step(&format!("compressing {name}'s disk"));
+        // The newest overlay, once snapshots exist: it holds what the guest wrote last.
+        let disk = crate::snapshot::active_disk(&dom)?;
         qemu_img::convert(
             &*b.host.runner,
-            instance_dir.join("disk.qcow2").as_os_str(),
+            disk.as_os_str(),
             &out,
             Output::Compressed,
             None,
@@ -337,4 +339,20 @@ fn live_backup(
     }
     progress.done();
     Ok((consistency, note))
+}
+
+/// Ends the incremental chain: removes every nox checkpoint of the VM, so its next backup is
+/// full. A snapshot restore does this, since the disk it puts back is not the one the
+/// checkpoints' dirty bitmaps describe. Returns how many there were.
+pub(crate) fn end_chain(dom: &Domain) -> Result<usize, Error> {
+    let mut n = 0;
+    for cp in checkpoints(dom)? {
+        if cp.starts_with(CHECKPOINT_PREFIX) {
+            if delete_checkpoint(dom, &cp).is_err() {
+                libvirt_api::forget_checkpoint(dom, &cp)?;
+            }
+            n += 1;
+        }
+    }
+    Ok(n)
 }
