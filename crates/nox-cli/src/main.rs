@@ -54,6 +54,7 @@ fn main() -> ExitCode {
         Command::Config(cmd) => config::run(cmd),
         Command::Doctor(flags) => doctor::run(flags.json),
         Command::Completions { shell } => completions::run(shell),
+        Command::Forward(cmd) => forward::run(cmd),
     };
     match result {
         Ok(code) => code,

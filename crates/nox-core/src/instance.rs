@@ -195,6 +195,9 @@ pub struct Instance {
     /// The cluster member it runs on, for a remote that is a cluster; `null` otherwise.
     #[serde(default)]
     pub location: Option<String>,
+    /// Its port forwards (`nox forward`), stored with the instance.
+    #[serde(default)]
+    pub forwards: Vec<crate::forward::Forward>,
 }
 
 /// Whether `ip` is in 100.64.0.0/10, the shared address space Tailscale gives its nodes.

@@ -177,6 +177,7 @@ pub(crate) fn define_and_boot(
         ssh_port,
         created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         labels: Default::default(),
+        forwards: Vec::new(),
     };
     let xml = DomainSpec {
         name: name.into(),

@@ -124,6 +124,7 @@ fn instance(dom: &Domain, rec: &VmRecord, with_addresses: bool) -> Instance {
         user: Some(spec.user.clone()),
         remote: None,
         location: None,
+        forwards: rec.forwards.clone(),
     }
 }
 

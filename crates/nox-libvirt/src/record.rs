@@ -26,6 +26,9 @@ pub struct VmRecord {
     /// Free-form labels; live tests mark their VMs with one.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Port forwards (`nox forward`): passt's for `--network user`, nftables DNAT otherwise.
+    #[serde(default)]
+    pub forwards: Vec<nox_core::forward::Forward>,
 }
 
 impl VmRecord {

@@ -16,6 +16,7 @@
 //!   resize, nesting) and `exec_io.rs` (exec with pipes) use it;
 //! - `backup.rs` backs containers up (frozen tar + zstd) and restores them; `recover.rs`
 //!   removes or thaws what a killed nox command left;
+//! - `forwards.rs` makes port forwards real with nftables DNAT while the container runs;
 //! - `host_checks.rs` is what `nox doctor` asks of this backend.
 //!
 //! Programs (tar, lxc-usernsexec) run through the host's
@@ -29,6 +30,7 @@ pub mod config;
 mod create;
 pub mod error;
 mod exec_io;
+mod forwards;
 pub mod host_checks;
 pub mod images;
 pub mod liblxc;
@@ -177,6 +179,26 @@ impl Backend for LxcBackend {
         progress: &dyn Progress,
     ) -> Result<String, Error> {
         access::resize(self, name, resize, progress)
+    }
+
+    fn forwards(&self, name: &InstanceName) -> Result<Vec<nox_core::forward::Forward>, Error> {
+        forwards::list(self, name)
+    }
+
+    fn add_forward(
+        &self,
+        name: &InstanceName,
+        forward: nox_core::forward::Forward,
+    ) -> Result<Option<String>, Error> {
+        forwards::add(self, name, forward)
+    }
+
+    fn remove_forward(
+        &self,
+        name: &InstanceName,
+        key: nox_core::forward::ForwardKey,
+    ) -> Result<(Vec<nox_core::forward::Forward>, Option<String>), Error> {
+        forwards::remove(self, name, key)
     }
 }
 

@@ -53,6 +53,7 @@ fn instance(b: &LxcBackend, name: &str, rec: &CtRecord) -> Result<Instance, Erro
         user: Some(spec.user.clone()),
         remote: None,
         location: None,
+        forwards: rec.forwards.clone(),
     })
 }
 

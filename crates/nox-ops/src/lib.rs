@@ -15,6 +15,8 @@
 //!   `restore.rs`: restores (S3 download, verification, replacing an instance);
 //!   `remote.rs`: the S3 store behind a trait, so the policies are tested without a bucket;
 //! - `remotes.rs`: `nox remote add|list|rm`, servers and clusters in `[remotes]`;
+//! - `forward.rs`: `nox forward add|list|rm` (port forwards, checked against every
+//!   instance's and the host's sockets);
 //! - `exclusive.rs`: the instance lock every changing verb takes first, and the recovery of
 //!   what a killed command left half-done.
 //!
@@ -31,6 +33,7 @@ pub mod context;
 pub mod create;
 pub mod doctor;
 pub mod exclusive;
+pub mod forward;
 pub mod images;
 pub mod lifecycle;
 pub mod list;

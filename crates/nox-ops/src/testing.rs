@@ -156,6 +156,7 @@ pub fn instance(name: &str, kind: BackendKind) -> Instance {
         user: Some("nox".into()),
         remote: None,
         location: None,
+        forwards: Vec::new(),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod completions;
 pub mod config;
 pub mod create;
 pub mod doctor;
+pub mod forward;
 pub mod image;
 pub mod lifecycle;
 pub mod list;

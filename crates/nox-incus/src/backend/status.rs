@@ -97,6 +97,7 @@ pub fn instance(remote: &str, kind: BackendKind, full: &InstanceFull) -> Instanc
         user: spec.map(|s| s.user),
         remote: Some(remote.into()),
         location: Some(i.location.clone()).filter(|l| !l.is_empty() && l != "none"),
+        forwards: Vec::new(),
     }
 }
 
