@@ -211,3 +211,75 @@ fn container_forward_survives_restart_and_goes_with_rm() {
         "a deleted container's forward still answers"
     );
 }
+
+#[test]
+fn user_network_vm_forward_applies_at_next_start() {
+    if !live("user_network_vm_forward_applies_at_next_start") {
+        return;
+    }
+    let image = TestImage::get();
+    let fx = Fixture::new("forward-vm");
+    let cfg = fx.nox_config(&image, "");
+    let name = fx.unique_name("vm");
+    fx.own_domain(&name);
+    ok(nox(
+        &fx,
+        &cfg,
+        &[
+            "create",
+            &name,
+            "--image",
+            "debian-12-test",
+            "--network",
+            "user",
+            "--cpus",
+            "1",
+            "--memory",
+            "1G",
+            "--disk",
+            "4G",
+        ],
+    ));
+    let host_port = free_port();
+    let spec = format!("{host_port}:8000");
+
+    // passt cannot change a running VM's forwards: stored now, said so, live after a restart.
+    let added = ok(nox(&fx, &cfg, &["forward", "add", &name, &spec]));
+    assert!(
+        text(&added.stderr).contains("next start"),
+        "{}",
+        text(&added.stderr)
+    );
+    assert_eq!(forwards_in_status(&fx, &cfg, &name).len(), 1);
+    ok(nox(&fx, &cfg, &["restart", &name]));
+    serve_http(&fx, &cfg, &name, 8000);
+    reaches(host_port, &name, Duration::from_secs(60));
+    // A forward that would take the VM's SSH port is refused.
+    let ssh_port = {
+        let out = ok(nox(&fx, &cfg, &["status", &name, "--json"]));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["ssh"]["port"].as_u64().unwrap()
+    };
+    refused(
+        nox(
+            &fx,
+            &cfg,
+            &["forward", "add", &name, &format!("{ssh_port}:80")],
+        ),
+        "taken",
+    );
+
+    // rm: stored at once, passt stops answering at the next start.
+    let removed = ok(nox(
+        &fx,
+        &cfg,
+        &["forward", "rm", &name, &host_port.to_string()],
+    ));
+    assert!(text(&removed.stderr).contains("next start"));
+    assert!(forwards_in_status(&fx, &cfg, &name).is_empty());
+    ok(nox(&fx, &cfg, &["stop", &name]));
+    ok(nox(&fx, &cfg, &["start", &name]));
+    let err = get(host_port).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    ok(nox(&fx, &cfg, &["delete", "--force", &name]));
+}

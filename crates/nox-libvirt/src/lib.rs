@@ -18,7 +18,8 @@
 //! - `backup/` backs VMs up through libvirt's backup API and restores them;
 //! - `accel.rs` and `kvm_probe.rs` decide between KVM and software emulation,
 //!   `host_checks.rs` is what `nox doctor` asks of this backend;
-//! - `network.rs` turns `--network` into a NIC, `connection.rs` opens libvirt.
+//! - `network.rs` turns `--network` into a NIC, `connection.rs` opens libvirt;
+//! - `forwards.rs` keeps `nox forward`s as passt port forwards of `--network user` VMs.
 //!
 //! Programs run through the host's [`Runner`](nox_core::host::Runner), and what the backend
 //! reads of the host (interfaces, randomness) through its
@@ -33,6 +34,7 @@ mod create;
 pub mod domain;
 pub mod error;
 mod exec;
+mod forwards;
 pub mod host_checks;
 pub mod images;
 pub mod kvm_probe;
@@ -204,6 +206,26 @@ impl Backend for LibvirtBackend {
         progress: &dyn Progress,
     ) -> Result<String, Error> {
         resize::resize(self, name, resize, progress)
+    }
+
+    fn forwards(&self, name: &InstanceName) -> Result<Vec<nox_core::forward::Forward>, Error> {
+        forwards::list(self, name)
+    }
+
+    fn add_forward(
+        &self,
+        name: &InstanceName,
+        forward: nox_core::forward::Forward,
+    ) -> Result<Option<String>, Error> {
+        forwards::add(self, name, forward)
+    }
+
+    fn remove_forward(
+        &self,
+        name: &InstanceName,
+        key: nox_core::forward::ForwardKey,
+    ) -> Result<(Vec<nox_core::forward::Forward>, Option<String>), Error> {
+        forwards::remove(self, name, key)
     }
 }
 
