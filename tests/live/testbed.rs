@@ -112,7 +112,10 @@ fn vm_boots_with_cloud_init_agent_and_ssh_on_loopback() {
         disk: disk.display().to_string(),
         seed: Some(seed.display().to_string()),
         mac,
-        nic: Nic::User { ssh_port },
+        nic: Nic::User {
+            ssh_port,
+            forwards: Vec::new(),
+        },
         console_log: fx.dir.join("console.log").display().to_string(),
         metadata_json: fx.vm_record(),
         shares: Vec::new(),

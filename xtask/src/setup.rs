@@ -45,6 +45,8 @@ const BASE_PACKAGES: &[&str] = &[
     // lxc-net's bridge runs dnsmasq and sets up NAT with iptables.
     "dnsmasq-base",
     "iptables",
+    // nox forward: DNAT for containers and bridged VMs, in nox's own nftables table.
+    "nftables",
     // Image builds (`nox image build`, `cargo xtask test-image`). nox writes cloud-init
     // seeds itself.
     "debootstrap",

@@ -212,6 +212,47 @@ pub enum Command {
         #[command(flatten)]
         json: JsonFlag,
     },
+
+    /// Forward host ports to an instance's ports (kept across restarts)
+    ///
+    /// Containers and VMs on a bridge get nftables DNAT (table `ip nox`), applied while they
+    /// run; `--network user` VMs get passt's own forwards, applied at the VM's next start.
+    /// Example: nox forward add web 8080:80
+    #[command(subcommand)]
+    Forward(ForwardCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ForwardCommand {
+    /// Forward HOST_PORT on the host (127.0.0.1 unless --address) to GUEST_PORT
+    ///
+    /// Refused when the host port is taken, by another forward or a listening program.
+    /// Example: nox forward add web 8080:80, nox forward add dns 5353:53/udp
+    Add {
+        name: Name,
+        /// HOST_PORT:GUEST_PORT[/tcp|/udp] (tcp when not said)
+        forward: String,
+        /// The host IPv4 address to listen on; 0.0.0.0 for every address of the host
+        #[arg(long, default_value = "127.0.0.1")]
+        address: std::net::Ipv4Addr,
+    },
+    /// List an instance's forwards
+    List {
+        name: Name,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Remove a forward, named by its host port: HOST_PORT[/tcp|/udp]
+    ///
+    /// Example: nox forward rm web 8080
+    Rm {
+        name: Name,
+        /// HOST_PORT[/tcp|/udp] (tcp when not said)
+        forward: String,
+        /// Only the forward on this host address (when one port is forwarded on several)
+        #[arg(long)]
+        address: Option<std::net::Ipv4Addr>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -62,6 +62,7 @@ fn main() -> ExitCode {
         Command::Mount(cmd) => mounts::run(cmd),
         Command::Snapshot(a) => snapshot::run(a),
         Command::Snapshots { name, json } => snapshot::list(&name, json.json),
+        Command::Forward(cmd) => forward::run(cmd),
     };
     match result {
         Ok(code) => code,

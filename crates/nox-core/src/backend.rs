@@ -218,4 +218,46 @@ pub trait Backend: BackupBackend + std::fmt::Debug + Send + Sync {
     fn snapshots(&self) -> Option<&dyn crate::snapshot::SnapshotBackend> {
         None
     }
+
+    /// The instance's port forwards, as stored with it.
+    fn forwards(&self, name: &InstanceName) -> Result<Vec<crate::forward::Forward>> {
+        Err(no_forwards(self, name))
+    }
+
+    /// Stores `forward` with the instance and makes it real when the backend can do so now.
+    /// The caller has checked it against every other forward and the host's sockets. Returns
+    /// a note for the user when it takes effect only later (a running passt VM).
+    fn add_forward(
+        &self,
+        name: &InstanceName,
+        forward: crate::forward::Forward,
+    ) -> Result<Option<String>> {
+        let _ = forward;
+        Err(no_forwards(self, name))
+    }
+
+    /// Removes the forwards `key` names (the host side stops answering at once where the
+    /// backend can; else the note says when) and returns them with a note.
+    fn remove_forward(
+        &self,
+        name: &InstanceName,
+        key: crate::forward::ForwardKey,
+    ) -> Result<(Vec<crate::forward::Forward>, Option<String>)> {
+        let _ = key;
+        Err(no_forwards(self, name))
+    }
+}
+
+/// A backend without port forwards (Incus remotes) refuses in one line.
+fn no_forwards<B: Backend + ?Sized>(backend: &B, name: &InstanceName) -> crate::Error {
+    crate::Error::Refused {
+        message: format!(
+            "{} has no port forwards: nox manages forwards only for instances on this host",
+            match backend.remote() {
+                Some(r) => format!("{r}:{name}"),
+                None => name.to_string(),
+            }
+        ),
+        hint: "on an Incus remote, add a proxy device with `incus config device add`".into(),
+    }
 }

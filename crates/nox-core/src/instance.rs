@@ -201,6 +201,9 @@ pub struct Instance {
     /// Shared folders: host directories seen in the guest.
     #[serde(default)]
     pub mounts: Vec<crate::mounts::Mount>,
+    /// Its port forwards (`nox forward`), stored with the instance.
+    #[serde(default)]
+    pub forwards: Vec<crate::forward::Forward>,
 }
 
 /// Whether `ip` is in 100.64.0.0/10, the shared address space Tailscale gives its nodes.

@@ -15,6 +15,7 @@
 //!   `ssh_identity.rs` (nox's own SSH key), `script.rs` (launch scripts and redaction),
 //!   `compat.rs` and `check.rs` (what `nox check` and `nox doctor` report), `secret.rs`
 //!   (secrets wiped from memory once used);
+//! - `forward/`: port forwards (`HOST:GUEST/proto`) and their nftables DNAT;
 //! - `error.rs`, `progress.rs`, `interrupt.rs` (Ctrl-C), `wait.rs` (the one polling loop),
 //!   `lock.rs` (file locks), `golden.rs` (golden-file assertions for tests);
 //! - `state/`: per-instance locks and the intent records that make a killed command's
@@ -31,6 +32,7 @@ pub mod copy;
 pub mod error;
 pub mod fault;
 pub mod fetch;
+pub mod forward;
 pub mod golden;
 pub mod host;
 pub mod image;

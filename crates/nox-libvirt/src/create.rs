@@ -235,13 +235,19 @@ pub(crate) fn define_and_boot(
         &seed,
     )?;
     nox_core::fault::point("vm.define.seed");
+    // A stopped VM's passt binds nothing, so its ports are looked up in the records: the SSH
+    // port and its `nox forward` ports alike.
     let used_ports: Vec<u16> = crate::list::records(conn)
         .iter()
-        .filter_map(|(_, r)| r.ssh_port)
+        .flat_map(|(_, r)| {
+            r.ssh_port
+                .into_iter()
+                .chain(r.forwards.iter().map(|f| f.host_port))
+        })
         .collect();
     let nic = network::resolve(conn, host, &d.spec.network, &used_ports)?;
     let ssh_port = match nic {
-        Nic::User { ssh_port } => Some(ssh_port),
+        Nic::User { ssh_port, .. } => Some(ssh_port),
         _ => None,
     };
     let record = VmRecord {
@@ -254,6 +260,7 @@ pub(crate) fn define_and_boot(
         created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         labels: Default::default(),
         template: d.template,
+        forwards: Vec::new(),
     };
     let xml = DomainSpec {
         name: name.into(),

@@ -27,8 +27,12 @@ pub enum Nic {
     Bridge { bridge: String },
     /// macvtap on a host NIC (`mode="bridge"`): the guest sits on the LAN, the host cannot reach it.
     Macvtap { device: String },
-    /// passt user-mode networking; `ssh_port` on 127.0.0.1 forwards to the guest's port 22.
-    User { ssh_port: u16 },
+    /// passt user-mode networking; `ssh_port` on 127.0.0.1 forwards to the guest's port 22,
+    /// and each of `forwards` (`nox forward`) becomes one more passt port forward.
+    User {
+        ssh_port: u16,
+        forwards: Vec<nox_core::forward::Forward>,
+    },
 }
 
 /// Everything that decides a nox VM's domain XML.
@@ -285,6 +289,7 @@ mod xml {
     }
 
     #[derive(Serialize)]
+    #[serde(rename = "interface")]
     pub struct Interface<'a> {
         #[serde(rename = "@type")]
         pub kind: &'static str,
@@ -293,8 +298,8 @@ mod xml {
         pub source: Option<IfaceSource<'a>>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub backend: Option<Backend>,
-        #[serde(rename = "portForward", skip_serializing_if = "Option::is_none")]
-        pub port_forward: Option<PortForward>,
+        #[serde(rename = "portForward", skip_serializing_if = "Vec::is_empty")]
+        pub port_forward: Vec<PortForward>,
         pub model: Model,
     }
 
@@ -327,7 +332,7 @@ mod xml {
         #[serde(rename = "@proto")]
         pub proto: &'static str,
         #[serde(rename = "@address")]
-        pub address: &'static str,
+        pub address: String,
         pub range: Range,
     }
 
@@ -414,8 +419,7 @@ mod xml {
 }
 
 impl DomainSpec {
-    /// The domain XML libvirt gets.
-    pub fn to_xml(&self) -> String {
+    fn disks(&self) -> Vec<xml::Disk<'_>> {
         let mut disks = vec![xml::Disk {
             kind: "file",
             device: "disk",
@@ -449,56 +453,90 @@ impl DomainSpec {
                 readonly: Some(()),
             });
         }
-        let none = xml::IfaceSource {
-            network: None,
-            bridge: None,
-            dev: None,
-            mode: None,
-        };
-        let (kind, source, backend, port_forward) = match &self.nic {
-            Nic::Network { network } => (
-                "network",
-                Some(xml::IfaceSource {
-                    network: Some(network),
-                    ..none
-                }),
-                None,
-                None,
-            ),
-            Nic::Bridge { bridge } => (
-                "bridge",
-                Some(xml::IfaceSource {
-                    bridge: Some(bridge),
-                    ..none
-                }),
-                None,
-                None,
-            ),
-            Nic::Macvtap { device } => (
-                "direct",
-                Some(xml::IfaceSource {
-                    dev: Some(device),
-                    mode: Some("bridge"),
-                    ..none
-                }),
-                None,
-                None,
-            ),
-            // Bound to 127.0.0.1 only: the guest's SSH is never exposed beyond this host.
-            Nic::User { ssh_port } => (
-                "user",
-                None,
-                Some(xml::Backend { kind: "passt" }),
-                Some(xml::PortForward {
-                    proto: "tcp",
-                    address: "127.0.0.1",
-                    range: xml::Range {
-                        start: *ssh_port,
-                        to: 22,
-                    },
-                }),
-            ),
-        };
+        disks
+    }
+}
+
+fn interface<'a>(mac: &'a str, nic: &'a Nic) -> xml::Interface<'a> {
+    let none = xml::IfaceSource {
+        network: None,
+        bridge: None,
+        dev: None,
+        mode: None,
+    };
+    let (kind, source, backend, port_forward) = match nic {
+        Nic::Network { network } => (
+            "network",
+            Some(xml::IfaceSource {
+                network: Some(network),
+                ..none
+            }),
+            None,
+            Vec::new(),
+        ),
+        Nic::Bridge { bridge } => (
+            "bridge",
+            Some(xml::IfaceSource {
+                bridge: Some(bridge),
+                ..none
+            }),
+            None,
+            Vec::new(),
+        ),
+        Nic::Macvtap { device } => (
+            "direct",
+            Some(xml::IfaceSource {
+                dev: Some(device),
+                mode: Some("bridge"),
+                ..none
+            }),
+            None,
+            Vec::new(),
+        ),
+        // SSH is bound to 127.0.0.1 only: never exposed beyond this host. The user's own
+        // forwards follow, each on the address it was given.
+        Nic::User { ssh_port, forwards } => (
+            "user",
+            None,
+            Some(xml::Backend { kind: "passt" }),
+            std::iter::once(xml::PortForward {
+                proto: "tcp",
+                address: "127.0.0.1".into(),
+                range: xml::Range {
+                    start: *ssh_port,
+                    to: 22,
+                },
+            })
+            .chain(forwards.iter().map(|f| xml::PortForward {
+                proto: f.proto.as_str(),
+                address: f.address.to_string(),
+                range: xml::Range {
+                    start: f.host_port,
+                    to: f.guest_port,
+                },
+            }))
+            .collect(),
+        ),
+    };
+    xml::Interface {
+        kind,
+        mac: xml::Mac { address: mac },
+        source,
+        backend,
+        port_forward,
+        model: xml::Model { kind: "virtio" },
+    }
+}
+
+/// The `<interface>` element alone, for `virDomainUpdateDeviceFlags` (`nox forward`).
+pub fn interface_xml(mac: &str, nic: &Nic) -> String {
+    render(&interface(mac, nic))
+}
+
+impl DomainSpec {
+    /// The domain XML libvirt gets.
+    pub fn to_xml(&self) -> String {
+        let disks = self.disks();
         let domain = xml::Domain {
             kind: match self.accel {
                 Accel::Kvm => "kvm",
@@ -547,14 +585,7 @@ impl DomainSpec {
             devices: xml::Devices {
                 disk: disks,
                 filesystem: self.shares.iter().map(Share::element).collect(),
-                interface: xml::Interface {
-                    kind,
-                    mac: xml::Mac { address: &self.mac },
-                    source,
-                    backend,
-                    port_forward,
-                    model: xml::Model { kind: "virtio" },
-                },
+                interface: interface(&self.mac, &self.nic),
                 channel: xml::Channel {
                     kind: "unix",
                     target: xml::ChannelTarget {
@@ -658,7 +689,10 @@ mod tests {
         let cases = [
             (
                 "domain-user.xml",
-                Nic::User { ssh_port: 40022 },
+                Nic::User {
+                    ssh_port: 40022,
+                    forwards: Vec::new(),
+                },
                 Accel::Qemu,
             ),
             (
@@ -687,7 +721,10 @@ mod tests {
             golden(file, &spec(nic, accel).to_xml());
         }
         // Shared folders: virtiofs, with the guest's memory shared with virtiofsd.
-        let mut shared = spec(Nic::User { ssh_port: 40022 }, Accel::Qemu);
+        let mut shared = spec(Nic::User {
+                ssh_port: 40022,
+                forwards: Vec::new(),
+            }, Accel::Qemu);
         shared.shares = vec![
             Share {
                 source: "/srv/code".into(),
@@ -706,8 +743,31 @@ mod tests {
     }
 
     #[test]
+    fn golden_passt_interface_with_forwards() {
+        use nox_core::forward::Forward;
+        let nic = Nic::User {
+            ssh_port: 40022,
+            forwards: vec![
+                Forward::parse("8080:80", std::net::Ipv4Addr::LOCALHOST).unwrap(),
+                Forward::parse("5353:53/udp", std::net::Ipv4Addr::UNSPECIFIED).unwrap(),
+            ],
+        };
+        golden(
+            "interface-user-forwards.xml",
+            &interface_xml("52:54:00:12:34:56", &nic),
+        );
+    }
+
+    #[test]
     fn metadata_record_round_trips_through_escaping() {
-        let xml = spec(Nic::User { ssh_port: 1 }, Accel::Qemu).to_xml();
+        let xml = spec(
+            Nic::User {
+                ssh_port: 1,
+                forwards: Vec::new(),
+            },
+            Accel::Qemu,
+        )
+        .to_xml();
         let start = xml.find("<nox:instance").unwrap();
         let end = xml.find("</nox:instance>").unwrap() + "</nox:instance>".len();
         assert_eq!(

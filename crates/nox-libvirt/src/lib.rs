@@ -26,6 +26,7 @@
 //!   `save_image.rs` (libvirt's save image format), `clone_xml.rs` (the clone's saved XML) and
 //!   `identity.rs` (the clone's own machine-id, keys, hostname, MAC and so on); `warm.rs`
 //!   makes one ahead of time (`nox image warm`).
+//! - `forwards.rs` keeps `nox forward`s as passt port forwards of `--network user` VMs.
 //!
 //! Programs run through the host's [`Runner`](nox_core::host::Runner), and what the backend
 //! reads of the host (interfaces, randomness) through its
@@ -42,6 +43,7 @@ pub mod domain;
 pub mod error;
 mod exec;
 pub mod file_copy;
+mod forwards;
 pub mod host_checks;
 mod identity;
 pub mod image_verbs;
@@ -261,6 +263,26 @@ impl Backend for LibvirtBackend {
 
     fn snapshots(&self) -> Option<&dyn nox_core::snapshot::SnapshotBackend> {
         Some(self)
+    }
+
+    fn forwards(&self, name: &InstanceName) -> Result<Vec<nox_core::forward::Forward>, Error> {
+        forwards::list(self, name)
+    }
+
+    fn add_forward(
+        &self,
+        name: &InstanceName,
+        forward: nox_core::forward::Forward,
+    ) -> Result<Option<String>, Error> {
+        forwards::add(self, name, forward)
+    }
+
+    fn remove_forward(
+        &self,
+        name: &InstanceName,
+        key: nox_core::forward::ForwardKey,
+    ) -> Result<(Vec<nox_core::forward::Forward>, Option<String>), Error> {
+        forwards::remove(self, name, key)
     }
 }
 

@@ -125,6 +125,7 @@ fn instance(dom: &Domain, rec: &VmRecord, with_addresses: bool) -> Instance {
         remote: None,
         location: None,
         mounts: rec.spec.mounts.clone(),
+        forwards: rec.forwards.clone(),
     }
 }
 

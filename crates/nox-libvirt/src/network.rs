@@ -71,6 +71,7 @@ pub fn resolve(
         },
         NetworkSpec::User => Nic::User {
             ssh_port: free_port(used_ports)?,
+            forwards: Vec::new(),
         },
         // Refused by preflight.
         NetworkSpec::Ask => return Err(Error::Usage("--network ask needs a terminal".into())),

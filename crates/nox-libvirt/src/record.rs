@@ -29,6 +29,9 @@ pub struct VmRecord {
     /// The template (`nox image list`) a clone's disk overlays; `None` for a VM booted cold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    /// Port forwards (`nox forward`): passt's for `--network user`, nftables DNAT otherwise.
+    #[serde(default)]
+    pub forwards: Vec<nox_core::forward::Forward>,
 }
 
 impl VmRecord {

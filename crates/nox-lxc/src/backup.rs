@@ -567,6 +567,8 @@ pub fn restore(
         cloud_init: info.cloud_init,
         provisioned: info.provisioned,
         created_at: nox_core::backup::rfc3339(std::time::SystemTime::now()),
+        // A restore is a new instance, maybe beside the original: forwards would clash.
+        forwards: Vec::new(),
     };
     // The record goes before the config: a config without nox's record is someone else's
     // container, which recovery after a killed create or restore never touches.

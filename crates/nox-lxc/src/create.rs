@@ -198,6 +198,7 @@ pub fn create(
         cloud_init,
         provisioned: cloud_init,
         created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        forwards: Vec::new(),
     };
     // The record goes before the config: a config without nox's record is someone else's
     // container, which recovery after a killed create or restore never touches.

@@ -18,6 +18,7 @@
 //!   resize, nesting) and `exec_io.rs` (exec with pipes) use it;
 //! - `backup.rs` backs containers up (frozen tar + zstd) and restores them; `recover.rs`
 //!   removes or thaws what a killed nox command left;
+//! - `forwards.rs` makes port forwards real with nftables DNAT while the container runs;
 //! - `host_checks.rs` is what `nox doctor` asks of this backend;
 //! - `mounts.rs` adds and removes shared folders (idmapped bind mounts);
 //! - `snapshot.rs` keeps snapshots (a frozen copy of the overlay's upper layer);
@@ -38,6 +39,7 @@ pub mod docker_volume;
 pub mod error;
 mod exec_io;
 mod file_copy;
+mod forwards;
 pub mod host_checks;
 pub mod image_cache;
 mod image_verbs;
@@ -263,6 +265,26 @@ impl Backend for LxcBackend {
 
     fn snapshots(&self) -> Option<&dyn nox_core::snapshot::SnapshotBackend> {
         Some(self)
+    }
+
+    fn forwards(&self, name: &InstanceName) -> Result<Vec<nox_core::forward::Forward>, Error> {
+        forwards::list(self, name)
+    }
+
+    fn add_forward(
+        &self,
+        name: &InstanceName,
+        forward: nox_core::forward::Forward,
+    ) -> Result<Option<String>, Error> {
+        forwards::add(self, name, forward)
+    }
+
+    fn remove_forward(
+        &self,
+        name: &InstanceName,
+        key: nox_core::forward::ForwardKey,
+    ) -> Result<(Vec<nox_core::forward::Forward>, Option<String>), Error> {
+        forwards::remove(self, name, key)
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use nox_core::{Error, InstanceName, Progress};
 
 use crate::list::find;
-use crate::{ready, LxcBackend};
+use crate::{forwards, ready, LxcBackend};
 
 pub fn start(
     b: &LxcBackend,
@@ -30,7 +30,8 @@ pub fn start(
         rec.write(&b.config.lxc.lxcpath.join(name.as_str()))
             .map_err(|e| Error::io("writing nox's record", e))?;
     }
-    Ok(())
+    // The address may differ from the last boot's: forwards point at this one.
+    forwards::apply(b, &c, &rec, progress)
 }
 
 pub fn stop(
@@ -40,7 +41,9 @@ pub fn stop(
     timeout: Duration,
     progress: &dyn Progress,
 ) -> Result<(), Error> {
-    let (c, _) = find(b, name)?;
+    let (c, rec) = find(b, name)?;
+    // The forwards go first: a stopped container's address may go to another guest.
+    forwards::withdraw(b, &rec)?;
     if !c.is_running() {
         return Ok(());
     }
@@ -60,7 +63,7 @@ pub fn stop(
 }
 
 pub fn delete(b: &LxcBackend, name: &InstanceName, force: bool) -> Result<(), Error> {
-    let (c, _) = find(b, name)?;
+    let (c, rec) = find(b, name)?;
     if c.is_running() {
         if !force {
             return Err(Error::Refused {
@@ -71,6 +74,7 @@ pub fn delete(b: &LxcBackend, name: &InstanceName, force: bool) -> Result<(), Er
         c.stop().map_err(Error::from)?;
         nox_core::fault::point("lxc.delete.stopped");
     }
+    forwards::withdraw(b, &rec)?;
     // liblxc removes the overlay delta with the container; the directory holds the rest of
     // what nox wrote (config, record, log), so it goes whole.
     if c.is_defined() {

@@ -54,6 +54,7 @@ fn instance(b: &LxcBackend, name: &str, rec: &CtRecord) -> Result<Instance, Erro
         remote: None,
         location: None,
         mounts: spec.mounts.clone(),
+        forwards: rec.forwards.clone(),
     })
 }
 

@@ -19,6 +19,9 @@ pub struct CtRecord {
     #[serde(default = "yes")]
     pub provisioned: bool,
     pub created_at: String,
+    /// Port forwards (`nox forward`), made real with nftables DNAT while it runs.
+    #[serde(default)]
+    pub forwards: Vec<nox_core::forward::Forward>,
 }
 
 impl CtRecord {

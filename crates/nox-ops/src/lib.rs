@@ -17,6 +17,8 @@
 //! - `remotes.rs`: `nox remote add|list|rm`, servers and clusters in `[remotes]`;
 //! - `mounts.rs`: shared folders, `create --mount` and `nox mount add|rm|list`;
 //! - `snapshot.rs`: snapshots (take, list, restore, remove) through `Backend::snapshots`;
+//! - `forward.rs`: `nox forward add|list|rm` (port forwards, checked against every
+//!   instance's and the host's sockets);
 //! - `exclusive.rs`: the instance lock every changing verb takes first, and the recovery of
 //!   what a killed command left half-done.
 //!
@@ -34,6 +36,7 @@ pub mod copy;
 pub mod create;
 pub mod doctor;
 pub mod exclusive;
+pub mod forward;
 pub mod images;
 pub mod lifecycle;
 pub mod list;

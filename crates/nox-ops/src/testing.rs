@@ -175,6 +175,7 @@ pub fn instance(name: &str, kind: BackendKind) -> Instance {
         remote: None,
         location: None,
         mounts: Vec::new(),
+        forwards: Vec::new(),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod copy;
 pub mod create;
 pub mod doctor;
+pub mod forward;
 pub mod image;
 pub mod lifecycle;
 pub mod list;

@@ -99,6 +99,7 @@ pub fn instance(remote: &str, kind: BackendKind, full: &InstanceFull) -> Instanc
         location: Some(i.location.clone()).filter(|l| !l.is_empty() && l != "none"),
         // nox shares no host directory with a remote instance.
         mounts: Vec::new(),
+        forwards: Vec::new(),
     }
 }
 
