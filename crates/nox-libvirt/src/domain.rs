@@ -721,10 +721,13 @@ mod tests {
             golden(file, &spec(nic, accel).to_xml());
         }
         // Shared folders: virtiofs, with the guest's memory shared with virtiofsd.
-        let mut shared = spec(Nic::User {
+        let mut shared = spec(
+            Nic::User {
                 ssh_port: 40022,
                 forwards: Vec::new(),
-            }, Accel::Qemu);
+            },
+            Accel::Qemu,
+        );
         shared.shares = vec![
             Share {
                 source: "/srv/code".into(),
