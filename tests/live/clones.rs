@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use nox_tests::fixture::{templates_dir, Fixture, USER_SHAPE};
+use nox_tests::fixture::{templates_dir, Fixture, NAT_SHAPE, USER_SHAPE};
 use nox_tests::image::TestImage;
 use nox_tests::{live, ok, text};
 use serde_json::Value;
@@ -218,17 +218,6 @@ fn two_clones_of_one_template_are_each_their_own_machine() {
 
 /// scripts.rs's and crash.rs's VM shape, on libvirt's NAT network: its template is the run's
 /// already.
-const NAT_SHAPE: &[&str] = &[
-    "--network",
-    "default",
-    "--cpus",
-    "2",
-    "--memory",
-    "2G",
-    "--disk",
-    "6G",
-];
-
 #[test]
 fn clones_on_the_default_network_each_get_their_own_lease() {
     if !live("clones_on_the_default_network_each_get_their_own_lease") {

@@ -9,7 +9,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use nox_tests::fixture::Fixture;
+use nox_tests::fixture::{Fixture, USER_SHAPE};
 use nox_tests::image::TestImage;
 use nox_tests::{live, ok, text};
 
@@ -265,15 +265,8 @@ fn cp_round_trips_on_both_backends() {
     std::thread::scope(|s| {
         let boot = s.spawn(|| {
             fx.nox(&cfg)
-                .args([
-                    "create",
-                    &vm,
-                    "--image",
-                    "debian-12-test",
-                    "--network",
-                    "user",
-                ])
-                .args(["--cpus", "1", "--memory", "1G", "--disk", "4G"])
+                .args(["create", &vm, "--image", "debian-12-test"])
+                .args(USER_SHAPE)
                 .stdin(Stdio::null())
                 .output()
                 .unwrap()

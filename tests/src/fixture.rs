@@ -62,6 +62,19 @@ pub const USER_SHAPE: &[&str] = &[
     "4G",
 ];
 
+/// The NAT-network VM shape clones.rs, forward.rs, scripts.rs and crash.rs create: one
+/// template on libvirt's `default` network serves them all in a run.
+pub const NAT_SHAPE: &[&str] = &[
+    "--network",
+    "default",
+    "--cpus",
+    "2",
+    "--memory",
+    "2G",
+    "--disk",
+    "6G",
+];
+
 /// The VM templates every live test shares (`[vm] templates_dir`): a template is a cold boot,
 /// made once per shape and run. `cargo xtask ci` empties it first, so each CI run builds its own.
 pub fn templates_dir() -> PathBuf {
