@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use nox_tests::fixture::Fixture;
+use nox_tests::fixture::{Fixture, NAT_SHAPE, USER_SHAPE};
 use nox_tests::image::TestImage;
 use nox_tests::{live, ok, text};
 use serde_json::Value;
@@ -222,24 +222,9 @@ fn user_network_vm_forward_applies_at_next_start() {
     let cfg = fx.nox_config(&image, "");
     let name = fx.unique_name("vm");
     fx.own_domain(&name);
-    ok(nox(
-        &fx,
-        &cfg,
-        &[
-            "create",
-            &name,
-            "--image",
-            "debian-12-test",
-            "--network",
-            "user",
-            "--cpus",
-            "1",
-            "--memory",
-            "1G",
-            "--disk",
-            "4G",
-        ],
-    ));
+    // The run's shared passt shape: a clone of its template, not a cold boot.
+    let create = [&["create", &name, "--image", "debian-12-test"][..], USER_SHAPE].concat();
+    ok(nox(&fx, &cfg, &create));
     let host_port = free_port();
     let spec = format!("{host_port}:8000");
 
@@ -282,4 +267,76 @@ fn user_network_vm_forward_applies_at_next_start() {
     let err = get(host_port).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
     ok(nox(&fx, &cfg, &["delete", "--force", &name]));
+}
+
+#[test]
+fn nat_network_vm_forward_works_at_once_and_after_restart() {
+    if !live("nat_network_vm_forward_works_at_once_and_after_restart") {
+        return;
+    }
+    let image = TestImage::get();
+    let fx = Fixture::new("forward-nat");
+    let cfg = fx.nox_config(&image, "");
+    let name = fx.unique_name("vm");
+    fx.own_domain(&name);
+    // The run's shared NAT shape: a clone of its template, with an address at once.
+    let create = [&["create", &name, "--image", "debian-12-test"][..], NAT_SHAPE].concat();
+    ok(nox(&fx, &cfg, &create));
+    let host_port = free_port();
+    let spec = format!("{host_port}:8000");
+    let _guard = NftGuard(host_port);
+
+    // libvirt's firewall rejects other hosts' connections to its guests: only loopback.
+    refused(
+        nox(
+            &fx,
+            &cfg,
+            &["forward", "add", &name, &spec, "--address", "0.0.0.0"],
+        ),
+        "firewall",
+    );
+    assert!(forwards_in_status(&fx, &cfg, &name).is_empty());
+
+    // Running: DNAT at once, with no "next start" note.
+    serve_http(&fx, &cfg, &name, 8000);
+    let added = ok(nox(&fx, &cfg, &["forward", "add", &name, &spec]));
+    assert!(
+        !text(&added.stderr).contains("next start"),
+        "{}",
+        text(&added.stderr)
+    );
+    reaches(host_port, &name, Duration::from_secs(60));
+    let nft = |what: &str| {
+        let out = std::process::Command::new("nft")
+            .args(["list", "map", "ip", "nox", "tcp_local"])
+            .output()
+            .unwrap();
+        text(&out.stdout).contains(&format!("127.0.0.1 . {host_port}")) == (what == "there")
+    };
+    assert!(nft("there"));
+
+    // Stopped: the element goes first; started again (a cold boot): back, at this boot's
+    // address.
+    ok(nox(&fx, &cfg, &["stop", &name]));
+    assert!(nft("gone"), "a stopped VM's DNAT element is still there");
+    assert_eq!(forwards_in_status(&fx, &cfg, &name).len(), 1);
+    ok(nox(&fx, &cfg, &["start", &name]));
+    serve_http(&fx, &cfg, &name, 8000);
+    reaches(host_port, &name, Duration::from_secs(60));
+
+    // rm: nothing answers any more, at once.
+    ok(nox(
+        &fx,
+        &cfg,
+        &["forward", "rm", &name, &host_port.to_string()],
+    ));
+    let err = get(host_port).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    assert!(forwards_in_status(&fx, &cfg, &name).is_empty());
+
+    // delete removes a forward's element too.
+    ok(nox(&fx, &cfg, &["forward", "add", &name, &spec]));
+    assert!(nft("there"));
+    ok(nox(&fx, &cfg, &["delete", "--force", &name]));
+    assert!(nft("gone"), "a deleted VM's DNAT element is still there");
 }

@@ -215,8 +215,9 @@ pub enum Command {
 
     /// Forward host ports to an instance's ports (kept across restarts)
     ///
-    /// Containers and VMs on a bridge get nftables DNAT (table `ip nox`), applied while they
-    /// run; `--network user` VMs get passt's own forwards, applied at the VM's next start.
+    /// Containers, and VMs on libvirt's network or a bridge, get nftables DNAT (table `ip nox`),
+    /// applied while they run; `--network user` VMs get passt's own forwards, applied at the
+    /// VM's next start.
     /// Example: nox forward add web 8080:80
     #[command(subcommand)]
     Forward(ForwardCommand),

@@ -1,21 +1,30 @@
-//! Port forwards for VMs on passt user networking (`--network user`): each forward is one more
-//! `<portForward>` on the VM's passt interface, beside the SSH one.
+//! Port forwards for VMs (`nox forward`), by the VM's network:
+//! - **`--network user` (passt):** each forward is one more `<portForward>` on the VM's passt
+//!   interface, beside the SSH one. passt reads its forwards when QEMU starts it and cannot
+//!   change them while it runs, so a change reaches a running VM at its next start (`nox
+//!   restart NAME`), and nox says so. Hot-unplugging and replugging the NIC would apply it at
+//!   once but takes the guest's network away under it (open connections, DHCP, cloud-init's
+//!   view of the NIC), which a port forward should never cost. The forwards are kept in the
+//!   interface's persistent definition (`virDomainUpdateDeviceFlags` with `AFFECT_CONFIG`), so
+//!   they survive restarts, host reboots and libvirt's autostart without nox.
+//! - **libvirt's NAT network or a host bridge:** nftables DNAT in nox's own table, as for
+//!   containers ([`nox_core::forward::nft`]), pointed at the address the guest has in this
+//!   boot (the agent's, else its DHCP lease). The elements exist only while the VM runs:
+//!   `start` applies them once the guest has an address, `stop` and `delete` remove them.
+//!   On a libvirt network only loopback host addresses are taken: libvirt's own firewall
+//!   (`LIBVIRT_FWI`) rejects connections from other hosts to its guests, and nox does not
+//!   edit another program's rules.
+//! - **macvtap** is refused: the host cannot reach a macvtap guest at all.
 //!
-//! passt reads its forwards when QEMU starts it and cannot change them while it runs, so a
-//! change reaches a running VM at its next start (`nox restart NAME`, which stops and starts
-//! it), and nox says so. Hot-unplugging and replugging the NIC would apply it at once but
-//! takes the guest's network away under it (open connections, DHCP, cloud-init's view of the
-//! NIC), which a port forward should never cost.
-//!
-//! The forwards are kept in nox's record and in the interface's persistent definition
-//! (`virDomainUpdateDeviceFlags` with `AFFECT_CONFIG`), so they survive restarts, host reboots
-//! and libvirt's autostart without nox.
-//!
-//! VMs on a libvirt network or a bridge are refused for now (docs/backends.md says why).
+//! Every forward is also in nox's record, which `list` and `status --json` show.
 
-use nox_core::forward::{Forward, ForwardKey};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use nox_core::forward::{nft, Forward, ForwardKey};
 use nox_core::instance::NetworkSpec;
-use nox_core::{Error, InstanceName};
+use nox_core::{Error, InstanceName, Progress};
+use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::sys;
 
@@ -25,25 +34,57 @@ use crate::record::VmRecord;
 use crate::resize::save_record;
 use crate::LibvirtBackend;
 
+/// How long a started VM may take to get its address before its forwards give up: a cold
+/// boot under software emulation reaches DHCP in about a minute.
+const ADDRESS_WAIT: Duration = Duration::from_secs(240);
+const POLL: Duration = Duration::from_millis(500);
+
+/// How a VM's forwards are made, from its network.
+enum Mechanism {
+    /// passt's own `<portForward>`s; the VM's SSH forward is on this host port.
+    Passt { ssh_port: u16 },
+    /// nftables DNAT to the guest on this host bridge; `libvirt_network` when the bridge is
+    /// a libvirt network's, whose firewall admits only this host's own connections.
+    Dnat {
+        bridge: String,
+        libvirt_network: Option<String>,
+    },
+}
+
+fn mechanism(conn: &Connect, name: &InstanceName, rec: &VmRecord) -> Result<Mechanism, Error> {
+    let network = |net: &str| -> Result<Mechanism, Error> {
+        let bridge = conn
+            .lookup_network_by_name(net)
+            .and_then(|n| n.bridge_name())
+            .map_err(|e| crate::connection::err(&format!("finding libvirt network {net}'s bridge"), e))?;
+        Ok(Mechanism::Dnat {
+            bridge,
+            libvirt_network: Some(net.to_string()),
+        })
+    };
+    match (&rec.spec.network, rec.ssh_port) {
+        (NetworkSpec::User, Some(ssh_port)) => Ok(Mechanism::Passt { ssh_port }),
+        (NetworkSpec::Default, _) => network("default"),
+        (NetworkSpec::Bridge(bridge), _) => Ok(Mechanism::Dnat {
+            bridge: bridge.clone(),
+            libvirt_network: None,
+        }),
+        (other, _) => Err(Error::Refused {
+            message: format!(
+                "{name} is on network {other}, which this host cannot reach: nox forwards ports to VMs on default, user or bridge:NAME networks"
+            ),
+            hint: "reach it through its own address on the network it is attached to".into(),
+        }),
+    }
+}
+
 pub fn list(b: &LibvirtBackend, name: &InstanceName) -> Result<Vec<Forward>, Error> {
     let conn = b.conn()?;
     Ok(find(&conn, name)?.1.forwards)
 }
 
-fn passt_only(name: &InstanceName, rec: &VmRecord) -> Result<u16, Error> {
-    match (&rec.spec.network, rec.ssh_port) {
-        (NetworkSpec::User, Some(port)) => Ok(port),
-        (other, _) => Err(Error::Refused {
-            message: format!(
-                "{name} is on network {other}: nox forwards ports only to VMs on --network user (passt) and to containers"
-            ),
-            hint: "create the VM with --network user, or reach it through its own address".into(),
-        }),
-    }
-}
-
-/// Rewrites the interface's persistent definition and nox's record to hold `forwards`.
-fn save(
+/// Rewrites the passt interface's persistent definition and nox's record to hold `forwards`.
+fn save_passt(
     dom: &Domain,
     rec: &mut VmRecord,
     ssh_port: u16,
@@ -56,6 +97,10 @@ fn save(
     let xml = interface_xml(&rec.mac, &nic);
     dom.update_device_flags(&xml, sys::VIR_DOMAIN_AFFECT_CONFIG)
         .map_err(|e| crate::connection::err("changing the VM's passt port forwards", e))?;
+    save_forwards(dom, rec, forwards)
+}
+
+fn save_forwards(dom: &Domain, rec: &mut VmRecord, forwards: Vec<Forward>) -> Result<(), Error> {
     rec.forwards = forwards;
     let running = dom.is_active().unwrap_or(false);
     save_record(dom, rec, running)
@@ -76,22 +121,50 @@ pub fn add(
 ) -> Result<Option<String>, Error> {
     let conn = b.conn()?;
     let (dom, mut rec) = find(&conn, name)?;
-    let ssh_port = passt_only(name, &rec)?;
-    if forward.clashes_with(&Forward {
-        proto: nox_core::forward::Proto::Tcp,
-        address: std::net::Ipv4Addr::LOCALHOST,
-        host_port: ssh_port,
-        guest_port: 22,
-    }) {
-        return Err(Error::Usage(format!(
-            "host port {} is {name}'s SSH forward: pick another port",
-            forward.host_port
-        )));
-    }
     let mut forwards = rec.forwards.clone();
     forwards.push(forward);
-    save(&dom, &mut rec, ssh_port, forwards)?;
-    Ok(later(name, &dom))
+    match mechanism(&conn, name, &rec)? {
+        Mechanism::Passt { ssh_port } => {
+            if forward.clashes_with(&Forward {
+                proto: nox_core::forward::Proto::Tcp,
+                address: Ipv4Addr::LOCALHOST,
+                host_port: ssh_port,
+                guest_port: 22,
+            }) {
+                return Err(Error::Usage(format!(
+                    "host port {} is {name}'s SSH forward: pick another port",
+                    forward.host_port
+                )));
+            }
+            save_passt(&dom, &mut rec, ssh_port, forwards)?;
+            Ok(later(name, &dom))
+        }
+        Mechanism::Dnat {
+            bridge,
+            libvirt_network,
+        } => {
+            if let Some(net) = libvirt_network.filter(|_| !forward.address.is_loopback()) {
+                return Err(Error::Usage(format!(
+                    "{name} is on libvirt network {net}, whose firewall rejects connections from other hosts: forward on a 127.x.x.x address (the default), or use a VM on --network user or bridge:NAME"
+                )));
+            }
+            if !dom.is_active().unwrap_or(false) {
+                save_forwards(&dom, &mut rec, forwards)?;
+                return Ok(Some(format!(
+                    "{name} is stopped: the forward takes effect when it starts"
+                )));
+            }
+            // The guest must have an address now; the record changes only once the element
+            // is in, so a failure leaves nothing half-made.
+            let address = guest_address(&dom).ok_or_else(|| no_address(name))?;
+            nft::apply(&*b.host.runner, name.as_str(), &bridge, &[(forward, address)])?;
+            if let Err(e) = save_forwards(&dom, &mut rec, forwards) {
+                let _ = nft::remove(&*b.host.runner, name.as_str(), &[forward]);
+                return Err(e);
+            }
+            Ok(None)
+        }
+    }
 }
 
 pub fn remove(
@@ -101,12 +174,84 @@ pub fn remove(
 ) -> Result<(Vec<Forward>, Option<String>), Error> {
     let conn = b.conn()?;
     let (dom, mut rec) = find(&conn, name)?;
-    let ssh_port = passt_only(name, &rec)?;
     let (gone, kept): (Vec<Forward>, Vec<Forward>) =
         rec.forwards.iter().partition(|f| f.matches(&key));
     if gone.is_empty() {
         return Err(nox_core::forward::no_such_forward(name, key));
     }
-    save(&dom, &mut rec, ssh_port, kept)?;
-    Ok((gone, later(name, &dom)))
+    match mechanism(&conn, name, &rec)? {
+        Mechanism::Passt { ssh_port } => {
+            save_passt(&dom, &mut rec, ssh_port, kept)?;
+            Ok((gone, later(name, &dom)))
+        }
+        Mechanism::Dnat { .. } => {
+            nft::remove(&*b.host.runner, name.as_str(), &gone)?;
+            save_forwards(&dom, &mut rec, kept)?;
+            Ok((gone, None))
+        }
+    }
+}
+
+/// The guest's IPv4 address in this boot: the agent's, else its DHCP lease.
+fn guest_address(dom: &Domain) -> Option<Ipv4Addr> {
+    crate::list::addresses(dom)
+        .iter()
+        .filter(|ip| !nox_core::instance::is_tailnet(ip))
+        .find_map(|ip| ip.parse().ok())
+}
+
+fn no_address(name: &InstanceName) -> Error {
+    Error::failed(
+        format!("{name} has no IPv4 address yet, so a port forward would point nowhere"),
+        format!("wait until it is up (`nox start --wait {name}`), then try again"),
+    )
+}
+
+/// Points a started VM's nftables forwards at the address it has in this boot, waiting for
+/// one (`start`, `restart`). passt VMs carry theirs in the domain already.
+pub fn apply(
+    b: &LibvirtBackend,
+    conn: &Connect,
+    dom: &Domain,
+    rec: &VmRecord,
+    progress: &dyn Progress,
+) -> Result<(), Error> {
+    if rec.forwards.is_empty() {
+        return Ok(());
+    }
+    let name = &rec.spec.name;
+    let Mechanism::Dnat { bridge, .. } = mechanism(conn, name, rec)? else {
+        return Ok(());
+    };
+    let address = match guest_address(dom) {
+        Some(a) => a,
+        None => {
+            progress.step(&format!("waiting for {name}'s address for its port forwards"));
+            let got = nox_core::wait::wait_until(ADDRESS_WAIT, POLL, |waited| {
+                progress.waiting("the guest's address", waited);
+                nox_core::interrupt::check()?;
+                Ok::<_, Error>(guest_address(dom))
+            });
+            progress.done();
+            got?.ok_or_else(|| {
+                Error::failed(
+                    format!(
+                        "{name} has no IPv4 address after {}s, so its port forwards point nowhere",
+                        ADDRESS_WAIT.as_secs()
+                    ),
+                    format!("check its network (`nox console {name}`), then `nox restart {name}`"),
+                )
+            })?
+        }
+    };
+    let targets: Vec<(Forward, Ipv4Addr)> = rec.forwards.iter().map(|f| (*f, address)).collect();
+    nft::apply(&*b.host.runner, name.as_str(), &bridge, &targets)
+}
+
+/// Removes a VM's nftables elements (stop, delete); passt's go with its process.
+pub fn withdraw(b: &LibvirtBackend, rec: &VmRecord) -> Result<(), Error> {
+    if rec.spec.network == NetworkSpec::User {
+        return Ok(());
+    }
+    nft::remove(&*b.host.runner, rec.spec.name.as_str(), &rec.forwards)
 }

@@ -9,7 +9,7 @@ use virt::connect::Connect;
 
 use crate::connection::logged;
 use crate::list::{find, state};
-use crate::{network, readiness, LibvirtBackend};
+use crate::{forwards, network, readiness, LibvirtBackend};
 
 const POLL: Duration = Duration::from_millis(200);
 
@@ -20,7 +20,7 @@ pub fn start(
     progress: &dyn Progress,
 ) -> Result<(), Error> {
     let conn = b.conn()?;
-    let (dom, _) = find(&conn, name)?;
+    let (dom, rec) = find(&conn, name)?;
     if !dom.is_active().unwrap_or(false) {
         progress.step(&format!("starting {name}"));
         logged("create", name.as_str(), || dom.create())
@@ -30,7 +30,8 @@ pub fn start(
     if let Some(timeout) = wait {
         readiness::wait(&dom, name.as_str(), timeout, progress)?;
     }
-    Ok(())
+    // The guest's address can change between boots: forwards follow it.
+    forwards::apply(b, &conn, &dom, &rec, progress)
 }
 
 pub fn stop(
@@ -41,7 +42,9 @@ pub fn stop(
     progress: &dyn Progress,
 ) -> Result<(), Error> {
     let conn = b.conn()?;
-    let (dom, _) = find(&conn, name)?;
+    let (dom, rec) = find(&conn, name)?;
+    // First, so an address the guest gives up never carries its forwards to another guest.
+    forwards::withdraw(b, &rec)?;
     if !dom.is_active().unwrap_or(false) {
         return Ok(());
     }
@@ -79,6 +82,7 @@ pub fn delete(b: &LibvirtBackend, name: &InstanceName, force: bool) -> Result<()
             hint: format!("stop it first (`nox stop {name}`), or `nox delete --force {name}`"),
         });
     }
+    forwards::withdraw(b, &rec)?;
     remove_domain(&conn, name.as_str())?;
     nox_core::fault::point("vm.delete.undefined");
     if matches!(rec.spec.network, NetworkSpec::Macvtap(_)) {
