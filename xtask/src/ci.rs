@@ -18,6 +18,10 @@ pub fn run() -> Result<()> {
         times.push((name, t.elapsed()));
         r
     };
+    // Every cargo below builds in CI's build cache (build_cache.rs): fuzz in one directory,
+    // everything else in another. Set before any thread starts, for every child to inherit.
+    let cache = crate::build_cache::prepare(&crate::util::project_root())?;
+    std::env::set_var("CARGO_TARGET_DIR", cache.join("target"));
     step("setup", &mut crate::setup::run)?;
     let mut image_config = None;
     step("test image", &mut || {
@@ -57,7 +61,7 @@ pub fn run() -> Result<()> {
     // Bad input never panics: a short run of every fuzz target (docs/testing.md, Fuzzing).
     // 5 s a target (8 until the VM templates joined CI): a short run from the seeds; longer
     // runs are `cargo xtask fuzz`.
-    step("fuzz (5 s per target)", &mut || crate::fuzz::fuzz_all(5))?;
+    step("fuzz (5 s per target)", &mut || crate::fuzz::fuzz_all(5, Some(&cache.join("fuzz"))))?;
     let mut test_bin = PathBuf::new();
     step("build tests", &mut || {
         sh(Command::new("cargo").args(["test", "--workspace", "--all-targets", "--no-run"]))?;
@@ -165,7 +169,8 @@ const SECOND_LANE: &[(&str, &str)] = &[
 
 fn run_in_two_lanes(test: impl Fn(&[&str]) -> Command + Sync) -> Result<()> {
     let root = crate::util::project_root();
-    let log = target_dir().join("ci-second-lane.log");
+    // In the checkout's own target/, where a developer looks, whatever dir cargo builds in.
+    let log = root.join("target/ci-second-lane.log");
     let second = std::thread::scope(|s| -> Result<Result<()>> {
         let lane = s.spawn(|| -> Result<()> {
             let out = std::fs::File::create(&log)?;

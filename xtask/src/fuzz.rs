@@ -32,10 +32,12 @@ pub fn run(args: &[String]) -> Result<()> {
             .with_context(|| format!("`{s}` is not a number of seconds (give e.g. 15)"))?,
         _ => bail!("usage: cargo xtask fuzz [SECONDS]"),
     };
-    fuzz_all(seconds)
+    fuzz_all(seconds, None)
 }
 
-pub fn fuzz_all(seconds: u64) -> Result<()> {
+/// Runs every target for `seconds`, building in `target_dir` when given (CI's build cache)
+/// instead of the fuzz crate's own `target/`.
+pub fn fuzz_all(seconds: u64, target_dir: Option<&Path>) -> Result<()> {
     let dir = project_root().join("crates/nox-core/fuzz");
     // The fuzz crate is its own workspace; starting from nox's lock builds nox-core against
     // the versions nox is tested with (cargo adds only libfuzzer-sys and its few deps).
@@ -54,7 +56,13 @@ pub fn fuzz_all(seconds: u64) -> Result<()> {
                 seeds.display()
             );
         }
-        sh(fuzz_cmd(&dir)
+        let mut cmd = fuzz_cmd(&dir);
+        if let Some(t) = target_dir {
+            // Never the main build's directory: libFuzzer's flags differ, and sharing one
+            // would rebuild both every time.
+            cmd.env("CARGO_TARGET_DIR", t);
+        }
+        sh(cmd
             // The dev profile: it builds in about a minute where release with libFuzzer's
             // instrumentation took four (ring and rustls above all), and a short run still
             // makes about 30,000 executions a second, with overflow checks on.

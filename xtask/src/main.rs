@@ -4,6 +4,7 @@
 //! single step by hand.
 
 mod bench;
+mod build_cache;
 mod ci;
 mod compat;
 mod fuzz;
