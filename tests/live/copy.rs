@@ -2,8 +2,8 @@
 //! with the SHA-256 equal, a tree with modes, owners and a link kept both ways, and a
 //! container's symlinks that point at `/etc` never reaching the host's `/etc`.
 //!
-//! One VM and one container, shared by every step; the VM boots while the container's steps
-//! run (a boot is about a minute under software emulation).
+//! One VM and one container, shared by every step; the VM (a clone of the run's passt
+//! template) is made while the container's steps run.
 
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};

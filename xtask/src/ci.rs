@@ -165,6 +165,8 @@ const SECOND_LANE: &[(&str, &str)] = &[
     // test bed and the VM backend's own tests.
     ("nox-tests", "testbed"),
     ("nox-tests", "vm"),
+    // Issue 13's port forwards: a container and two VM clones, two of them restarted.
+    ("nox-tests", "forward"),
 ];
 
 fn run_in_two_lanes(test: impl Fn(&[&str]) -> Command + Sync) -> Result<()> {
