@@ -223,7 +223,11 @@ fn user_network_vm_forward_applies_at_next_start() {
     let name = fx.unique_name("vm");
     fx.own_domain(&name);
     // The run's shared passt shape: a clone of its template, not a cold boot.
-    let create = [&["create", &name, "--image", "debian-12-test"][..], USER_SHAPE].concat();
+    let create = [
+        &["create", &name, "--image", "debian-12-test"][..],
+        USER_SHAPE,
+    ]
+    .concat();
     ok(nox(&fx, &cfg, &create));
     let host_port = free_port();
     let spec = format!("{host_port}:8000");
@@ -280,7 +284,11 @@ fn nat_network_vm_forward_works_at_once_and_after_restart() {
     let name = fx.unique_name("vm");
     fx.own_domain(&name);
     // The run's shared NAT shape: a clone of its template, with an address at once.
-    let create = [&["create", &name, "--image", "debian-12-test"][..], NAT_SHAPE].concat();
+    let create = [
+        &["create", &name, "--image", "debian-12-test"][..],
+        NAT_SHAPE,
+    ]
+    .concat();
     ok(nox(&fx, &cfg, &create));
     let host_port = free_port();
     let spec = format!("{host_port}:8000");

@@ -217,7 +217,11 @@ fn vm_snapshots() {
     let name = fx.unique_name("snap");
     fx.own_domain(&name);
     // The run's shared passt shape: a clone of its template, not a cold boot.
-    let create = [&["create", &name, "--image", "debian-12-test"][..], USER_SHAPE].concat();
+    let create = [
+        &["create", &name, "--image", "debian-12-test"][..],
+        USER_SHAPE,
+    ]
+    .concat();
     ok(nox(&fx, &cfg, &create));
     let dir = fx.dir.join("vm/instances").join(&name);
 

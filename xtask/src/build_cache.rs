@@ -35,7 +35,10 @@ pub fn prepare(project: &Path) -> Result<PathBuf> {
     if let Ok(entries) = std::fs::read_dir(ROOT) {
         for entry in entries.flatten() {
             if entry.path() != dir {
-                eprintln!("xtask: removing the old build cache {}", entry.path().display());
+                eprintln!(
+                    "xtask: removing the old build cache {}",
+                    entry.path().display()
+                );
                 remove(&entry.path())?;
             }
         }

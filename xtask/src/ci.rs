@@ -61,7 +61,9 @@ pub fn run() -> Result<()> {
     // Bad input never panics: a short run of every fuzz target (docs/testing.md, Fuzzing).
     // 5 s a target (8 until the VM templates joined CI): a short run from the seeds; longer
     // runs are `cargo xtask fuzz`.
-    step("fuzz (5 s per target)", &mut || crate::fuzz::fuzz_all(5, Some(&cache.join("fuzz"))))?;
+    step("fuzz (5 s per target)", &mut || {
+        crate::fuzz::fuzz_all(5, Some(&cache.join("fuzz")))
+    })?;
     let mut test_bin = PathBuf::new();
     step("build tests", &mut || {
         sh(Command::new("cargo").args(["test", "--workspace", "--all-targets", "--no-run"]))?;

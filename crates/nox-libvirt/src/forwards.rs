@@ -56,7 +56,9 @@ fn mechanism(conn: &Connect, name: &InstanceName, rec: &VmRecord) -> Result<Mech
         let bridge = conn
             .lookup_network_by_name(net)
             .and_then(|n| n.bridge_name())
-            .map_err(|e| crate::connection::err(&format!("finding libvirt network {net}'s bridge"), e))?;
+            .map_err(|e| {
+                crate::connection::err(&format!("finding libvirt network {net}'s bridge"), e)
+            })?;
         Ok(Mechanism::Dnat {
             bridge,
             libvirt_network: Some(net.to_string()),
@@ -157,7 +159,12 @@ pub fn add(
             // The guest must have an address now; the record changes only once the element
             // is in, so a failure leaves nothing half-made.
             let address = guest_address(&dom).ok_or_else(|| no_address(name))?;
-            nft::apply(&*b.host.runner, name.as_str(), &bridge, &[(forward, address)])?;
+            nft::apply(
+                &*b.host.runner,
+                name.as_str(),
+                &bridge,
+                &[(forward, address)],
+            )?;
             if let Err(e) = save_forwards(&dom, &mut rec, forwards) {
                 let _ = nft::remove(&*b.host.runner, name.as_str(), &[forward]);
                 return Err(e);
@@ -226,7 +233,9 @@ pub fn apply(
     let address = match guest_address(dom) {
         Some(a) => a,
         None => {
-            progress.step(&format!("waiting for {name}'s address for its port forwards"));
+            progress.step(&format!(
+                "waiting for {name}'s address for its port forwards"
+            ));
             let got = nox_core::wait::wait_until(ADDRESS_WAIT, POLL, |waited| {
                 progress.waiting("the guest's address", waited);
                 nox_core::interrupt::check()?;
