@@ -30,6 +30,8 @@ struct State {
     unreachable: Option<String>,
     preflight_error: Option<String>,
     calls: Vec<String>,
+    /// How many times `owns` was asked (kept apart from `calls`, which tests compare whole).
+    owns_asked: usize,
     created: Vec<InstanceSpec>,
     execs: Vec<(Vec<String>, Vec<u8>)>,
     exit_codes: BTreeMap<String, i32>,
@@ -100,6 +102,11 @@ impl FakeBackend {
 
     pub fn calls(&self) -> Vec<String> {
         self.st().calls.clone()
+    }
+
+    /// How many times `owns` was asked.
+    pub fn owns_asked(&self) -> usize {
+        self.st().owns_asked
     }
 
     pub fn created(&self) -> Vec<InstanceSpec> {
@@ -317,6 +324,7 @@ impl Backend for FakeBackend {
         Ok(i)
     }
     fn owns(&self, name: &InstanceName) -> Result<bool> {
+        self.st().owns_asked += 1;
         self.reachable()?;
         Ok(self.st().instances.contains_key(name.as_str()))
     }
