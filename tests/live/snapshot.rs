@@ -76,6 +76,31 @@ fn killed_at(fx: &Fixture, cfg: &Path, point: &str, args: &[&str]) {
     );
 }
 
+/// Waits (10 s at most) until the lxcpath's trash holds nothing of container `name`.
+fn replaced_layer_removed(name: &str) {
+    let trash = lxcpath().join(".nox-trash");
+    let prefix = format!("{name}-");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = std::fs::read_dir(&trash)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|f| f.starts_with(&prefix))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replaced layer is still in {}: {left:?}",
+            trash.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn container_snapshots() {
     if !live("container_snapshots") {
@@ -125,6 +150,10 @@ fn container_snapshots() {
         ),
         "one\n1234:2345 640\nkeep\n"
     );
+    // The replaced layer left the container's directory with the restore, and its removal,
+    // left to the background, finishes.
+    assert!(!dir.join(".nox-old-delta").exists());
+    replaced_layer_removed(&name);
 
     // Bad input: one line, exit 2, nothing made.
     bad_input(nox(&fx, &cfg, &["snapshot", &name, "Bad_Name"]), "invalid");

@@ -53,6 +53,7 @@ pub mod record;
 mod recover;
 mod snapshot;
 pub mod subid;
+mod trash;
 
 use std::time::Duration;
 

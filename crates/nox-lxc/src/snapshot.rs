@@ -14,6 +14,8 @@
 //! nox-snapshots/.tmp-NAME/           a snapshot being made or removed: never listed
 //! .nox-restore-delta, .nox-old-delta a restore swapping the upper layer
 //! ```
+//! The layer a restore replaced goes to the lxcpath's trash ([`crate::trash`]): the command
+//! returns without waiting for its files to be unlinked.
 //! The directory is not liblxc's `snaps/`, which would make liblxc refuse to destroy the
 //! container.
 
@@ -203,6 +205,7 @@ impl SnapshotBackend for LxcBackend {
         let dir = self.container_dir(name);
         let new = dir.join(RESTORE_NEW);
         let old = dir.join(RESTORE_OLD);
+        crate::trash::sweep(&self.config.lxc.lxcpath);
         remove_if_there(&new)?;
         remove_if_there(&old)?;
         // Copied while the container still runs: it is down only for the swap.
@@ -229,7 +232,9 @@ impl SnapshotBackend for LxcBackend {
         nox_core::fault::point("lxc.snapshot.restore.swapping");
         std::fs::rename(&new, &upper)
             .map_err(io(format!("putting the snapshot at {}", upper.display())))?;
-        remove_if_there(&old)?;
+        // The replaced layer's files are unlinked after the command, not in it; a kill before
+        // this leaves `old` to recovery, as above.
+        crate::trash::discard(&self.config.lxc.lxcpath, name, &old)?;
         if was_running {
             progress.step(&format!("starting {name}"));
             crate::lifecycle::start(self, name, None, progress)?;
@@ -284,6 +289,7 @@ impl SnapshotBackend for LxcBackend {
                 done.push(format!("removed {}", p.display()));
             }
         }
+        crate::trash::sweep(&self.config.lxc.lxcpath);
         if was_running && !c.is_running() {
             crate::lifecycle::start(self, name, None, &nox_core::progress::Quiet)?;
             done.push(format!(

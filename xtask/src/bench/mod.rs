@@ -30,13 +30,13 @@ pub fn run(args: &[String]) -> Result<()> {
         Some("lxc") => instances::lxc(),
         Some("backup") => backup::run(),
         Some("incus") => incus::run(),
-        Some("snapshot") => snapshot::run(),
+        Some("snapshot") => snapshot::run(&args[1..]),
         Some("cp") => copy::run(),
         Some("docker") => docker::run(&args[1..]),
         Some("image") => image::run(&args[1..]),
         Some("clone") => clone::run(&args[1..]),
         _ => {
-            bail!("usage: cargo xtask bench vm|clone [--runs N]|lxc|backup|incus|snapshot|cp|docker [--no-vm]|image [--runs N]")
+            bail!("usage: cargo xtask bench vm|clone [--runs N]|lxc|backup|incus|snapshot [--no-vm]|cp|docker [--no-vm]|image [--runs N]")
         }
     }
 }

@@ -9,6 +9,7 @@
 //!   `virsh snapshot-create-as --disk-only --quiesce --atomic` on the same disk.
 //!
 //! Times include starting `nox` (config, lock, intent record), as a user sees them.
+//! `--no-vm` measures the container alone (no minute-long VM boot under emulation).
 
 use std::process::Command;
 use std::time::Instant;
@@ -21,9 +22,14 @@ const CT: &str = "snb";
 const VM: &str = "snv";
 const RUNS: usize = 5;
 
-pub fn run() -> Result<()> {
+pub fn run(args: &[String]) -> Result<()> {
+    let with_vm = match args {
+        [] => true,
+        [flag] if flag == "--no-vm" => false,
+        _ => bail!("usage: cargo xtask bench snapshot [--no-vm]"),
+    };
     let b = prepare()?;
-    let result = container(&b).and_then(|_| vm(&b));
+    let result = container(&b).and_then(|_| if with_vm { vm(&b) } else { Ok(()) });
     let leftovers: Vec<String> = list_names(&b);
     b.delete(&leftovers);
     let _ = std::fs::remove_dir_all(ROOT);
