@@ -40,6 +40,7 @@ pub mod error;
 mod exec_io;
 mod file_copy;
 mod forwards;
+mod freezer;
 pub mod host_checks;
 pub mod image_cache;
 mod image_verbs;

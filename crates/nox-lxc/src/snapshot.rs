@@ -139,7 +139,7 @@ impl SnapshotBackend for LxcBackend {
         {
             let _thaw = if was_running {
                 progress.step(&format!("freezing {name}"));
-                c.freeze().map_err(Error::from)?;
+                crate::freezer::freeze(&c)?;
                 note = "every process frozen (cgroup freezer) while the filesystem was copied";
                 Some(Thaw(&c))
             } else {
