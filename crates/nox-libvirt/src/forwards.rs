@@ -145,11 +145,7 @@ pub fn add(
             bridge,
             libvirt_network,
         } => {
-            if let Some(net) = libvirt_network.filter(|_| !forward.address.is_loopback()) {
-                return Err(Error::Usage(format!(
-                    "{name} is on libvirt network {net}, whose firewall rejects connections from other hosts: forward on a 127.x.x.x address (the default), or use a VM on --network user or bridge:NAME"
-                )));
-            }
+            reachable(name, libvirt_network.as_deref(), &forward)?;
             if !dom.is_active().unwrap_or(false) {
                 save_forwards(&dom, &mut rec, forwards)?;
                 return Ok(Some(format!(
@@ -196,6 +192,22 @@ pub fn remove(
             save_forwards(&dom, &mut rec, kept)?;
             Ok((gone, None))
         }
+    }
+}
+
+/// On a libvirt network only loopback host addresses: its own firewall (`LIBVIRT_FWI`) rejects
+/// other hosts' new connections to its guests, so a forward on another address would answer
+/// only this host, and nox does not edit libvirt's rules.
+fn reachable(
+    name: &InstanceName,
+    libvirt_network: Option<&str>,
+    forward: &Forward,
+) -> Result<(), Error> {
+    match libvirt_network {
+        Some(net) if !forward.address.is_loopback() => Err(Error::Usage(format!(
+            "{name} is on libvirt network {net}, whose firewall rejects connections from other hosts: forward on a 127.x.x.x address (the default), or use a VM on --network user or bridge:NAME"
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -263,4 +275,25 @@ pub fn withdraw(b: &LibvirtBackend, rec: &VmRecord) -> Result<(), Error> {
         return Ok(());
     }
     nft::remove(&*b.host.runner, rec.spec.name.as_str(), &rec.forwards)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_libvirt_network_takes_loopback_forwards_only_and_a_bridge_any() {
+        let name: InstanceName = "web".parse().unwrap();
+        let on = |addr: &str| Forward::parse("8080:80", addr.parse().unwrap()).unwrap();
+        for ok in ["127.0.0.1", "127.0.0.2"] {
+            assert!(reachable(&name, Some("default"), &on(ok)).is_ok(), "{ok}");
+        }
+        for bad in ["0.0.0.0", "192.168.1.5"] {
+            let e = reachable(&name, Some("default"), &on(bad)).unwrap_err();
+            assert!(e.is_bad_input(), "{e}");
+            assert!(e.to_string().contains("firewall"), "{e}");
+            assert!(!e.to_string().contains('\n'));
+        }
+        assert!(reachable(&name, None, &on("0.0.0.0")).is_ok());
+    }
 }
