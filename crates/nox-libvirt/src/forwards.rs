@@ -269,6 +269,20 @@ pub fn apply(
     nft::apply(&*b.host.runner, name.as_str(), &bridge, &targets)
 }
 
+/// [`apply`] for a VM started outside nox: nothing when it is not running.
+pub fn reapply(
+    b: &LibvirtBackend,
+    name: &InstanceName,
+    progress: &dyn Progress,
+) -> Result<(), Error> {
+    let conn = b.conn()?;
+    let (dom, rec) = find(&conn, name)?;
+    if !dom.is_active().unwrap_or(false) {
+        return Ok(());
+    }
+    apply(b, &conn, &dom, &rec, progress)
+}
+
 /// Removes a VM's nftables elements (stop, delete); passt's go with its process.
 pub fn withdraw(b: &LibvirtBackend, rec: &VmRecord) -> Result<(), Error> {
     if rec.spec.network == NetworkSpec::User {
