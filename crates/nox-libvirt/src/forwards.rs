@@ -37,7 +37,6 @@ use crate::LibvirtBackend;
 /// How long a started VM may take to get its address before its forwards give up: a cold
 /// boot under software emulation reaches DHCP in about a minute.
 const ADDRESS_WAIT: Duration = Duration::from_secs(240);
-const POLL: Duration = Duration::from_millis(500);
 
 /// How a VM's forwards are made, from its network.
 enum Mechanism {
@@ -242,31 +241,16 @@ pub fn apply(
     let Mechanism::Dnat { bridge, .. } = mechanism(conn, name, rec)? else {
         return Ok(());
     };
-    let address = match guest_address(dom) {
-        Some(a) => a,
-        None => {
-            progress.step(&format!(
-                "waiting for {name}'s address for its port forwards"
-            ));
-            let got = nox_core::wait::wait_until(ADDRESS_WAIT, POLL, |waited| {
-                progress.waiting("the guest's address", waited);
-                nox_core::interrupt::check()?;
-                Ok::<_, Error>(guest_address(dom))
-            });
-            progress.done();
-            got?.ok_or_else(|| {
-                Error::failed(
-                    format!(
-                        "{name} has no IPv4 address after {}s, so its port forwards point nowhere",
-                        ADDRESS_WAIT.as_secs()
-                    ),
-                    format!("check its network (`nox console {name}`), then `nox restart {name}`"),
-                )
-            })?
-        }
-    };
-    let targets: Vec<(Forward, Ipv4Addr)> = rec.forwards.iter().map(|f| (*f, address)).collect();
-    nft::apply(&*b.host.runner, name.as_str(), &bridge, &targets)
+    nft::apply_when_addressed(
+        &*b.host.runner,
+        name.as_str(),
+        &bridge,
+        &rec.forwards,
+        ADDRESS_WAIT,
+        &format!("`nox console {name}`"),
+        progress,
+        || guest_address(dom),
+    )
 }
 
 /// [`apply`] for a VM started outside nox: nothing when it is not running.

@@ -53,30 +53,16 @@ pub fn apply(
         return Ok(());
     }
     let name = rec.spec.name.as_str();
-    let address = match guest_address(c) {
-        Some(a) => a,
-        None => {
-            progress.step(&format!(
-                "waiting for {name}'s address for its port forwards"
-            ));
-            let got = nox_core::wait::wait_until(ADDRESS_WAIT, Duration::from_millis(250), |_| {
-                nox_core::interrupt::check()?;
-                Ok::<_, Error>(guest_address(c))
-            });
-            progress.done();
-            got?.ok_or_else(|| {
-                Error::failed(
-                    format!(
-                        "{name} has no IPv4 address after {}s, so its port forwards point nowhere",
-                        ADDRESS_WAIT.as_secs()
-                    ),
-                    format!("check its network (`nox exec {name} -- ip addr`), then `nox restart {name}`"),
-                )
-            })?
-        }
-    };
-    let targets: Vec<(Forward, Ipv4Addr)> = rec.forwards.iter().map(|f| (*f, address)).collect();
-    nft::apply(&*b.host.runner, name, &bridge(b, rec), &targets)
+    nft::apply_when_addressed(
+        &*b.host.runner,
+        name,
+        &bridge(b, rec),
+        &rec.forwards,
+        ADDRESS_WAIT,
+        &format!("`nox exec {name} -- ip addr`"),
+        progress,
+        || guest_address(c),
+    )
 }
 
 /// Removes the record's DNAT elements (stop, delete).
