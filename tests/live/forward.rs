@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use nox_tests::fixture::{Fixture, NAT_SHAPE, USER_SHAPE};
+use nox_tests::fixture::{lxcpath, Fixture, NAT_SHAPE, USER_SHAPE};
 use nox_tests::image::TestImage;
 use nox_tests::{live, ok, text};
 use serde_json::Value;
@@ -191,13 +191,67 @@ fn container_forward_survives_restart_and_goes_with_rm() {
     serve_http(&fx, &cfg, &name, 8000);
     reaches(host_port, &name, Duration::from_secs(30));
 
-    // rm: nothing answers on the port any more, and the record forgets it.
+    // A start that does not come through nox, as liblxc's autostart at host boot (where nox's
+    // table starts empty): the start-host hook nox put in the config re-points the forward.
+    let config = lxcpath().join(&name).join("config");
+    let hook = |config: &str| {
+        config.lines().any(|l| {
+            l.starts_with("lxc.hook.start-host = ") && l.contains("forward follow --detach")
+        })
+    };
+    assert!(hook(&std::fs::read_to_string(&config).unwrap()));
+    let lxc = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(["-P", lxcpath().to_str().unwrap(), "-n", &name])
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    };
+    lxc(&["lxc-stop"]);
+    drop(NftGuard(host_port));
+    assert!(get(host_port).is_err(), "the element was not removed");
+    lxc(&["lxc-start"]);
+    // lxc-start returns before the guest's systemd answers: the server starts once it does.
+    let start = Instant::now();
+    loop {
+        let out = nox(
+            &fx,
+            &cfg,
+            &[
+                "exec",
+                &name,
+                "--",
+                "systemctl",
+                "is-system-running",
+                "--wait",
+            ],
+        );
+        let state = text(&out.stdout);
+        if matches!(state.trim(), "running" | "degraded") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{name} did not boot: {state} {}",
+            text(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    serve_http(&fx, &cfg, &name, 8000);
+    reaches(host_port, &name, Duration::from_secs(90));
+    let log = std::fs::read_to_string(fx.state_dir().join("forwards-follow.log")).unwrap();
+    assert!(log.contains("forwards follow this boot's address"), "{log}");
+
+    // rm: nothing answers on the port any more, the record forgets it, and with no forward
+    // left the hook goes too.
     let removed = ok(nox(
         &fx,
         &cfg,
         &["forward", "rm", &name, &host_port.to_string()],
     ));
     assert!(text(&removed.stdout).contains("removed forward"));
+    assert!(!hook(&std::fs::read_to_string(&config).unwrap()));
     let err = get(host_port).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
     assert!(forwards_in_status(&fx, &cfg, &name).is_empty());

@@ -243,6 +243,18 @@ pub enum ForwardCommand {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Point the instance's forwards at its address after a start outside nox (internal)
+    ///
+    /// liblxc's start-host hook runs it (nox puts the hook in a container's config while it
+    /// has forwards), so a container autostarted at host boot gets its forwards back.
+    #[command(hide = true)]
+    Follow {
+        name: Name,
+        /// Return at once and do it in the background, its output appended to
+        /// STATE_DIR/forwards-follow.log (a hook must not hold the start)
+        #[arg(long)]
+        detach: bool,
+    },
     /// Remove a forward, named by its host port: HOST_PORT[/tcp|/udp]
     ///
     /// Example: nox forward rm web 8080

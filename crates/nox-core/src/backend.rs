@@ -219,6 +219,14 @@ pub trait Backend: BackupBackend + std::fmt::Debug + Send + Sync {
         None
     }
 
+    /// Points the instance's forwards at the address it has in this boot, waiting for one:
+    /// what `start` does, for a start that did not come through nox (an engine's start hook:
+    /// liblxc's at host boot). Backends whose forwards need no address (passt, none) do nothing.
+    fn reapply_forwards(&self, name: &InstanceName, progress: &dyn crate::Progress) -> Result<()> {
+        let _ = (name, progress);
+        Ok(())
+    }
+
     /// The instance's port forwards, as stored with it.
     fn forwards(&self, name: &InstanceName) -> Result<Vec<crate::forward::Forward>> {
         Err(no_forwards(self, name))

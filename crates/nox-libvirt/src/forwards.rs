@@ -37,7 +37,6 @@ use crate::LibvirtBackend;
 /// How long a started VM may take to get its address before its forwards give up: a cold
 /// boot under software emulation reaches DHCP in about a minute.
 const ADDRESS_WAIT: Duration = Duration::from_secs(240);
-const POLL: Duration = Duration::from_millis(500);
 
 /// How a VM's forwards are made, from its network.
 enum Mechanism {
@@ -145,11 +144,7 @@ pub fn add(
             bridge,
             libvirt_network,
         } => {
-            if let Some(net) = libvirt_network.filter(|_| !forward.address.is_loopback()) {
-                return Err(Error::Usage(format!(
-                    "{name} is on libvirt network {net}, whose firewall rejects connections from other hosts: forward on a 127.x.x.x address (the default), or use a VM on --network user or bridge:NAME"
-                )));
-            }
+            reachable(name, libvirt_network.as_deref(), &forward)?;
             if !dom.is_active().unwrap_or(false) {
                 save_forwards(&dom, &mut rec, forwards)?;
                 return Ok(Some(format!(
@@ -199,6 +194,22 @@ pub fn remove(
     }
 }
 
+/// On a libvirt network only loopback host addresses: its own firewall (`LIBVIRT_FWI`) rejects
+/// other hosts' new connections to its guests, so a forward on another address would answer
+/// only this host, and nox does not edit libvirt's rules.
+fn reachable(
+    name: &InstanceName,
+    libvirt_network: Option<&str>,
+    forward: &Forward,
+) -> Result<(), Error> {
+    match libvirt_network {
+        Some(net) if !forward.address.is_loopback() => Err(Error::Usage(format!(
+            "{name} is on libvirt network {net}, whose firewall rejects connections from other hosts: forward on a 127.x.x.x address (the default), or use a VM on --network user or bridge:NAME"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The guest's IPv4 address in this boot: the agent's, else its DHCP lease.
 fn guest_address(dom: &Domain) -> Option<Ipv4Addr> {
     crate::list::addresses(dom)
@@ -230,31 +241,30 @@ pub fn apply(
     let Mechanism::Dnat { bridge, .. } = mechanism(conn, name, rec)? else {
         return Ok(());
     };
-    let address = match guest_address(dom) {
-        Some(a) => a,
-        None => {
-            progress.step(&format!(
-                "waiting for {name}'s address for its port forwards"
-            ));
-            let got = nox_core::wait::wait_until(ADDRESS_WAIT, POLL, |waited| {
-                progress.waiting("the guest's address", waited);
-                nox_core::interrupt::check()?;
-                Ok::<_, Error>(guest_address(dom))
-            });
-            progress.done();
-            got?.ok_or_else(|| {
-                Error::failed(
-                    format!(
-                        "{name} has no IPv4 address after {}s, so its port forwards point nowhere",
-                        ADDRESS_WAIT.as_secs()
-                    ),
-                    format!("check its network (`nox console {name}`), then `nox restart {name}`"),
-                )
-            })?
-        }
-    };
-    let targets: Vec<(Forward, Ipv4Addr)> = rec.forwards.iter().map(|f| (*f, address)).collect();
-    nft::apply(&*b.host.runner, name.as_str(), &bridge, &targets)
+    nft::apply_when_addressed(
+        &*b.host.runner,
+        name.as_str(),
+        &bridge,
+        &rec.forwards,
+        ADDRESS_WAIT,
+        &format!("`nox console {name}`"),
+        progress,
+        || guest_address(dom),
+    )
+}
+
+/// [`apply`] for a VM started outside nox: nothing when it is not running.
+pub fn reapply(
+    b: &LibvirtBackend,
+    name: &InstanceName,
+    progress: &dyn Progress,
+) -> Result<(), Error> {
+    let conn = b.conn()?;
+    let (dom, rec) = find(&conn, name)?;
+    if !dom.is_active().unwrap_or(false) {
+        return Ok(());
+    }
+    apply(b, &conn, &dom, &rec, progress)
 }
 
 /// Removes a VM's nftables elements (stop, delete); passt's go with its process.
@@ -263,4 +273,25 @@ pub fn withdraw(b: &LibvirtBackend, rec: &VmRecord) -> Result<(), Error> {
         return Ok(());
     }
     nft::remove(&*b.host.runner, rec.spec.name.as_str(), &rec.forwards)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_libvirt_network_takes_loopback_forwards_only_and_a_bridge_any() {
+        let name: InstanceName = "web".parse().unwrap();
+        let on = |addr: &str| Forward::parse("8080:80", addr.parse().unwrap()).unwrap();
+        for ok in ["127.0.0.1", "127.0.0.2"] {
+            assert!(reachable(&name, Some("default"), &on(ok)).is_ok(), "{ok}");
+        }
+        for bad in ["0.0.0.0", "192.168.1.5"] {
+            let e = reachable(&name, Some("default"), &on(bad)).unwrap_err();
+            assert!(e.is_bad_input(), "{e}");
+            assert!(e.to_string().contains("firewall"), "{e}");
+            assert!(!e.to_string().contains('\n'));
+        }
+        assert!(reachable(&name, None, &on("0.0.0.0")).is_ok());
+    }
 }

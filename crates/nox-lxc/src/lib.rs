@@ -273,6 +273,10 @@ impl Backend for LxcBackend {
         forwards::list(self, name)
     }
 
+    fn reapply_forwards(&self, name: &InstanceName, progress: &dyn Progress) -> Result<(), Error> {
+        forwards::reapply(self, name, progress)
+    }
+
     fn add_forward(
         &self,
         name: &InstanceName,

@@ -76,7 +76,7 @@ fn without_entry(config: &str, m: &Mount, privileged: bool) -> String {
 }
 
 /// Writes `text` to `path` whole or not at all (a temporary file renamed over it).
-fn write_atomic(path: &Path, text: &str) -> Result<(), Error> {
+pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<(), Error> {
     let tmp = path.with_extension("nox-tmp");
     std::fs::write(&tmp, text)
         .and_then(|_| std::fs::rename(&tmp, path))

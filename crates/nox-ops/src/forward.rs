@@ -59,6 +59,16 @@ pub fn remove(
     ctx.backends.find(r)?.remove_forward(&r.name, key)
 }
 
+/// Points `r`'s forwards at the address it has in this boot, after a start that did not come
+/// through nox (`nox forward follow`, run by liblxc's start-host hook). Waits for the
+/// instance's lock, so a `nox start` that is still running finishes first.
+pub fn follow(ctx: &Context, r: &InstanceRef, ui: &dyn Ui) -> Result<()> {
+    let _x = exclusive::lock(ctx, r, "forward follow", ui)?;
+    ctx.backends
+        .find(r)?
+        .reapply_forwards(&r.name, ui.progress())
+}
+
 fn lock_forwards(ctx: &Context) -> Result<nox_core::lock::LockGuard> {
     let dir = &ctx.config.state.dir;
     std::fs::create_dir_all(dir)

@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use comfy_table::{presets, Table};
 use nox_core::forward::{Forward, ForwardKey};
 
+use std::path::Path;
+use std::process::{Command, Stdio};
+
 use crate::cli::ForwardCommand;
 use crate::ui::TerminalUi;
 
@@ -44,6 +47,13 @@ pub fn run(cmd: ForwardCommand) -> anyhow::Result<ExitCode> {
                 println!("{t}");
             }
         }
+        ForwardCommand::Follow { name, detach } => {
+            if detach {
+                return detach_follow(&ctx.config.state.dir, &name.to_string());
+            }
+            nox_ops::forward::follow(&ctx, &name, &ui)?;
+            eprintln!("{name}: forwards follow this boot's address");
+        }
         ForwardCommand::Rm {
             name,
             forward,
@@ -59,5 +69,25 @@ pub fn run(cmd: ForwardCommand) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `nox forward follow NAME` again as a child in its own process group, with its output
+/// appended to STATE_DIR/forwards-follow.log, and returns without waiting: liblxc holds the
+/// container's start until its hook exits, and the address comes only after the start.
+fn detach_follow(state_dir: &Path, name: &str) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir_all(state_dir)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state_dir.join("forwards-follow.log"))?;
+    Command::new(std::env::current_exe()?)
+        .args(["forward", "follow", name])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()?;
     Ok(ExitCode::SUCCESS)
 }

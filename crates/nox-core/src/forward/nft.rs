@@ -145,6 +145,52 @@ pub fn apply(
     )
 }
 
+/// Points `forwards` at the guest's address in this boot, as [`apply`] does, waiting up to
+/// `within` for `address` to have one (a guest just started has none until its DHCP
+/// exchange). `check` is where the user looks when it never comes. Both backends start guests
+/// whose addresses change between boots, so both come here at every start.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_when_addressed(
+    runner: &dyn Runner,
+    instance: &str,
+    bridge: &str,
+    forwards: &[Forward],
+    within: std::time::Duration,
+    check: &str,
+    progress: &dyn crate::Progress,
+    mut address: impl FnMut() -> Option<Ipv4Addr>,
+) -> Result<()> {
+    if forwards.is_empty() {
+        return Ok(());
+    }
+    let address = match address() {
+        Some(a) => a,
+        None => {
+            progress.step(&format!(
+                "waiting for {instance}'s address for its port forwards"
+            ));
+            let got =
+                crate::wait::wait_until(within, std::time::Duration::from_millis(250), |waited| {
+                    progress.waiting("the guest's address", waited);
+                    crate::interrupt::check()?;
+                    Ok::<_, Error>(address())
+                });
+            progress.done();
+            got?.ok_or_else(|| {
+                Error::failed(
+                    format!(
+                        "{instance} has no IPv4 address after {}s, so its port forwards point nowhere",
+                        within.as_secs()
+                    ),
+                    format!("check its network ({check}), then `nox restart {instance}`"),
+                )
+            })?
+        }
+    };
+    let targets: Vec<(Forward, Ipv4Addr)> = forwards.iter().map(|f| (*f, address)).collect();
+    apply(runner, instance, bridge, &targets)
+}
+
 /// The `nft` argv that deletes `f`'s element.
 pub fn delete_argv(f: &Forward) -> Vec<String> {
     let k = key(f);
