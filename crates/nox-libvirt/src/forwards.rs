@@ -249,7 +249,15 @@ pub fn apply(
         ADDRESS_WAIT,
         &format!("`nox console {name}`"),
         progress,
-        || guest_address(dom),
+        || {
+            if !dom.is_active().unwrap_or(false) {
+                return Err(Error::failed(
+                    format!("{name} stopped before it had an address for its port forwards"),
+                    format!("see why with `nox console {name}`, then `nox start {name}`"),
+                ));
+            }
+            Ok(guest_address(dom))
+        },
     )
 }
 

@@ -61,7 +61,16 @@ pub fn apply(
         ADDRESS_WAIT,
         &format!("`nox exec {name} -- ip addr`"),
         progress,
-        || guest_address(c),
+        || {
+            // STARTING counts (the start-host hook runs then); a stopped one gets no address.
+            if c.state() == "STOPPED" {
+                return Err(Error::failed(
+                    format!("{name} stopped before it had an address for its port forwards"),
+                    format!("see why in its log, then `nox start {name}`"),
+                ));
+            }
+            Ok(guest_address(c))
+        },
     )
 }
 

@@ -147,7 +147,8 @@ pub fn apply(
 
 /// Points `forwards` at the guest's address in this boot, as [`apply`] does, waiting up to
 /// `within` for `address` to have one (a guest just started has none until its DHCP
-/// exchange). `check` is where the user looks when it never comes. Both backends start guests
+/// exchange); `address` fails to end the wait early, as when the guest has stopped. `check`
+/// is where the user looks when it never comes. Both backends start guests
 /// whose addresses change between boots, so both come here at every start.
 #[allow(clippy::too_many_arguments)]
 pub fn apply_when_addressed(
@@ -158,12 +159,12 @@ pub fn apply_when_addressed(
     within: std::time::Duration,
     check: &str,
     progress: &dyn crate::Progress,
-    mut address: impl FnMut() -> Option<Ipv4Addr>,
+    mut address: impl FnMut() -> Result<Option<Ipv4Addr>>,
 ) -> Result<()> {
     if forwards.is_empty() {
         return Ok(());
     }
-    let address = match address() {
+    let address = match address()? {
         Some(a) => a,
         None => {
             progress.step(&format!(
@@ -173,7 +174,7 @@ pub fn apply_when_addressed(
                 crate::wait::wait_until(within, std::time::Duration::from_millis(250), |waited| {
                     progress.waiting("the guest's address", waited);
                     crate::interrupt::check()?;
-                    Ok::<_, Error>(address())
+                    address()
                 });
             progress.done();
             got?.ok_or_else(|| {
