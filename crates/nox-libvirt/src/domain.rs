@@ -249,6 +249,7 @@ mod xml {
         pub serial: Serial<'a>,
         pub console: Console,
         pub rng: Rng,
+        pub memballoon: Memballoon,
     }
 
     #[derive(Serialize)]
@@ -407,6 +408,17 @@ mod xml {
         #[serde(rename = "@model")]
         pub model: &'static str,
         pub backend: RngBackend,
+    }
+
+    /// The balloon, for free page reporting: the guest hands pages it frees back to the host,
+    /// so an idle guest's memory shrinks and a template's saved state holds only what its
+    /// guest uses (QEMU saves a discarded page as a zero page, in a few bytes).
+    #[derive(Serialize)]
+    pub struct Memballoon {
+        #[serde(rename = "@model")]
+        pub model: &'static str,
+        #[serde(rename = "@freePageReporting")]
+        pub free_page_reporting: &'static str,
     }
 
     #[derive(Serialize)]
@@ -614,6 +626,10 @@ impl DomainSpec {
                         model: "random",
                         device: "/dev/urandom",
                     },
+                },
+                memballoon: xml::Memballoon {
+                    model: "virtio",
+                    free_page_reporting: "on",
                 },
             },
         };
