@@ -36,6 +36,7 @@ mod accel;
 mod access;
 pub mod agent;
 pub mod backup;
+mod clone_account;
 mod clone_xml;
 mod connection;
 mod create;

@@ -163,6 +163,48 @@ pub fn free_address(
     pick_free(start, end, &leased, u32::from_le_bytes(random))
 }
 
+/// Waits, up to `limit`, until the host's bridge forwards what the running domain's NIC sends
+/// (at once when the NIC is on no bridge, as with `user` networking). A restored clone's NIC
+/// is a new bridge port, which on an STP bridge such as libvirt's `default` network drops
+/// frames for about four seconds: a DHCP request sent then is lost, and the client asks again
+/// only seconds later.
+pub fn wait_nic_forwarding(
+    dom: &virt::domain::Domain,
+    facts: &dyn nox_core::host::HostFacts,
+    limit: std::time::Duration,
+) {
+    let Some(dev) = dom.xml_desc(0).ok().and_then(|x| nic_device(&x)) else {
+        return;
+    };
+    let _ = nox_core::wait::wait_until(limit, std::time::Duration::from_millis(20), |_| {
+        Ok::<_, std::convert::Infallible>(match facts.bridge_port_forwarding(&dev) {
+            Some(false) => None,
+            _ => Some(()),
+        })
+    });
+}
+
+/// The host device of a live domain's (first) NIC: `<interface><target dev=…/>`.
+fn nic_device(xml: &str) -> Option<String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut in_interface = false;
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(e) if e.local_name().as_ref() == b"interface" => in_interface = true,
+            Event::End(e) if e.local_name().as_ref() == b"interface" => in_interface = false,
+            Event::Empty(e) | Event::Start(e)
+                if in_interface && e.local_name().as_ref() == b"target" =>
+            {
+                let dev = e.try_get_attribute(b"dev").ok()??;
+                return Some(dev.unescape_value().ok()?.into_owned());
+            }
+            Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
 /// The first `<range start= end=>` of a libvirt network's `<dhcp>`.
 fn dhcp_range(xml: &str) -> Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)> {
     use quick_xml::events::Event;
@@ -202,6 +244,19 @@ mod tests {
     use super::*;
     use nox_core::host::Interface;
     use std::sync::Arc;
+
+    #[test]
+    fn a_live_nic_is_found_by_its_interfaces_target_only() {
+        let xml = "<domain><devices><disk><target dev='vda' bus='virtio'/></disk>\
+                   <interface type='network'><mac address='52:54:00:00:00:01'/>\
+                   <target dev='vnet7'/><model type='virtio'/></interface></devices></domain>";
+        assert_eq!(nic_device(xml).as_deref(), Some("vnet7"));
+        // A defined domain has no target yet (libvirt names the device at start).
+        assert_eq!(
+            nic_device("<domain><devices><disk><target dev='vda'/></disk></devices></domain>"),
+            None
+        );
+    }
 
     #[test]
     fn preflight_checks_what_each_network_needs() {

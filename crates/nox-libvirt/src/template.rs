@@ -36,7 +36,7 @@ use crate::save_image::SaveImage;
 use crate::{images, network, qemu_img, readiness, LibvirtBackend};
 
 /// Bumped whenever what a template holds changes: older ones are then never restored.
-const TEMPLATE_VERSION: u32 = 2;
+const TEMPLATE_VERSION: u32 = 3;
 /// Template domains are transient and named so no instance name can take it (instance names
 /// have no dots); see [`domain_name`].
 const DOMAIN_PREFIX: &str = "nox.template.";
@@ -452,34 +452,38 @@ fn build(
     })
 }
 
-/// Leaves nothing on the template's disk that clones must not share, and flushes it.
+/// Runs [`identity::PREPARE`] in the template's guest, then gives the balloon time to report
+/// the freed pages.
 fn prepare_guest(dom: &Domain, timeout: Duration) -> Result<(), Error> {
     let agent = crate::agent::GuestAgent::new(dom);
-    for argv in [
+    let out = agent.run(
         &[
-            "/usr/bin/find",
-            "/etc/ssh",
-            "-name",
-            "ssh_host_*",
-            "-delete",
-        ][..],
-        &["/bin/sync"][..],
-    ] {
-        let out = agent.run(argv, None, timeout)?;
-        if out.code != 0 {
-            return Err(Error::failed(
-                format!(
-                    "preparing the template: {} exited with {}: {}",
-                    argv[0],
-                    out.code,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-                "`nox create --cold-boot` boots without a template",
-            ));
-        }
+            "/bin/sh",
+            "-c",
+            identity::PREPARE,
+            "nox-prepare",
+            TEMPLATE_USER,
+        ],
+        None,
+        timeout,
+    )?;
+    if out.code != 0 {
+        return Err(Error::failed(
+            format!(
+                "preparing the template: exited with {}: {}",
+                out.code,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            "`nox create --cold-boot` boots without a template",
+        ));
     }
+    // The guest reports free pages about two seconds after they are freed (Linux's
+    // page_reporting delay), in batches.
+    std::thread::sleep(FREE_PAGE_REPORTING_DELAY);
     Ok(())
 }
+
+const FREE_PAGE_REPORTING_DELAY: Duration = Duration::from_secs(4);
 
 /// Saves the running template to `DIR/state.sav` (through a partial name, so a killed save
 /// is never taken for a template). libvirt then removes the transient domain.
@@ -648,12 +652,17 @@ pub fn clone(
                 _ => None,
             },
         },
+        &|| network::wait_nic_forwarding(&dom, facts, NIC_FORWARDING_LIMIT),
         timeout,
     )?;
     progress.done();
     undo.committed = true;
     Ok(())
 }
+
+/// Longer than an STP bridge's listening and learning (twice its forward delay, 4 s with
+/// libvirt's settings); a bridge set slower than this gets the DHCP client's own retries.
+const NIC_FORWARDING_LIMIT: Duration = Duration::from_secs(10);
 
 /// A clone's restore and identity must be quick; a template is given as long as a boot.
 pub const CLONE_TIMEOUT: Duration = Duration::from_secs(120);

@@ -49,6 +49,12 @@ pub trait HostFacts: Send + Sync + fmt::Debug {
     /// Total memory.
     fn memory_bytes(&self) -> Result<u64>;
 
+    /// Whether the bridge port `dev` forwards frames yet, or `None` if `dev` is no bridge's
+    /// port. A new port of a bridge running STP listens and learns first, for twice the
+    /// bridge's forward delay (Linux's minimum is two seconds each), and drops what it is sent
+    /// meanwhile.
+    fn bridge_port_forwarding(&self, dev: &str) -> Option<bool>;
+
     /// The interface called `name`, if the host has one.
     fn interface(&self, name: &str) -> Result<Option<Interface>> {
         Ok(self.interfaces()?.into_iter().find(|i| i.name == name))
@@ -184,6 +190,15 @@ impl HostFacts for LocalHost {
         nix::sys::sysinfo::sysinfo()
             .map(|i| i.ram_total())
             .map_err(|e| Error::io("reading host memory", e.into()))
+    }
+
+    fn bridge_port_forwarding(&self, dev: &str) -> Option<bool> {
+        if dev.contains('/') || dev.starts_with('.') {
+            return None;
+        }
+        let state = std::fs::read_to_string(format!("{SYS_NET}/{dev}/brport/state")).ok()?;
+        // Linux's BR_STATE_FORWARDING.
+        Some(state.trim() == "3")
     }
 }
 

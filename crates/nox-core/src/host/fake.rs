@@ -72,6 +72,9 @@ impl HostFacts for FakeHost {
     fn memory_bytes(&self) -> Result<u64> {
         Ok(self.memory_bytes)
     }
+    fn bridge_port_forwarding(&self, _: &str) -> Option<bool> {
+        None
+    }
 }
 
 /// What the fake answers for a program whose argv starts with `prefix`.
