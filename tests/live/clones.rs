@@ -55,6 +55,11 @@ fn template_of(name: &str) -> (PathBuf, Value) {
     (dir, serde_json::from_slice(&note).unwrap())
 }
 
+/// Succeeds when no account file names the template's placeholder and its home is gone.
+const NO_PLACEHOLDER: &str = "! grep -q noxtemplate /etc/passwd /etc/shadow /etc/group \
+    /etc/gshadow /etc/subuid /etc/subgid /etc/sudoers.d/90-cloud-init-users \
+    && [ ! -e /home/noxtemplate ]";
+
 /// Everything that must be a clone's own, read from inside it and from libvirt.
 fn identity(fx: &Fixture, cfg: &Path, name: &str) -> BTreeMap<&'static str, String> {
     let xml = domain_xml(name);
@@ -155,11 +160,37 @@ fn two_clones_of_one_template_are_each_their_own_machine() {
         // domain's UUID, as for a VM booted cold.
         assert!(domain_xml(name).contains(&format!("<mac address='{}'/>", id["mac"])));
         assert_eq!(id["instance-id"], id["uuid"]);
-        // The template's account is gone, the user is in sudo, no password.
+        // The template's account became the user's: renamed in every account file, its home
+        // moved, the keys file the user's own; in sudo, with no password.
         let users = read(&fx, &cfg, name, &["getent", "passwd"]);
         assert!(!users.contains("noxtemplate"), "{users}");
+        assert!(
+            users.contains("\nnox:x:1000:1000::/home/nox:/bin/bash"),
+            "{users}"
+        );
+        assert!(exec(&fx, &cfg, name, &["sh", "-c", NO_PLACEHOLDER])
+            .status
+            .success());
         let groups = read(&fx, &cfg, name, &["id", "-nG", "nox"]);
         assert!(groups.split_whitespace().any(|g| g == "sudo"), "{groups}");
+        let keys = read(
+            &fx,
+            &cfg,
+            name,
+            &[
+                "stat",
+                "-c",
+                "%U:%G %a",
+                "/home/nox/.ssh",
+                "/home/nox/.ssh/authorized_keys",
+            ],
+        );
+        assert_eq!(keys, "nox:nox 700\nnox:nox 600");
+        let shadow = read(&fx, &cfg, name, &["stat", "-c", "%U:%G %a", "/etc/shadow"]);
+        assert_eq!(shadow, "root:shadow 640");
+        let hosts = read(&fx, &cfg, name, &["cat", "/etc/hosts"]);
+        assert!(hosts.contains(&format!("\n127.0.1.1 {name}")), "{hosts}");
+        assert!(!hosts.contains("nox-template"), "{hosts}");
         // The kernel has the generation ID device the reseed goes through.
         let vmgenid = read(&fx, &cfg, name, &["ls", "/sys/bus/acpi/devices"]);
         assert!(vmgenid.contains("QEMUVGID"), "{vmgenid}");
@@ -202,10 +233,38 @@ fn two_clones_of_one_template_are_each_their_own_machine() {
         .output()
         .unwrap());
     assert!(tdir.join("state.sav").is_file() && tdir.join("disk.qcow2").is_file());
+    // Its user is one the image already has (a system account, which is all this image has):
+    // that account is kept as it is, joins sudo and gets the keys, and the placeholder goes.
     let c = fx.unique_name("cc");
-    create(&fx, &cfg, &c, None, USER_SHAPE);
+    create(
+        &fx,
+        &cfg,
+        &c,
+        None,
+        &[USER_SHAPE, &["--user", "games"]].concat(),
+    );
     assert_eq!(template_of(&c).1["key"], note["key"]);
     assert_eq!(read(&fx, &cfg, &c, &["hostname"]), c);
+    assert_eq!(
+        read(&fx, &cfg, &c, &["getent", "passwd", "games"]),
+        "games:x:5:60:games:/usr/games:/usr/sbin/nologin"
+    );
+    let groups = read(&fx, &cfg, &c, &["id", "-nG", "games"]);
+    assert!(groups.split_whitespace().any(|g| g == "sudo"), "{groups}");
+    assert!(exec(&fx, &cfg, &c, &["sh", "-c", NO_PLACEHOLDER])
+        .status
+        .success());
+    let keys = read(
+        &fx,
+        &cfg,
+        &c,
+        &["stat", "-c", "%U %a", "/usr/games/.ssh/authorized_keys"],
+    );
+    assert_eq!(keys, "games 600");
+    assert_eq!(
+        read(&fx, &cfg, &c, &["cat", "/usr/games/.ssh/authorized_keys"]),
+        ia["authorized keys"]
+    );
     // A clone's disk is an overlay on the template's, and starts nearly empty.
     let disk = fx.dir.join("vm/instances").join(&c).join("disk.qcow2");
     let used = std::fs::metadata(&disk).unwrap();
