@@ -72,6 +72,10 @@ fn identity(fx: &Fixture, cfg: &Path, name: &str) -> BTreeMap<&'static str, Stri
         "host key",
         read(fx, cfg, name, &["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]),
     );
+    id.insert(
+        "boot_id",
+        read(fx, cfg, name, &["cat", "/proc/sys/kernel/random/boot_id"]),
+    );
     id.insert("hostname", read(fx, cfg, name, &["hostname"]));
     id.insert(
         "authorized keys",

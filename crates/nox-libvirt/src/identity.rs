@@ -33,7 +33,7 @@ pub const TEMPLATE_USER: &str = "noxtemplate";
 /// instance-id, `$5` the host's clock (seconds.nanoseconds since the epoch), `$6` the user's
 /// home, `$7` the placeholder's home to move there (or empty), `$8` `yes` if the user's account
 /// already existed, `$9` the template's MAC; then the clone's MAC, a free address to ask the
-/// DHCP server for first (or empty), and the line counts of what arrives on stdin, in order:
+/// DHCP server for first (or empty), its boot_id, and the line counts of what arrives on stdin, in order:
 /// the host key, its public half, host randomness (hex) and `authorized_keys`; last, PATH
 /// COUNT pairs for the files written back whole (the account files, /etc/hosts), in stdin's
 /// order too.
@@ -41,14 +41,14 @@ pub const TEMPLATE_USER: &str = "noxtemplate";
 /// Every program the script starts costs 0.02 to 0.3 s on an emulated vCPU, so it starts
 /// few: files are written with the shell's own redirections, stdin is read with its `read`,
 /// and the account files come edited from the host (clone_account.rs) instead of through
-/// `userdel` and `useradd`. On the usual path it starts `date`, `mv` (twice), `ln` and
-/// `systemctl`, and `grep`, `tr` and `ip` for the NIC; [`NETWORK`] then asks for a lease.
+/// `userdel` and `useradd`. On the usual path it starts `date`, `mount`, `mv` (twice), `ln`
+/// and `systemctl`, and `grep`, `tr` and `ip` for the NIC; [`NETWORK`] then asks for a lease.
 const SCRIPT: &str = r#"set -eu
 hostname=$1 user=$2 machine_id=$3 instance_id=$4 now=$5 home=$6 old_home=$7 existing=$8
 old_mac=$9
 shift 9
-new_mac=$1 want=$2 key_lines=$3 pub_lines=$4 random_lines=$5 keys_lines=$6
-shift 6
+new_mac=$1 want=$2 boot_id=$3 key_lines=$4 pub_lines=$5 random_lines=$6 keys_lines=$7
+shift 7
 
 # Reads the next $1 lines of stdin into $text. Files are then written whole with one printf:
 # an account file is never seen half-written by a program reading it meanwhile.
@@ -79,6 +79,11 @@ printf '%s\n' "$machine_id" > /etc/machine-id
 if [ -f /var/lib/dbus/machine-id ] && [ ! -L /var/lib/dbus/machine-id ]; then
     printf '%s\n' "$machine_id" > /var/lib/dbus/machine-id
 fi
+# systemd's boot_id: Linux makes one per boot and keeps it read-only, and the clone's kernel
+# booted as the template. As LXC and Incus do for containers, a file of the clone's own is
+# mounted over it, before journald is restarted and reads it; the next boot makes a real one.
+printf '%s\n' "$boot_id" > /run/nox-boot-id
+mount -o bind,ro /run/nox-boot-id /proc/sys/kernel/random/boot_id
 
 # The account files, edited on the host, and /etc/hosts, before any service restarts and
 # reads them. Redirection keeps each file's owner and mode (/etc/shadow stays root:shadow 0640).
@@ -289,6 +294,7 @@ pub fn apply(
     let mut machine_id = [0u8; 16];
     facts.fill_random(&mut machine_id)?;
     let machine_id = hex::encode(machine_id);
+    let boot_id = facts.random_uuid()?;
     // Written to /dev/urandom as text: the pool mixes in every byte, and the shell reads
     // only text.
     let mut random = vec![0u8; 512];
@@ -331,6 +337,7 @@ pub fn apply(
         id.template_mac,
         id.mac,
         &want,
+        &boot_id,
     ];
     argv.extend(counts[..4].iter().map(String::as_str));
     for (f, n) in files.iter().zip(&counts[4..]) {
