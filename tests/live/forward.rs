@@ -386,6 +386,35 @@ fn nat_network_vm_forward_works_at_once_and_after_restart() {
     serve_http(&fx, &cfg, &name, 8000);
     reaches(host_port, &name, Duration::from_secs(60));
 
+    // A start without nox (libvirt's autostart at boot) gets the forward from nox's libvirt
+    // hook, there while the forward is. libvirt looks for hooks when its daemon starts, which
+    // this run must not do to the other tests' VMs: the test runs the hook as libvirt would at
+    // the domain's `started` event, with its XML on stdin, after taking the element away as
+    // such a start finds it.
+    let hook = Path::new("/etc/libvirt/hooks/qemu.d/nox-forwards");
+    let mode = std::fs::metadata(hook).expect("no libvirt hook").permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o755);
+    let nft_delete = std::process::Command::new("nft")
+        .args(["delete", "element", "ip", "nox", "tcp_local"])
+        .args(["{", &format!("127.0.0.1 . {host_port}"), "}"])
+        .status()
+        .unwrap();
+    assert!(nft_delete.success() && nft("gone"));
+    let xml = std::process::Command::new("virsh")
+        .args(["-c", "qemu:///system", "dumpxml", &name])
+        .output()
+        .unwrap();
+    assert!(xml.status.success());
+    let mut libvirt = std::process::Command::new(hook)
+        .args([name.as_str(), "started", "begin", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut libvirt.stdin.take().unwrap(), &xml.stdout).unwrap();
+    // It returns at once; the forward follows shortly after.
+    assert!(libvirt.wait().unwrap().success());
+    reaches(host_port, &name, Duration::from_secs(60));
+
     // rm: nothing answers any more, at once.
     ok(nox(
         &fx,
@@ -395,10 +424,13 @@ fn nat_network_vm_forward_works_at_once_and_after_restart() {
     let err = get(host_port).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
     assert!(forwards_in_status(&fx, &cfg, &name).is_empty());
+    // The hook went with the last forward (no other test adds a VM forward meanwhile).
+    assert!(!hook.exists(), "the libvirt hook outlived the last forward");
 
-    // delete removes a forward's element too.
+    // delete removes a forward's element too, and the hook.
     ok(nox(&fx, &cfg, &["forward", "add", &name, &spec]));
-    assert!(nft("there"));
+    assert!(nft("there") && hook.exists());
     ok(nox(&fx, &cfg, &["delete", "--force", &name]));
     assert!(nft("gone"), "a deleted VM's DNAT element is still there");
+    assert!(!hook.exists(), "the libvirt hook outlived the last forward's VM");
 }

@@ -14,11 +14,17 @@
 //!   On a libvirt network only loopback host addresses are taken: libvirt's own firewall
 //!   (`LIBVIRT_FWI`) rejects connections from other hosts to its guests, and nox does not
 //!   edit another program's rules.
+//!   A VM started without nox (libvirt's autostart at boot, `virsh start`) gets them from a
+//!   libvirt hook (`/etc/libvirt/hooks/qemu.d/nox-forwards`), present while any VM has such a
+//!   forward, which runs `nox forward follow` at the domain's `started` event. libvirt looks
+//!   for hooks when its daemon starts, so it takes effect from the next start of libvirtd:
+//!   a host reboot, which is when autostart starts VMs.
 //! - **macvtap** is refused: the host cannot reach a macvtap guest at all.
 //!
 //! Every forward is also in nox's record, which `list` and `status --json` show.
 
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nox_core::forward::{nft, Forward, ForwardKey};
@@ -145,6 +151,7 @@ pub fn add(
             libvirt_network,
         } => {
             reachable(name, libvirt_network.as_deref(), &forward)?;
+            sync_hook(b, &conn, true)?;
             if !dom.is_active().unwrap_or(false) {
                 save_forwards(&dom, &mut rec, forwards)?;
                 return Ok(Some(format!(
@@ -189,6 +196,7 @@ pub fn remove(
         Mechanism::Dnat { .. } => {
             nft::remove(&*b.host.runner, name.as_str(), &gone)?;
             save_forwards(&dom, &mut rec, kept)?;
+            unhook(b, &conn);
             Ok((gone, None))
         }
     }
@@ -283,9 +291,137 @@ pub fn withdraw(b: &LibvirtBackend, rec: &VmRecord) -> Result<(), Error> {
     nft::remove(&*b.host.runner, rec.spec.name.as_str(), &rec.forwards)
 }
 
+/// libvirt's directory of hooks for QEMU domains: each executable file in it runs at every
+/// domain event, with the domain's name and the event as arguments and its XML on stdin.
+const HOOK_DIR: &str = "/etc/libvirt/hooks/qemu.d";
+const HOOK_FILE: &str = "nox-forwards";
+
+/// The hook: at a nox domain's `started` event, `nox forward follow --detach NAME`, which
+/// returns at once (libvirt holds the domain's start until its hooks exit, and the address
+/// comes later) and leaves a child that applies the forwards once the guest has one.
+fn hook_script(nox: &Path, config: Option<&Path>) -> Result<String, Error> {
+    let quote = |p: &Path| nox_core::spec::sh_quote(&p.to_string_lossy());
+    let env = match config {
+        Some(c) => format!("{}={} ", nox_core::config::ENV_CONFIG, quote(c)?),
+        None => String::new(),
+    };
+    Ok(format!(
+        "#!/bin/sh
+# Written by nox while a VM on a libvirt network or bridge has a port forward (`nox forward`),
+# removed with the last one: a VM started without nox (libvirt's autostart at boot) gets its
+# forwards at this boot's address.
+# The domain's XML, read whole (libvirt writes all of it) with the shell's own `read`: nox's
+# domains carry its record in their metadata.
+ours=
+while IFS= read -r line || [ -n \"$line\" ]; do
+    case $line in *'{ns}'*) ours=yes ;; esac
+done
+[ \"$2\" = started ] && [ -n \"$ours\" ] || exit 0
+exec env {env}{nox} forward follow --detach \"$1\" < /dev/null > /dev/null 2>&1
+",
+        ns = crate::domain::METADATA_NS,
+        nox = quote(nox)?,
+    ))
+}
+
+/// Puts the hook in place while any nox VM on this host has a DNAT forward (or `adding` one),
+/// and removes it when none has. Nothing for a remote libvirt, whose hooks are not this host's.
+pub fn sync_hook(b: &LibvirtBackend, conn: &Connect, adding: bool) -> Result<(), Error> {
+    if !b.config.vm.uri.starts_with("qemu:///") {
+        return Ok(());
+    }
+    let needed = adding
+        || crate::list::records(conn).iter().any(|(_, r)| {
+        !r.forwards.is_empty()
+                && matches!(r.spec.network, NetworkSpec::Default | NetworkSpec::Bridge(_))
+        });
+    let path = Path::new(HOOK_DIR).join(HOOK_FILE);
+    if !needed {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io(format!("removing {}", path.display()), e))
+            }
+            _ => Ok(()),
+        };
+    }
+    let nox = std::env::current_exe().map_err(|e| Error::io("finding nox's own path", e))?;
+    let config = std::env::var_os(nox_core::config::ENV_CONFIG).map(PathBuf::from);
+    let script = hook_script(&nox, config.as_deref())?;
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(script.as_str()) {
+        return Ok(());
+    }
+    let write = || -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(HOOK_DIR)?;
+        let tmp = path.with_extension("nox-tmp");
+        std::fs::write(&tmp, &script)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// [`sync_hook`] after a forward went: a hook left behind only runs `nox forward follow`,
+/// which finds nothing to do, so a failure is logged, not raised.
+pub fn unhook(b: &LibvirtBackend, conn: &Connect) {
+    if let Err(e) = sync_hook(b, conn, false) {
+        tracing::warn!(error = %e, "removing nox's libvirt hook");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hook as libvirt runs it, with a stand-in nox that notes how it was called.
+    #[test]
+    fn the_hook_follows_nox_domains_at_started_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let calls = dir.path().join("calls");
+        let nox = dir.path().join("it's nox");
+        std::fs::write(
+            &nox,
+            format!(
+                "#!/bin/sh\nprintf '%s|%s\\n' \"$NOX_CONFIG\" \"$*\" >> '{}'\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&nox, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = Path::new("/etc/nox/a 'b'.toml");
+        let hook = dir.path().join("hook");
+        std::fs::write(&hook, hook_script(&nox, Some(config)).unwrap()).unwrap();
+        let run = |event: &str, xml: &str| {
+            use std::io::Write;
+            let mut child = std::process::Command::new("/bin/sh")
+                .arg(&hook)
+                .args(["web-1", event, "begin", "-"])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            // The hook reads all of it, for every event: no broken pipe for libvirt.
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(xml.as_bytes())
+                .unwrap();
+            assert!(child.wait().unwrap().success());
+        };
+        let ours = format!(
+            "<domain><metadata><nox:instance xmlns:nox=\"{}\">{{}}</nox:instance></metadata></domain>",
+            crate::domain::METADATA_NS
+        );
+        run("prepare", &ours);
+        run("started", "<domain><name>someone-elses</name></domain>");
+        assert!(!calls.exists(), "the hook ran nox for another event or domain");
+        run("started", &ours);
+        assert_eq!(
+            std::fs::read_to_string(&calls).unwrap(),
+            "/etc/nox/a 'b'.toml|forward follow --detach web-1\n"
+        );
+    }
 
     #[test]
     fn a_libvirt_network_takes_loopback_forwards_only_and_a_bridge_any() {

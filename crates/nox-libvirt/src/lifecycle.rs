@@ -85,6 +85,9 @@ pub fn delete(b: &LibvirtBackend, name: &InstanceName, force: bool) -> Result<()
     forwards::withdraw(b, &rec)?;
     remove_domain(&conn, name.as_str())?;
     nox_core::fault::point("vm.delete.undefined");
+    if !rec.forwards.is_empty() {
+        forwards::unhook(b, &conn);
+    }
     if matches!(rec.spec.network, NetworkSpec::Macvtap(_)) {
         network::remove_macvtap_for(&b.host, &rec.mac);
     }
