@@ -392,8 +392,13 @@ fn nat_network_vm_forward_works_at_once_and_after_restart() {
     // the domain's `started` event, with its XML on stdin, after taking the element away as
     // such a start finds it.
     let hook = Path::new("/etc/libvirt/hooks/qemu.d/nox-forwards");
-    let mode = std::fs::metadata(hook).expect("no libvirt hook").permissions();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o755);
+    let mode = std::fs::metadata(hook)
+        .expect("no libvirt hook")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o755
+    );
     let nft_delete = std::process::Command::new("nft")
         .args(["delete", "element", "ip", "nox", "tcp_local"])
         .args(["{", &format!("127.0.0.1 . {host_port}"), "}"])
@@ -432,5 +437,8 @@ fn nat_network_vm_forward_works_at_once_and_after_restart() {
     assert!(nft("there") && hook.exists());
     ok(nox(&fx, &cfg, &["delete", "--force", &name]));
     assert!(nft("gone"), "a deleted VM's DNAT element is still there");
-    assert!(!hook.exists(), "the libvirt hook outlived the last forward's VM");
+    assert!(
+        !hook.exists(),
+        "the libvirt hook outlived the last forward's VM"
+    );
 }

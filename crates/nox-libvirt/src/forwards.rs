@@ -332,8 +332,11 @@ pub fn sync_hook(b: &LibvirtBackend, conn: &Connect, adding: bool) -> Result<(),
     }
     let needed = adding
         || crate::list::records(conn).iter().any(|(_, r)| {
-        !r.forwards.is_empty()
-                && matches!(r.spec.network, NetworkSpec::Default | NetworkSpec::Bridge(_))
+            !r.forwards.is_empty()
+                && matches!(
+                    r.spec.network,
+                    NetworkSpec::Default | NetworkSpec::Bridge(_)
+                )
         });
     let path = Path::new(HOOK_DIR).join(HOOK_FILE);
     if !needed {
@@ -415,7 +418,10 @@ mod tests {
         );
         run("prepare", &ours);
         run("started", "<domain><name>someone-elses</name></domain>");
-        assert!(!calls.exists(), "the hook ran nox for another event or domain");
+        assert!(
+            !calls.exists(),
+            "the hook ran nox for another event or domain"
+        );
         run("started", &ours);
         assert_eq!(
             std::fs::read_to_string(&calls).unwrap(),

@@ -52,19 +52,42 @@ pub fn discard(lxcpath: &Path, container: &InstanceName, tree: &Path) -> Result<
     }
 }
 
-/// Starts removing whatever is in the trash: removals a shutdown cut short. A removal still
-/// running is harmless to repeat (`rm -f` skips what the other already unlinked).
+/// Starts removing what is left in the trash: removals a shutdown or a kill cut short. An
+/// entry changed within [`BUSY`] is skipped: the removal that was started for it is most
+/// likely still unlinking its files (which changes it), and a second `rm` on the same tree
+/// only doubles the load on the disk while nox's own copy runs.
 pub fn sweep(lxcpath: &Path) {
+    sweep_quiet_for(lxcpath, BUSY)
+}
+
+fn sweep_quiet_for(lxcpath: &Path, busy: std::time::Duration) {
     let Ok(entries) = std::fs::read_dir(dir(lxcpath)) else {
         return;
     };
+    let now = std::time::SystemTime::now();
     let paths: Vec<OsString> = entries
         .flatten()
+        .filter(|e| !changed_within(&e.path(), now, busy))
         .map(|e| e.path().into_os_string())
         .collect();
     if !paths.is_empty() {
         remove_in_background(paths);
     }
+}
+
+/// How recently an entry must have changed for [`sweep`] to leave it to its own removal.
+const BUSY: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Whether `path` was renamed into the trash, or had an entry removed, within `busy` of `now`
+/// (a rename and an unlink both set the directory's ctime).
+fn changed_within(path: &Path, now: std::time::SystemTime, busy: std::time::Duration) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    let changed =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(meta.ctime().max(0) as u64);
+    now.duration_since(changed).is_ok_and(|age| age < busy)
 }
 
 /// `rm -rf --one-file-system -- PATHS`, detached: its own process group (a Ctrl+C that ends
@@ -126,7 +149,12 @@ mod tests {
         let lxcpath = tempfile::tempdir().unwrap();
         let left = dir(lxcpath.path()).join("web-1-1");
         std::fs::create_dir_all(left.join("x")).unwrap();
+        // Just changed: its own removal is taken to be running still, and left to it.
         sweep(lxcpath.path());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(left.exists(), "a sweep doubled a removal still under way");
+        // Quiet for long enough: a removal that was cut short.
+        sweep_quiet_for(lxcpath.path(), std::time::Duration::ZERO);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while left.exists() {
             assert!(
