@@ -76,6 +76,7 @@ fn container(b: &Bench) -> Result<()> {
     let (mut nox, mut plain) = (Vec::new(), Vec::new());
     for i in 0..RUNS {
         let _ = std::fs::remove_dir_all(&scratch);
+        settle(&upper)?;
         let t = Instant::now();
         run_ok(
             Command::new("cp")
@@ -84,6 +85,7 @@ fn container(b: &Bench) -> Result<()> {
                 .arg(&scratch),
         )?;
         plain.push(t.elapsed().as_secs_f64());
+        settle(&upper)?;
         let t = Instant::now();
         b.nox_ok(&["snapshot", CT, &format!("s{i}")])?;
         nox.push(t.elapsed().as_secs_f64());
@@ -98,14 +100,17 @@ fn container(b: &Bench) -> Result<()> {
     let (mut nox, mut plain) = (Vec::new(), Vec::new());
     for i in 0..RUNS {
         let _ = std::fs::remove_dir_all(&scratch);
+        let source = dir.join(format!("nox-snapshots/s{i}/delta"));
+        settle(&source)?;
         let t = Instant::now();
         run_ok(
             Command::new("cp")
                 .args(["-a", "--reflink=auto", "--no-target-directory"])
-                .arg(dir.join(format!("nox-snapshots/s{i}/delta")))
+                .arg(&source)
                 .arg(&scratch),
         )?;
         plain.push(t.elapsed().as_secs_f64());
+        settle(&source)?;
         let t = Instant::now();
         b.nox_ok(&["snapshot", "restore", CT, &format!("s{i}")])?;
         nox.push(t.elapsed().as_secs_f64());
@@ -120,6 +125,25 @@ fn container(b: &Bench) -> Result<()> {
     ratio("ratio nox / cp -a", n, p);
     b.delete(&[CT.to_string()]);
     Ok(())
+}
+
+/// Waits until the previous restore's background removal of the layer it replaced is over
+/// (nox's trash is empty), then reads `source` whole: each timed copy, nox's or the baseline's,
+/// starts beside no other removal, with its source in the page cache. (Not `sync`: this host
+/// reclaims clean page cache within seconds, so a sync would have one side read from disk.)
+fn settle(source: &std::path::Path) -> Result<()> {
+    let trash = std::path::Path::new(ROOT).join("lxc/.nox-trash");
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_dir(&trash).is_ok_and(|mut d| d.next().is_some()) {
+        anyhow::ensure!(Instant::now() < deadline, "nox's trash was not emptied in 2 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    run_ok(
+        Command::new("find")
+            .arg(source)
+            .args(["-type", "f", "-exec", "cat", "{}", "+"])
+            .stdout(std::process::Stdio::null()),
+    )
 }
 
 fn vm(b: &Bench) -> Result<()> {
