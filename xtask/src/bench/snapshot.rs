@@ -135,7 +135,10 @@ fn settle(source: &std::path::Path) -> Result<()> {
     let trash = std::path::Path::new(ROOT).join("lxc/.nox-trash");
     let deadline = Instant::now() + std::time::Duration::from_secs(120);
     while std::fs::read_dir(&trash).is_ok_and(|mut d| d.next().is_some()) {
-        anyhow::ensure!(Instant::now() < deadline, "nox's trash was not emptied in 2 minutes");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "nox's trash was not emptied in 2 minutes"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     run_ok(
