@@ -356,8 +356,10 @@ pub fn sync_hook(b: &LibvirtBackend, conn: &Connect, adding: bool) -> Result<(),
     let write = || -> std::io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(HOOK_DIR)?;
-        // A name of this process's own: two nox commands may write the hook at once.
-        let tmp = path.with_extension(format!("nox-tmp-{}", std::process::id()));
+        // Beside qemu.d, not in it (libvirt runs every executable file there), and named for
+        // this process: two nox commands may write the hook at once.
+        let tmp =
+            Path::new(HOOK_DIR).with_file_name(format!(".{HOOK_FILE}.tmp-{}", std::process::id()));
         std::fs::write(&tmp, &script)?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
         std::fs::rename(&tmp, &path)
