@@ -239,6 +239,28 @@ impl<'d> GuestAgent<'d> {
         Ok((bytes, r.eof))
     }
 
+    /// A whole small guest file, or `None` if it does not exist (yet). The handle is closed
+    /// however the reading ends.
+    pub fn read_small(&self, path: &str) -> Result<Option<Vec<u8>>, AgentError> {
+        let Some(handle) = self.file_open(path)? else {
+            return Ok(None);
+        };
+        let mut data = Vec::new();
+        let read = loop {
+            match self.file_read(handle, 64 * 1024) {
+                Ok((bytes, eof)) => {
+                    data.extend_from_slice(&bytes);
+                    if eof || bytes.is_empty() {
+                        break Ok(());
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.file_close(handle);
+        read.map(|_| Some(data))
+    }
+
     pub fn file_close(&self, handle: i64) {
         let _ = self.call::<serde_json::Value>(
             json!({"execute": "guest-file-close", "arguments": {"handle": handle}}),

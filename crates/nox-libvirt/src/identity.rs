@@ -276,20 +276,22 @@ pub fn apply(
     // call (which libvirt precedes with a sync) fails plainly if it is not.
 
     // The files edited here rather than by programs in the guest, read as they are.
-    let mut files = Vec::new();
-    for path in clone_account::FILES.iter().chain([&HOSTS]) {
+    let mut accounts = Vec::new();
+    for path in clone_account::FILES {
         if let Some(text) = read_text(&agent, path).map_err(|e| fail(path, &e))? {
-            files.push(AccountFile { path, text });
+            accounts.push(AccountFile { path, text });
         }
     }
-    let (mut files, hosts): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| f.path != HOSTS);
-    let handover = clone_account::hand_over(&files, TEMPLATE_USER, id.user)
+    let hosts = read_text(&agent, HOSTS).map_err(|e| fail(HOSTS, &e))?;
+    let handover = clone_account::hand_over(&accounts, TEMPLATE_USER, id.user)
         .map_err(|e| fail("the template's account", &e))?;
-    files = handover.files;
-    files.extend(hosts.into_iter().map(|h| AccountFile {
-        path: HOSTS,
-        text: hosts_for(&h.text, id.hostname),
-    }));
+    let mut files = handover.files;
+    if let Some(hosts) = hosts {
+        files.push(AccountFile {
+            path: HOSTS,
+            text: hosts_for(&hosts, id.hostname),
+        });
+    }
 
     let mut machine_id = [0u8; 16];
     facts.fill_random(&mut machine_id)?;
@@ -385,29 +387,15 @@ const SCRIPT_POLL: Duration = Duration::from_millis(50);
 
 const HOSTS: &str = "/etc/hosts";
 
-/// A small text file of the guest, or `None` if it does not exist. Each line ends in a
-/// newline, as the script writes them back.
+/// A small text file of the guest, or `None` if it does not exist.
 fn read_text(agent: &GuestAgent<'_>, path: &str) -> Result<Option<String>, AgentError> {
-    let Some(handle) = agent.file_open(path)? else {
-        return Ok(None);
-    };
-    let mut bytes = Vec::new();
-    let read = loop {
-        match agent.file_read(handle, 64 * 1024) {
-            Ok((chunk, eof)) => {
-                bytes.extend_from_slice(&chunk);
-                if eof || chunk.is_empty() {
-                    break Ok(());
-                }
-            }
-            Err(e) => break Err(e),
-        }
-    };
-    agent.file_close(handle);
-    read?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| AgentError::Protocol(format!("{path} is not UTF-8 text")))?;
-    Ok(Some(as_lines(&text)))
+    agent
+        .read_small(path)?
+        .map(|bytes| {
+            String::from_utf8(bytes)
+                .map_err(|_| AgentError::Protocol(format!("{path} is not UTF-8 text")))
+        })
+        .transpose()
 }
 
 /// /etc/hosts naming `hostname` at 127.0.1.1, as Debian's installer and cloud-init write it,

@@ -38,7 +38,7 @@ pub fn wait(
     // cheaper and quicker than `cloud-init status --wait`, which starts Python and polls at 250 ms.
     let left = timeout.saturating_sub(start.elapsed());
     let result = wait_until(left, POLL, |_| {
-        if let Some(result) = read_file(&agent, RESULT_JSON)? {
+        if let Some(result) = agent.read_small(RESULT_JSON)? {
             return Ok(Some(result));
         }
         progress.waiting("cloud-init", start.elapsed());
@@ -69,20 +69,3 @@ fn still_running(dom: &Domain, name: &str) -> Result<(), Error> {
 }
 
 const RESULT_JSON: &str = "/run/cloud-init/result.json";
-
-/// A whole (small) guest file, or `None` if it does not exist yet.
-fn read_file(agent: &GuestAgent<'_>, path: &str) -> Result<Option<Vec<u8>>, Error> {
-    let Some(h) = agent.file_open(path)? else {
-        return Ok(None);
-    };
-    let mut data = Vec::new();
-    loop {
-        let (bytes, eof) = agent.file_read(h, 1 << 16)?;
-        data.extend_from_slice(&bytes);
-        if eof || bytes.is_empty() {
-            break;
-        }
-    }
-    agent.file_close(h);
-    Ok(Some(data))
-}

@@ -193,7 +193,7 @@ impl HostFacts for LocalHost {
     }
 
     fn bridge_port_forwarding(&self, dev: &str) -> Option<bool> {
-        if dev.contains('/') || dev.starts_with('.') {
+        if !crate::instance::is_interface_name(dev) {
             return None;
         }
         let state = std::fs::read_to_string(format!("{SYS_NET}/{dev}/brport/state")).ok()?;
