@@ -286,12 +286,11 @@ pub fn apply(
     let handover = clone_account::hand_over(&accounts, TEMPLATE_USER, id.user)
         .map_err(|e| fail("the template's account", &e))?;
     let mut files = handover.files;
-    if let Some(hosts) = hosts {
-        files.push(AccountFile {
-            path: HOSTS,
-            text: hosts_for(&hosts, id.hostname),
-        });
-    }
+    // An image without /etc/hosts gets one naming the clone, as the script always wrote it.
+    files.push(AccountFile {
+        path: HOSTS,
+        text: hosts_for(hosts.as_deref().unwrap_or(""), id.hostname),
+    });
 
     let mut machine_id = [0u8; 16];
     facts.fill_random(&mut machine_id)?;
